@@ -312,7 +312,6 @@ export const Phase = t.readonly(
     every: posInt,
     /** Restrict to iterations whose batch comes from this dataset (joint training); null: all. */
     dataset: t.union([t.string, t.null]),
-    random: t.readonlyArray(RandomSource),
     loss: t.readonlyArray(WeightedTerm),
     /** Networks whose optimizers step after this phase's backward pass. */
     updates: t.readonlyArray(t.string),
@@ -362,6 +361,8 @@ export const Training = t.readonly(
     seed: t.number,
     /** Datasets a batch may come from; with several, iterations alternate among them in order. */
     datasets: t.readonlyArray(Dataset),
+    /** Random sources, drawn once per iteration and shared by name across its phases. */
+    random: t.readonlyArray(RandomSource),
     phases: t.readonlyArray(Phase),
     optimizers: t.readonlyArray(Optimizer),
     ema: t.readonlyArray(Ema),

@@ -1,0 +1,51 @@
+/** Graph walking shared by interpreters (no interpreter imports another). */
+import type { Network, Node, Ref } from './ir.ts';
+
+/** The nodes a node reads, in argument order. */
+export const refsOf = (n: Node): readonly Ref[] => {
+  switch (n.op) {
+    case 'input':
+      return [];
+    case 'adain':
+      return [n.input, n.style];
+    case 'concatLabel':
+      return [n.input, n.label];
+    case 'select':
+      return [n.input, n.index];
+    case 'add':
+    case 'stack':
+      return n.inputs;
+    default:
+      return [n.input];
+  }
+};
+
+/** Which nodes some output depends on; the others exist only for their parameters. */
+export const reachable = (net: Network): readonly boolean[] => {
+  const live = net.nodes.map(() => false);
+  const work = net.outputs.map((o) => o.ref);
+  while (work.length > 0) {
+    const r = work.pop()!;
+    if (live[r] || net.nodes[r] === undefined) continue;
+    live[r] = true;
+    work.push(...refsOf(net.nodes[r]!));
+  }
+  return live;
+};
+
+/** How many nodes read each node's value (for freeing intermediates early). */
+export const consumerCounts = (net: Network): readonly number[] => {
+  const counts = net.nodes.map(() => 0);
+  const live = reachable(net);
+  net.nodes.forEach((n, i) => {
+    if (live[i]) refsOf(n).forEach((r) => (counts[r] = (counts[r] ?? 0) + 1));
+  });
+  net.outputs.forEach((o) => (counts[o.ref] = (counts[o.ref] ?? 0) + 1));
+  return counts;
+};
+
+export const inputsOf = (net: Network): ReadonlyArray<Extract<Node, { op: 'input' }>> =>
+  net.nodes.filter((n): n is Extract<Node, { op: 'input' }> => n.op === 'input');
+
+export const findNetwork = (nets: readonly Network[], name: string): Network | undefined =>
+  nets.find((n) => n.name === name);

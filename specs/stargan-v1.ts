@@ -1,0 +1,314 @@
+/**
+ * StarGAN (Choi et al., CVPR 2018), as the official code (yunjey/stargan) builds and trains it.
+ * Parameter paths equal the official state_dict names (nn.Sequential indices count activations).
+ */
+import { pipe } from 'fp-ts/lib/function.js';
+import { v1ResidualBlock } from '../dsl/blocks.ts';
+import {
+  concatLabel,
+  conv2d,
+  convTranspose2d,
+  flatten,
+  input,
+  instanceNorm,
+  leakyRelu,
+  network,
+  relu,
+  tanh,
+  type Sym,
+} from '../dsl/builder.ts';
+import { specError, type SpecError } from '../dsl/errors.ts';
+import type { Dataset, Expr, Network, Optimizer, Phase, RandomSource, Spec, WeightedTerm } from '../dsl/ir.ts';
+import { IR_FORMAT } from '../dsl/ir.ts';
+import {
+  bceSumPerBatch,
+  call,
+  concat,
+  data,
+  detach,
+  gradPenalty,
+  l1,
+  mask,
+  meanOf,
+  mix,
+  oneHot,
+  permute,
+  rand,
+  slice,
+  softmaxCE,
+  term,
+  zeros,
+} from '../dsl/objective.ts';
+import { constant, piecewiseLinear } from '../dsl/schedule.ts';
+import { list, num, str, type SettingDecl, type Settings, type SpecDef } from '../dsl/settings.ts';
+
+export const CELEBA_ATTRS = [
+  '5_o_Clock_Shadow', 'Arched_Eyebrows', 'Attractive', 'Bags_Under_Eyes', 'Bald', 'Bangs', 'Big_Lips',
+  'Big_Nose', 'Black_Hair', 'Blond_Hair', 'Blurry', 'Brown_Hair', 'Bushy_Eyebrows', 'Chubby', 'Double_Chin',
+  'Eyeglasses', 'Goatee', 'Gray_Hair', 'Heavy_Makeup', 'High_Cheekbones', 'Male', 'Mouth_Slightly_Open',
+  'Mustache', 'Narrow_Eyes', 'No_Beard', 'Oval_Face', 'Pale_Skin', 'Pointy_Nose', 'Receding_Hairline',
+  'Rosy_Cheeks', 'Sideburns', 'Smiling', 'Straight_Hair', 'Wavy_Hair', 'Wearing_Earrings', 'Wearing_Hat',
+  'Wearing_Lipstick', 'Wearing_Necklace', 'Wearing_Necktie', 'Young',
+] as const;
+
+const G = ['generator'];
+const D = ['discriminator'];
+
+export const settings: readonly SettingDecl[] = [
+  { key: 'dataset', doc: 'CelebA (binary attributes), RaFD (one-hot expressions) or Both (joint, mask vector)', type: { kind: 'enum', values: ['CelebA', 'RaFD', 'Both'] }, default: 'CelebA', nets: [...G, ...D] },
+  { key: 'selectedAttrs', doc: 'CelebA attributes to learn; their number sets cDim for CelebA and Both', type: { kind: 'list', values: CELEBA_ATTRS }, default: ['Black_Hair', 'Blond_Hair', 'Brown_Hair', 'Male', 'Young'], nets: [...G, ...D] },
+  { key: 'imageSize', doc: 'image height and width', type: { kind: 'int', min: 1 }, default: 128, nets: [...G, ...D] },
+  { key: 'cDim', doc: 'label size of the (first) dataset', type: { kind: 'int', min: 1 }, default: (s) => (s['dataset'] === 'RaFD' ? 8 : list(s, 'selectedAttrs').length), nets: [...G, ...D] },
+  { key: 'c2Dim', doc: "RaFD's label size in joint training", type: { kind: 'int', min: 1 }, default: 8, nets: [...G, ...D] },
+  { key: 'gConvDim', doc: 'generator base width', type: { kind: 'int', min: 1 }, default: 64, nets: G },
+  { key: 'dConvDim', doc: 'discriminator base width', type: { kind: 'int', min: 1 }, default: 64, nets: D },
+  { key: 'gRepeatNum', doc: 'generator residual blocks', type: { kind: 'int', min: 0 }, default: 6, nets: G },
+  { key: 'dRepeatNum', doc: 'discriminator stride-2 convolutions', type: { kind: 'int', min: 1 }, default: 6, nets: D },
+  // Training (solver.py defaults)
+  { key: 'batchSize', doc: 'mini-batch size', type: { kind: 'int', min: 1 }, default: 16 },
+  { key: 'iterations', doc: 'training iterations (num_iters)', type: { kind: 'int', min: 1 }, default: 200000 },
+  { key: 'numItersDecay', doc: 'iterations over which the learning rates decay', type: { kind: 'int', min: 0 }, default: 100000 },
+  { key: 'lrUpdateStep', doc: 'learning rates change every this many iterations', type: { kind: 'int', min: 1 }, default: 1000 },
+  { key: 'lrDecay', doc: "paper: linear to 0; code: the official code's literal decrement (to 99.9%)", type: { kind: 'enum', values: ['paper', 'code'] }, default: 'paper' },
+  { key: 'gLr', doc: 'generator learning rate', type: { kind: 'number', min: 0 }, default: 1e-4 },
+  { key: 'dLr', doc: 'discriminator learning rate', type: { kind: 'number', min: 0 }, default: 1e-4 },
+  { key: 'beta1', doc: 'Adam beta1', type: { kind: 'number', min: 0, max: 1 }, default: 0.5 },
+  { key: 'beta2', doc: 'Adam beta2', type: { kind: 'number', min: 0, max: 1 }, default: 0.999 },
+  { key: 'nCritic', doc: 'discriminator updates per generator update', type: { kind: 'int', min: 1 }, default: 5 },
+  { key: 'lambdaCls', doc: 'domain classification weight', type: { kind: 'number', min: 0 }, default: 1 },
+  { key: 'lambdaRec', doc: 'reconstruction weight', type: { kind: 'number', min: 0 }, default: 10 },
+  { key: 'lambdaGp', doc: 'gradient penalty weight', type: { kind: 'number', min: 0 }, default: 10 },
+  { key: 'seed', doc: 'random seed', type: { kind: 'int' }, default: 1234 },
+  { key: 'logEvery', doc: 'log every N iterations', type: { kind: 'int', min: 1 }, default: 10 },
+  { key: 'sampleEvery', doc: 'sample grid every N iterations', type: { kind: 'int', min: 1 }, default: 1000 },
+  { key: 'checkpointEvery', doc: 'checkpoint every N iterations', type: { kind: 'int', min: 1 }, default: 10000 },
+];
+
+/** Label widths: what G is conditioned on and what D classifies. */
+export const labelWidths = (s: Settings): { g: number; d: number } => {
+  const c = num(s, 'cDim');
+  const c2 = num(s, 'c2Dim');
+  return str(s, 'dataset') === 'Both' ? { g: c + c2 + 2, d: c + c2 } : { g: c, d: c };
+};
+
+export const generator = (s: Settings): Network => {
+  const conv = num(s, 'gConvDim');
+  const size = num(s, 'imageSize');
+  const x = input('x', [3, size, size]);
+  const c = input('c', [labelWidths(s).g]);
+  let h: Sym = concatLabel('concat', x, c);
+  let i = 0;
+  const at = (): string => `main.${i++}`;
+  const cbr = (inC: number, outC: number, k: number, st: number, p: number, transposed = false): void => {
+    const make = transposed ? convTranspose2d : conv2d;
+    h = pipe(
+      h,
+      make({ path: at(), in: inC, out: outC, k, s: st, p, bias: false }),
+      instanceNorm({ path: at(), channels: outC, affine: true, runningStats: true }),
+      relu(at()),
+    );
+  };
+  cbr(3 + labelWidths(s).g, conv, 7, 1, 3);
+  let cur = conv;
+  for (let k = 0; k < 2; k++, cur *= 2) cbr(cur, cur * 2, 4, 2, 1);
+  for (let r = 0; r < num(s, 'gRepeatNum'); r++) h = v1ResidualBlock(at(), cur, h);
+  for (let k = 0; k < 2; k++, cur = Math.floor(cur / 2)) cbr(cur, Math.floor(cur / 2), 4, 2, 1, true);
+  h = pipe(h, conv2d({ path: at(), in: cur, out: 3, k: 7, s: 1, p: 3, bias: false }), tanh(at()));
+  return network('generator', { out: h }, { inputOrder: ['x', 'c'] });
+};
+
+export const discriminator = (s: Settings): Network => {
+  const size = num(s, 'imageSize');
+  const repeat = num(s, 'dRepeatNum');
+  const x = input('x', [3, size, size]);
+  let h: Sym = x;
+  let cur = num(s, 'dConvDim');
+  h = pipe(h, conv2d({ path: 'main.0', in: 3, out: cur, k: 4, s: 2, p: 1 }), leakyRelu('main.1', 0.01));
+  for (let i = 1; i < repeat; i++, cur *= 2)
+    h = pipe(
+      h,
+      conv2d({ path: `main.${2 * i}`, in: cur, out: cur * 2, k: 4, s: 2, p: 1 }),
+      leakyRelu(`main.${2 * i + 1}`, 0.01),
+    );
+  // int(image_size / 2**repeat_num): 0 when the image is too small, which shape inference reports.
+  const k = Math.floor(size / 2 ** repeat);
+  const src = conv2d({ path: 'conv1', in: cur, out: 1, k: 3, s: 1, p: 1, bias: false })(h);
+  const cls = pipe(h, conv2d({ path: 'conv2', in: cur, out: labelWidths(s).d, k, bias: false }), flatten('out_cls'));
+  return network('discriminator', { out_src: src, out_cls: cls }, { inputOrder: ['x'] });
+};
+
+// ---------------------------------------------------------------------------------------------
+// Objective (solver.py train / train_multi)
+
+interface LabelLayout {
+  readonly dataset: string;
+  /** G's condition for the original and the target labels. */
+  readonly cOrg: Expr;
+  readonly cTrg: Expr;
+  /** D's classification: logits of this dataset's slice, and the term against given labels. */
+  readonly cls: (outCls: Expr, which: 'org' | 'trg') => WeightedTerm['term'];
+}
+
+const layouts = (s: Settings): readonly LabelLayout[] => {
+  const c = num(s, 'cDim');
+  const c2 = num(s, 'c2Dim');
+  const ds = str(s, 'dataset');
+  const celebaLayout = (perm: string, joint: boolean): LabelLayout => {
+    const org = data('CelebA.label');
+    const trg = permute(org, rand(perm));
+    const wrap = (l: Expr): Expr => (joint ? concat(l, zeros(c2), mask(2, 0)) : l);
+    return {
+      dataset: 'CelebA',
+      cOrg: wrap(org),
+      cTrg: wrap(trg),
+      cls: (out, which) => bceSumPerBatch(joint ? slice(out, 0, c) : out, which === 'org' ? org : trg),
+    };
+  };
+  const rafdLayout = (perm: string, joint: boolean, width: number): LabelLayout => {
+    const org = data('RaFD.label');
+    const trg = permute(org, rand(perm));
+    const wrap = (l: Expr): Expr => (joint ? concat(zeros(c), oneHot(l, width), mask(2, 1)) : oneHot(l, width));
+    return {
+      dataset: 'RaFD',
+      cOrg: wrap(org),
+      cTrg: wrap(trg),
+      cls: (out, which) => softmaxCE(joint ? slice(out, c, c + c2) : out, which === 'org' ? org : trg),
+    };
+  };
+  if (ds === 'CelebA') return [celebaLayout('perm', false)];
+  if (ds === 'RaFD') return [rafdLayout('perm', false, c)];
+  return [celebaLayout('perm.CelebA', true), rafdLayout('perm.RaFD', true, c2)];
+};
+
+const phasesFor = (s: Settings, l: LabelLayout, joint: boolean): readonly Phase[] => {
+  const x = data(`${l.dataset}.x`);
+  const alpha = rand(joint ? `alpha.${l.dataset}` : 'alpha');
+  const D = (img: Expr, out: string): Expr => call('discriminator', { x: img }, out);
+  const Gx = (img: Expr, c: Expr): Expr => call('generator', { x: img, c });
+  const fake = Gx(x, l.cTrg);
+  const xHat = mix(x, detach(fake), alpha);
+  const suffix = joint ? `_${l.dataset}` : '';
+  return [
+    {
+      name: `d${suffix}`,
+      every: 1,
+      dataset: joint ? l.dataset : null,
+      loss: [
+        term('d/loss_real', meanOf(D(x, 'out_src')), 1, -1),
+        term('d/loss_fake', meanOf(D(detach(fake), 'out_src'))),
+        term('d/loss_cls', l.cls(D(x, 'out_cls'), 'org'), num(s, 'lambdaCls')),
+        term('d/loss_gp', gradPenalty('wgan-gp', D(xHat, 'out_src'), xHat), num(s, 'lambdaGp')),
+      ],
+      updates: ['discriminator'],
+    },
+    {
+      name: `g${suffix}`,
+      every: num(s, 'nCritic'),
+      dataset: joint ? l.dataset : null,
+      loss: [
+        term('g/loss_fake', meanOf(D(fake, 'out_src')), 1, -1),
+        term('g/loss_rec', l1(x, Gx(fake, l.cOrg)), num(s, 'lambdaRec')),
+        term('g/loss_cls', l.cls(D(fake, 'out_cls'), 'trg'), num(s, 'lambdaCls')),
+      ],
+      updates: ['generator'],
+    },
+  ];
+};
+
+export const lrSchedule = (s: Settings, lr: number) => {
+  const iters = num(s, 'iterations');
+  const decay = num(s, 'numItersDecay');
+  const every = num(s, 'lrUpdateStep');
+  if (decay === 0) return constant(lr);
+  const start = Math.max(0, iters - decay);
+  // The code subtracts lr / num_iters_decay once every lr_update_step iterations after `start`.
+  const end = str(s, 'lrDecay') === 'paper' ? 0 : lr - (lr / decay) * Math.floor(decay / every);
+  return piecewiseLinear(
+    [
+      [start, lr],
+      [iters, end],
+    ],
+    every,
+  );
+};
+
+const datasets = (s: Settings): readonly Dataset[] => {
+  const c = num(s, 'cDim');
+  const ds = str(s, 'dataset');
+  const celeba: Dataset = {
+    name: 'CelebA',
+    fields: [
+      { name: 'x', kind: 'image', size: 3 },
+      { name: 'label', kind: 'binaryLabels', size: c },
+    ],
+  };
+  const rafd = (size: number): Dataset => ({
+    name: 'RaFD',
+    fields: [
+      { name: 'x', kind: 'image', size: 3 },
+      { name: 'label', kind: 'categoryIndex', size },
+    ],
+  });
+  if (ds === 'CelebA') return [celeba];
+  if (ds === 'RaFD') return [rafd(c)];
+  return [celeba, rafd(num(s, 'c2Dim'))];
+};
+
+export const build = (s: Settings): Spec => {
+  const joint = str(s, 'dataset') === 'Both';
+  const ls = layouts(s);
+  const random: RandomSource[] = ls.flatMap((l) => [
+    { name: joint ? `perm.${l.dataset}` : 'perm', kind: 'permutation' as const },
+    { name: joint ? `alpha.${l.dataset}` : 'alpha', kind: 'uniform' as const },
+  ]);
+  const adam = (net: string, lr: number): Optimizer => ({
+    net,
+    kind: 'adam',
+    lr: lrSchedule(s, lr),
+    beta1: num(s, 'beta1'),
+    beta2: num(s, 'beta2'),
+    eps: 1e-8,
+    weightDecay: 0,
+  });
+  return {
+    format: IR_FORMAT,
+    name: 'stargan-v1',
+    settings: s,
+    networks: [generator(s), discriminator(s)],
+    training: {
+      batchSize: num(s, 'batchSize'),
+      iterations: num(s, 'iterations'),
+      seed: num(s, 'seed'),
+      datasets: datasets(s),
+      random,
+      phases: ls.flatMap((l) => phasesFor(s, l, joint)),
+      optimizers: [adam('generator', num(s, 'gLr')), adam('discriminator', num(s, 'dLr'))],
+      ema: [],
+      sampleEvery: num(s, 'sampleEvery'),
+      checkpointEvery: num(s, 'checkpointEvery'),
+      logEvery: num(s, 'logEvery'),
+    },
+  };
+};
+
+const validate = (s: Settings): readonly SpecError[] => {
+  const errs: SpecError[] = [];
+  const ds = str(s, 'dataset');
+  const attrs = list(s, 'selectedAttrs');
+  if (ds !== 'RaFD' && num(s, 'cDim') !== attrs.length)
+    errs.push(
+      specError('--set cDim', `cDim is ${num(s, 'cDim')} but ${attrs.length} attributes are selected for ${ds}`, 'set selectedAttrs instead; its length sets cDim'),
+    );
+  if (new Set(attrs).size !== attrs.length) errs.push(specError('--set selectedAttrs', 'an attribute is listed twice'));
+  return errs;
+};
+
+export const starganV1: SpecDef = {
+  name: 'stargan-v1',
+  doc: 'StarGAN (Choi et al. 2018): one generator and one PatchGAN discriminator for all domains',
+  settings,
+  validate,
+  build,
+};
+
+export default starganV1;

@@ -1,0 +1,283 @@
+/**
+ * StarGAN v2 (Choi et al., CVPR 2020), as the official code (clovaai/stargan-v2) builds and
+ * trains it. Parameter paths equal the official state_dict names.
+ */
+import { pipe } from 'fp-ts/lib/function.js';
+import { adainResBlk, resBlk } from '../dsl/blocks.ts';
+import {
+  branches,
+  conv2d,
+  flatten,
+  indexInput,
+  input,
+  instanceNorm,
+  leakyRelu,
+  linear,
+  network,
+  relu,
+  select,
+  seq,
+  type Sym,
+} from '../dsl/builder.ts';
+import { specError, type SpecError } from '../dsl/errors.ts';
+import type { Expr, Network, Optimizer, Phase, Spec } from '../dsl/ir.ts';
+import { IR_FORMAT } from '../dsl/ir.ts';
+import { bceConst, call, data, detach, gradPenalty, l1, rand, term } from '../dsl/objective.ts';
+import { constant, linearDecay } from '../dsl/schedule.ts';
+import { num, type SettingDecl, type Settings, type SpecDef } from '../dsl/settings.ts';
+
+const ALL = ['generator', 'mapping_network', 'style_encoder', 'discriminator'];
+
+export const settings: readonly SettingDecl[] = [
+  { key: 'imageSize', doc: 'image height and width (a power of two)', type: { kind: 'int', min: 1 }, default: 256, nets: ['generator', 'style_encoder', 'discriminator'] },
+  { key: 'numDomains', doc: 'number of domains (2 CelebA-HQ, 3 AFHQ)', type: { kind: 'int', min: 1 }, default: 2, nets: ['mapping_network', 'style_encoder', 'discriminator'] },
+  { key: 'latentDim', doc: 'latent code size', type: { kind: 'int', min: 1 }, default: 16, nets: ['mapping_network'] },
+  { key: 'hiddenDim', doc: 'mapping network width (fixed at 512 in the official code)', type: { kind: 'int', min: 1 }, default: 512, nets: ['mapping_network'] },
+  { key: 'styleDim', doc: 'style code size', type: { kind: 'int', min: 1 }, default: 64, nets: ['generator', 'mapping_network', 'style_encoder'] },
+  { key: 'maxConvDim', doc: 'widest convolution', type: { kind: 'int', min: 1 }, default: 512, nets: ['generator', 'style_encoder', 'discriminator'] },
+  { key: 'wHpf', doc: 'high-pass filter weight: 1 CelebA-HQ (needs FAN masks), 0 AFHQ', type: { kind: 'number', min: 0 }, default: 1, nets: ['generator'] },
+  // Training (main.py defaults)
+  { key: 'batchSize', doc: 'mini-batch size', type: { kind: 'int', min: 1 }, default: 8 },
+  { key: 'iterations', doc: 'training iterations (total_iters)', type: { kind: 'int', min: 1 }, default: 100000 },
+  { key: 'lr', doc: 'learning rate of G, E and D', type: { kind: 'number', min: 0 }, default: 1e-4 },
+  { key: 'fLr', doc: 'learning rate of the mapping network', type: { kind: 'number', min: 0 }, default: 1e-6 },
+  { key: 'beta1', doc: 'Adam beta1', type: { kind: 'number', min: 0, max: 1 }, default: 0 },
+  { key: 'beta2', doc: 'Adam beta2', type: { kind: 'number', min: 0, max: 1 }, default: 0.99 },
+  { key: 'weightDecay', doc: 'Adam weight decay (L2 added to gradients)', type: { kind: 'number', min: 0 }, default: 1e-4 },
+  { key: 'lambdaReg', doc: 'R1 regularization weight', type: { kind: 'number', min: 0 }, default: 1 },
+  { key: 'lambdaSty', doc: 'style reconstruction weight', type: { kind: 'number', min: 0 }, default: 1 },
+  { key: 'lambdaDs', doc: 'initial diversity sensitive weight', type: { kind: 'number', min: 0 }, default: 1 },
+  { key: 'lambdaCyc', doc: 'cycle consistency weight', type: { kind: 'number', min: 0 }, default: 1 },
+  { key: 'dsIter', doc: 'iterations over which lambdaDs decays to 0', type: { kind: 'int', min: 1 }, default: 100000 },
+  { key: 'emaBeta', doc: 'EMA decay of G, F and E', type: { kind: 'number', min: 0, max: 1 }, default: 0.999 },
+  { key: 'seed', doc: 'random seed', type: { kind: 'int' }, default: 777 },
+  { key: 'logEvery', doc: 'log every N iterations', type: { kind: 'int', min: 1 }, default: 10 },
+  { key: 'sampleEvery', doc: 'sample grids every N iterations', type: { kind: 'int', min: 1 }, default: 5000 },
+  { key: 'checkpointEvery', doc: 'checkpoint every N iterations', type: { kind: 'int', min: 1 }, default: 10000 },
+];
+
+/** Base width: dim_in = 2^14 / img_size (integer division, at least 1). */
+export const baseWidth = (imageSize: number): number => Math.max(1, Math.floor(2 ** 14 / imageSize));
+const log2i = (n: number): number => Math.floor(Math.log2(n));
+
+export const generator = (s: Settings): Network => {
+  const size = num(s, 'imageSize');
+  const styleDim = num(s, 'styleDim');
+  const maxConv = num(s, 'maxConvDim');
+  const wHpf = num(s, 'wHpf');
+  const x = input('x', [3, size, size]);
+  const st = input('s', [styleDim]);
+  let dimIn = baseWidth(size);
+  const base = dimIn;
+  let h: Sym = conv2d({ path: 'from_rgb', in: 3, out: dimIn, k: 3, p: 1 })(x);
+
+  const repeat = Math.max(0, log2i(size) - 4) + (wHpf > 0 ? 1 : 0);
+  const enc: Array<{ dimIn: number; dimOut: number; down: boolean }> = [];
+  // Decoder blocks in insertion order; decode.0 is the last inserted (ModuleList.insert(0, ...)).
+  const decStack: Array<{ dimIn: number; dimOut: number; up: boolean }> = [];
+  let dimOut = dimIn;
+  for (let i = 0; i < repeat; i++) {
+    dimOut = Math.min(dimIn * 2, maxConv);
+    enc.push({ dimIn, dimOut, down: true });
+    decStack.unshift({ dimIn: dimOut, dimOut: dimIn, up: true });
+    dimIn = dimOut;
+  }
+  for (let i = 0; i < 2; i++) {
+    enc.push({ dimIn: dimOut, dimOut, down: false });
+    decStack.unshift({ dimIn: dimOut, dimOut, up: false });
+  }
+  enc.forEach((b, i) => {
+    h = resBlk({ path: `encode.${i}`, dimIn: b.dimIn, dimOut: b.dimOut, normalize: true, downsample: b.down }, h);
+  });
+  const unused: Sym[] = [];
+  decStack.forEach((b, i) => {
+    const r = adainResBlk({ path: `decode.${i}`, dimIn: b.dimIn, dimOut: b.dimOut, styleDim, wHpf, upsample: b.up }, h, st);
+    h = r.out;
+    unused.push(...r.unused);
+  });
+  h = pipe(
+    h,
+    instanceNorm({ path: 'to_rgb.0', channels: base, affine: true }),
+    leakyRelu('to_rgb.1', 0.2),
+    conv2d({ path: 'to_rgb.2', in: base, out: 3, k: 1 }),
+  );
+  return network('generator', { out: h }, {
+    inputOrder: ['x', 's'],
+    ignoredBuffers: wHpf > 0 ? ['hpf.filter'] : [],
+    unused,
+  });
+};
+
+export const mappingNetwork = (s: Settings): Network => {
+  const hidden = num(s, 'hiddenDim');
+  const z = input('z', [num(s, 'latentDim')]);
+  const y = indexInput('y');
+  const shared = seq(
+    linear({ path: 'shared.0', in: num(s, 'latentDim'), out: hidden }),
+    relu('shared.1'),
+    ...[1, 2, 3].flatMap((i) => [linear({ path: `shared.${2 * i}`, in: hidden, out: hidden }), relu(`shared.${2 * i + 1}`)]),
+  )(z);
+  const out = branches('unshared', shared, num(s, 'numDomains'), (d) =>
+    seq(
+      ...[0, 1, 2].flatMap((i) => [linear({ path: `unshared.${d}.${2 * i}`, in: hidden, out: hidden }), relu(`unshared.${d}.${2 * i + 1}`)]),
+      linear({ path: `unshared.${d}.6`, in: hidden, out: num(s, 'styleDim') }),
+    ),
+  y);
+  return network('mapping_network', { out }, { inputOrder: ['z', 'y'] });
+};
+
+/** The trunk shared by the style encoder and the discriminator (`shared` / `main` Sequential). */
+const trunk = (s: Settings, prefix: string, x: Sym): { h: Sym; dim: number; next: number } => {
+  const size = num(s, 'imageSize');
+  const maxConv = num(s, 'maxConvDim');
+  let dimIn = baseWidth(size);
+  let h = conv2d({ path: `${prefix}.0`, in: 3, out: dimIn, k: 3, p: 1 })(x);
+  const repeat = Math.max(0, log2i(size) - 2);
+  let dimOut = dimIn;
+  for (let i = 0; i < repeat; i++) {
+    dimOut = Math.min(dimIn * 2, maxConv);
+    h = resBlk({ path: `${prefix}.${i + 1}`, dimIn, dimOut, normalize: false, downsample: true }, h);
+    dimIn = dimOut;
+  }
+  const j = repeat + 1;
+  h = pipe(
+    h,
+    leakyRelu(`${prefix}.${j}`, 0.2),
+    conv2d({ path: `${prefix}.${j + 1}`, in: dimOut, out: dimOut, k: 4 }),
+    leakyRelu(`${prefix}.${j + 2}`, 0.2),
+  );
+  return { h, dim: dimOut, next: j + 3 };
+};
+
+export const styleEncoder = (s: Settings): Network => {
+  const x = input('x', [3, num(s, 'imageSize'), num(s, 'imageSize')]);
+  const y = indexInput('y');
+  const t = trunk(s, 'shared', x);
+  const h = flatten('flatten')(t.h);
+  const out = branches('unshared', h, num(s, 'numDomains'), (d) => linear({ path: `unshared.${d}`, in: t.dim, out: num(s, 'styleDim') }), y);
+  return network('style_encoder', { out }, { inputOrder: ['x', 'y'] });
+};
+
+export const discriminator = (s: Settings): Network => {
+  const x = input('x', [3, num(s, 'imageSize'), num(s, 'imageSize')]);
+  const y = indexInput('y');
+  const t = trunk(s, 'main', x);
+  const logits = pipe(t.h, conv2d({ path: `main.${t.next}`, in: t.dim, out: num(s, 'numDomains'), k: 1 }), flatten('flatten'));
+  return network('discriminator', { out: select('select', logits, y) }, { inputOrder: ['x', 'y'] });
+};
+
+// ---------------------------------------------------------------------------------------------
+// Objective (core/solver.py: compute_d_loss, compute_g_loss, and the update order of train)
+
+const phases = (s: Settings): readonly Phase[] => {
+  const x = data('x');
+  const y = data('y');
+  const yTrg = data('yTrg');
+  const G = (img: Expr, style: Expr): Expr => call('generator', { x: img, s: style });
+  const D = (img: Expr, dom: Expr): Expr => call('discriminator', { x: img, y: dom });
+  const F = (z: Expr): Expr => call('mapping_network', { z, y: yTrg });
+  const E = (img: Expr, dom: Expr): Expr => call('style_encoder', { x: img, y: dom });
+  const lambdaDs = linearDecay(num(s, 'lambdaDs'), 0, num(s, 'dsIter'));
+
+  const dPhase = (name: string, sTrg: Expr): Phase => ({
+    name,
+    every: 1,
+    dataset: null,
+    loss: [
+      term('d/real', bceConst(D(x, y), 1)),
+      term('d/fake', bceConst(D(detach(G(x, sTrg)), yTrg), 0)),
+      term('d/reg', gradPenalty('r1', D(x, y), x), num(s, 'lambdaReg')),
+    ],
+    updates: ['discriminator'],
+  });
+  const gPhase = (name: string, sTrg: Expr, sTrg2: Expr, updates: readonly string[]): Phase => {
+    const fake = G(x, sTrg);
+    return {
+      name,
+      every: 1,
+      dataset: null,
+      loss: [
+        term('g/adv', bceConst(D(fake, yTrg), 1)),
+        term('g/sty', l1(E(fake, yTrg), sTrg), num(s, 'lambdaSty')),
+        term('g/ds', l1(fake, detach(G(x, sTrg2))), lambdaDs, -1),
+        term('g/cyc', l1(G(fake, E(x, y)), x), num(s, 'lambdaCyc')),
+      ],
+      updates,
+    };
+  };
+  return [
+    dPhase('d_latent', F(rand('z'))),
+    dPhase('d_ref', E(data('xRef'), yTrg)),
+    gPhase('g_latent', F(rand('z')), F(rand('z2')), ['generator', 'mapping_network', 'style_encoder']),
+    gPhase('g_ref', E(data('xRef'), yTrg), E(data('xRef2'), yTrg), ['generator']),
+  ];
+};
+
+export const build = (s: Settings): Spec => {
+  const adam = (net: string, lr: number): Optimizer => ({
+    net,
+    kind: 'adam',
+    lr: constant(lr),
+    beta1: num(s, 'beta1'),
+    beta2: num(s, 'beta2'),
+    eps: 1e-8,
+    weightDecay: num(s, 'weightDecay'),
+  });
+  const k = num(s, 'numDomains');
+  return {
+    format: IR_FORMAT,
+    name: 'stargan-v2',
+    settings: s,
+    networks: [generator(s), mappingNetwork(s), styleEncoder(s), discriminator(s)],
+    training: {
+      batchSize: num(s, 'batchSize'),
+      iterations: num(s, 'iterations'),
+      seed: num(s, 'seed'),
+      datasets: [
+        {
+          name: 'images',
+          fields: [
+            { name: 'x', kind: 'image', size: 3 },
+            { name: 'y', kind: 'domainIndex', size: k },
+            { name: 'xRef', kind: 'image', size: 3 },
+            { name: 'xRef2', kind: 'image', size: 3 },
+            { name: 'yTrg', kind: 'domainIndex', size: k },
+          ],
+        },
+      ],
+      random: [
+        { name: 'z', kind: 'normal', dim: num(s, 'latentDim') },
+        { name: 'z2', kind: 'normal', dim: num(s, 'latentDim') },
+      ],
+      phases: phases(s),
+      optimizers: [
+        adam('generator', num(s, 'lr')),
+        adam('mapping_network', num(s, 'fLr')),
+        adam('style_encoder', num(s, 'lr')),
+        adam('discriminator', num(s, 'lr')),
+      ],
+      ema: ['generator', 'mapping_network', 'style_encoder'].map((net) => ({ net, beta: num(s, 'emaBeta') })),
+      sampleEvery: num(s, 'sampleEvery'),
+      checkpointEvery: num(s, 'checkpointEvery'),
+      logEvery: num(s, 'logEvery'),
+    },
+  };
+};
+
+const validate = (s: Settings): readonly SpecError[] => {
+  const size = num(s, 'imageSize');
+  return size >= 2 && (size & (size - 1)) === 0
+    ? []
+    : [specError('--set imageSize', `imageSize ${size} is not a power of two`, 'StarGAN v2 halves the image log2(imageSize) times; use 32, 64, 128, 256, ...')];
+};
+
+export const starganV2: SpecDef = {
+  name: 'stargan-v2',
+  doc: 'StarGAN v2 (Choi et al. 2020): generator, mapping network, style encoder, multi-task discriminator',
+  settings,
+  validate,
+  build,
+};
+
+export default starganV2;
+export const NETWORKS = ALL;
