@@ -164,6 +164,35 @@ export const Node = t.union([
   SelectNode,
 ]);
 export type Node = t.TypeOf<typeof Node>;
+
+/**
+ * Decode a value of a tagged union by its tag first, so a malformed node gets one precise error
+ * (`nodes.3.kernel: expected number`) instead of one per union member.
+ */
+export const tagged = <A>(name: string, tag: string, members: ReadonlyArray<t.Type<any, any, unknown>>): t.Type<A, A, unknown> => {
+  const byTag = new Map<string, t.Type<any, any, unknown>>();
+  for (const m of members) {
+    const inner = (m as unknown as { type?: { props?: Record<string, t.Mixed> } }).type ?? (m as unknown as { props?: Record<string, t.Mixed> });
+    const lit = (inner as { props?: Record<string, t.Mixed> }).props?.[tag] as unknown as { value?: string } | undefined;
+    if (lit?.value !== undefined) byTag.set(lit.value, m);
+  }
+  const known = [...byTag.keys()].join(', ');
+  return new t.Type<A, A, unknown>(
+    name,
+    (u): u is A => typeof u === 'object' && u !== null && (byTag.get((u as Record<string, string>)[tag] ?? '')?.is(u) ?? false),
+    (u, c) => {
+      if (typeof u !== 'object' || u === null || Array.isArray(u)) return t.failure(u, c, `expected a ${name} object`);
+      const k = (u as Record<string, unknown>)[tag];
+      const m = typeof k === 'string' ? byTag.get(k) : undefined;
+      if (m === undefined)
+        return t.failure(k, t.appendContext(c, tag, t.string, k), `unknown ${tag} ${JSON.stringify(k)}; expected one of ${known}`);
+      return m.validate(u, c) as t.Validation<A>;
+    },
+    t.identity,
+  );
+};
+
+export const NodeCodec: t.Type<Node, Node, unknown> = tagged<Node>('Node', 'op', Node.types);
 export type Op = Node['op'];
 export type NodeOf<O extends Op> = Extract<Node, { op: O }>;
 
@@ -173,7 +202,7 @@ export type Output = t.TypeOf<typeof Output>;
 export const Network = t.readonly(
   t.type({
     name: t.string,
-    nodes: t.readonlyArray(Node),
+    nodes: t.readonlyArray(NodeCodec),
     outputs: t.readonlyArray(Output),
     /** state_dict keys that official checkpoints carry but computation ignores (`hpf.filter`). */
     ignoredBuffers: t.readonlyArray(t.string),
@@ -189,7 +218,7 @@ export type Network = t.TypeOf<typeof Network>;
  * points, holds the end values outside them, and is evaluated at floor(step / every) * every, so
  * "decay linearly, updated every 1,000 iterations" is `every: 1000`.
  */
-export const Schedule = t.union([
+const ScheduleUnion = t.union([
   t.readonly(t.type({ kind: t.literal('constant'), value: t.number })),
   t.readonly(
     t.type({
@@ -199,7 +228,8 @@ export const Schedule = t.union([
     }),
   ),
 ]);
-export type Schedule = t.TypeOf<typeof Schedule>;
+export type Schedule = t.TypeOf<typeof ScheduleUnion>;
+export const Schedule: t.Type<Schedule, Schedule, unknown> = tagged<Schedule>('Schedule', 'kind', ScheduleUnion.types);
 
 // ---------------------------------------------------------------------------------------------
 // Objectives: tensor expressions over network calls, data and declared random sources.
@@ -230,7 +260,7 @@ export type Expr =
   | { readonly e: 'slice'; readonly x: Expr; readonly start: number; readonly end: number };
 
 export const Expr: t.Type<Expr> = t.recursion('Expr', () =>
-  t.union([
+  tagged<Expr>('Expr', 'e', [
     t.readonly(t.type({ e: t.literal('data'), field: t.string })),
     t.readonly(t.type({ e: t.literal('random'), name: t.string })),
     t.readonly(
@@ -253,7 +283,7 @@ export const Expr: t.Type<Expr> = t.recursion('Expr', () =>
 ) as t.Type<Expr>;
 
 /** A scalar loss term. Every reduction is spelled out, as the official code computes it. */
-export const Term = t.union([
+const TermUnion = t.union([
   /** mean(x) */
   t.readonly(t.type({ t: t.literal('mean'), x: Expr })),
   /** BCE with logits against a constant target, averaged over all elements. */
@@ -279,7 +309,8 @@ export const Term = t.union([
     }),
   ),
 ]);
-export type Term = t.TypeOf<typeof Term>;
+export type Term = t.TypeOf<typeof TermUnion>;
+export const Term: t.Type<Term, Term, unknown> = tagged<Term>('Term', 't', TermUnion.types);
 
 export const WeightedTerm = t.readonly(
   t.type({
@@ -293,7 +324,7 @@ export const WeightedTerm = t.readonly(
 );
 export type WeightedTerm = t.TypeOf<typeof WeightedTerm>;
 
-export const RandomSource = t.union([
+const RandomSourceUnion = t.union([
   /** z ~ N(0, I) of shape (N, dim). */
   t.readonly(t.type({ name: t.string, kind: t.literal('normal'), dim: posInt })),
   /** alpha ~ U(0, 1), one per sample. */
@@ -303,7 +334,8 @@ export const RandomSource = t.union([
   /** A random domain index in [0, count) per sample. */
   t.readonly(t.type({ name: t.string, kind: t.literal('domain'), count: posInt })),
 ]);
-export type RandomSource = t.TypeOf<typeof RandomSource>;
+export type RandomSource = t.TypeOf<typeof RandomSourceUnion>;
+export const RandomSource: t.Type<RandomSource, RandomSource, unknown> = tagged<RandomSource>('RandomSource', 'kind', RandomSourceUnion.types);
 
 export const Phase = t.readonly(
   t.type({

@@ -1,0 +1,162 @@
+/**
+ * The analysis interpreter: per layer its output shape, parameters and multiply-accumulates
+ * (at batch 1), as a total fold over the node union.
+ */
+import * as E from 'fp-ts/lib/Either.js';
+import { absurd, type Result } from '../../dsl/errors.ts';
+import type { Network, Node } from '../../dsl/ir.ts';
+import { numel, paramsOfNode } from '../../dsl/params.ts';
+import { inferShapes, showShape, type Shape } from '../../dsl/shapes.ts';
+import { reachable, refsOf } from '../../dsl/walk.ts';
+
+export interface LayerRow {
+  readonly path: string;
+  readonly op: Node['op'];
+  /** A short description of the layer's settings (`4x4 s2 p1, 64->128`). */
+  readonly detail: string;
+  readonly shape: readonly number[];
+  readonly params: number;
+  readonly macs: number;
+  /** False for modules that exist only for their parameters (no output depends on them). */
+  readonly used: boolean;
+}
+
+export interface NetworkSummary {
+  readonly name: string;
+  readonly inputs: ReadonlyArray<{ readonly name: string; readonly shape: readonly number[]; readonly dtype: string }>;
+  readonly outputs: ReadonlyArray<{ readonly name: string; readonly shape: readonly number[] }>;
+  readonly params: number;
+  readonly macs: number;
+  readonly layers: readonly LayerRow[];
+}
+
+const prod = (s: Shape): number => s.reduce((a, b) => a * b, 1);
+
+/** MACs of one node at batch 1, from its input and output shapes. */
+export const macsOf = (n: Node, inShape: Shape | undefined, outShape: Shape): number => {
+  switch (n.op) {
+    case 'conv2d':
+      return n.outChannels * n.inChannels * n.kernel * n.kernel * (outShape[1] ?? 0) * (outShape[2] ?? 0);
+    case 'convTranspose2d':
+      // Every input pixel scatters a k x k x outC patch.
+      return n.inChannels * n.outChannels * n.kernel * n.kernel * (inShape?.[1] ?? 0) * (inShape?.[2] ?? 0);
+    case 'linear':
+      return n.inFeatures * n.outFeatures;
+    case 'adain':
+      return n.styleDim * 2 * n.channels;
+    case 'input':
+    case 'instanceNorm':
+    case 'relu':
+    case 'leakyRelu':
+    case 'tanh':
+    case 'avgPool':
+    case 'upsampleNearest':
+    case 'concatLabel':
+    case 'add':
+    case 'flatten':
+    case 'stack':
+    case 'select':
+      return 0;
+    default:
+      return absurd(n);
+  }
+};
+
+export const describeNode = (n: Node): string => {
+  switch (n.op) {
+    case 'input':
+      return n.dtype === 'index' ? 'domain index' : `input ${n.name}`;
+    case 'conv2d':
+    case 'convTranspose2d':
+      return `${n.kernel}x${n.kernel} s${n.stride} p${n.padding}, ${n.inChannels}->${n.outChannels}${n.bias ? '' : ', no bias'}`;
+    case 'instanceNorm':
+      return `${n.channels}${n.affine ? ', affine' : ''}`;
+    case 'adain':
+      return `${n.channels}, style ${n.styleDim}`;
+    case 'linear':
+      return `${n.inFeatures}->${n.outFeatures}${n.bias ? '' : ', no bias'}`;
+    case 'leakyRelu':
+      return `slope ${n.alpha}`;
+    case 'avgPool':
+      return `${n.size}x${n.size}`;
+    case 'upsampleNearest':
+      return `x${n.scale} nearest`;
+    case 'add':
+      return n.scale === 1 ? `${n.inputs.length} inputs` : `${n.inputs.length} inputs, x${+n.scale.toFixed(6)}`;
+    case 'stack':
+      return `${n.inputs.length} branches`;
+    case 'relu':
+    case 'tanh':
+    case 'concatLabel':
+    case 'flatten':
+    case 'select':
+      return '';
+    default:
+      return absurd(n);
+  }
+};
+
+export const summarize = (net: Network): Result<NetworkSummary> =>
+  E.map((inf: { shapes: readonly Shape[] }) => {
+    const live = reachable(net);
+    const layers: LayerRow[] = net.nodes.map((n, i) => {
+      const first = refsOf(n)[0];
+      const shape = inf.shapes[i]!;
+      return {
+        path: n.path,
+        op: n.op,
+        detail: describeNode(n),
+        shape,
+        params: paramsOfNode(n).reduce((a, p) => a + numel(p.shape), 0),
+        macs: live[i] ? macsOf(n, first === undefined ? undefined : inf.shapes[first], shape) : 0,
+        used: live[i]!,
+      };
+    });
+    return {
+      name: net.name,
+      inputs: net.nodes.flatMap((n, i) => (n.op === 'input' ? [{ name: n.name, shape: inf.shapes[i]!, dtype: n.dtype }] : [])),
+      outputs: net.outputs.map((o) => ({ name: o.name, shape: inf.shapes[o.ref]! })),
+      params: layers.reduce((a, l) => a + l.params, 0),
+      macs: layers.reduce((a, l) => a + l.macs, 0),
+      layers,
+    };
+  })(inferShapes(net));
+
+// ---------------------------------------------------------------------------------------------
+// Text rendering
+
+export const fmtInt = (n: number): string => n.toLocaleString('en-US');
+
+export const fmtMacs = (n: number): string =>
+  n >= 1e9 ? `${(n / 1e9).toFixed(2)} G` : n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} k` : `${n}`;
+
+export const renderTable = (s: NetworkSummary): string => {
+  const rows = s.layers
+    .filter((l) => l.op !== 'input')
+    .map((l) => [
+      l.path + (l.used ? '' : ' (unused)'),
+      l.op + (l.detail ? ` ${l.detail}` : ''),
+      showShape(l.shape),
+      l.params > 0 ? fmtInt(l.params) : '',
+      l.macs > 0 ? fmtMacs(l.macs) : '',
+    ]);
+  const head = ['layer', 'op', 'output', 'params', 'MACs'];
+  const all = [head, ...rows];
+  const widths = head.map((_, c) => Math.max(...all.map((r) => r[c]!.length)));
+  const line = (r: readonly string[]): string =>
+    r.map((cell, c) => (c >= 3 ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join('  ').trimEnd();
+  const rule = widths.map((w) => '-'.repeat(w)).join('  ');
+  const ins = s.inputs.map((i) => `${i.name} ${i.dtype === 'index' ? '(N) index' : showShape(i.shape)}`).join(', ');
+  const outs = s.outputs.map((o) => `${o.name} ${showShape(o.shape)}`).join(', ');
+  return [
+    `${s.name}: ${fmtInt(s.params)} parameters, ${fmtMacs(s.macs)}MACs per sample`,
+    `  inputs: ${ins}`,
+    `  outputs: ${outs}`,
+    '',
+    line(head),
+    rule,
+    ...rows.map(line),
+    rule,
+    line(['total', '', '', fmtInt(s.params), fmtMacs(s.macs)]),
+  ].join('\n');
+};
