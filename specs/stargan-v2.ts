@@ -34,6 +34,7 @@ export const settings: readonly SettingDecl[] = [
   { key: 'latentDim', doc: 'latent code size', type: { kind: 'int', min: 1 }, default: 16, nets: ['mapping_network'] },
   { key: 'hiddenDim', doc: 'mapping network width (fixed at 512 in the official code)', type: { kind: 'int', min: 1 }, default: 512, nets: ['mapping_network'] },
   { key: 'styleDim', doc: 'style code size', type: { kind: 'int', min: 1 }, default: 64, nets: ['generator', 'mapping_network', 'style_encoder'] },
+  { key: 'baseDim', doc: 'width of the first convolution (official: 2^14 / imageSize)', type: { kind: 'int', min: 1 }, default: (s) => baseWidth(s['imageSize'] as number), nets: ['generator', 'style_encoder', 'discriminator'] },
   { key: 'maxConvDim', doc: 'widest convolution', type: { kind: 'int', min: 1 }, default: 512, nets: ['generator', 'style_encoder', 'discriminator'] },
   { key: 'wHpf', doc: 'high-pass filter weight: 1 CelebA-HQ (needs FAN masks), 0 AFHQ', type: { kind: 'number', min: 0 }, default: 1, nets: ['generator'] },
   // Training (main.py defaults)
@@ -56,7 +57,7 @@ export const settings: readonly SettingDecl[] = [
   { key: 'checkpointEvery', doc: 'checkpoint every N iterations', type: { kind: 'int', min: 1 }, default: 10000 },
 ];
 
-/** Base width: dim_in = 2^14 / img_size (integer division, at least 1). */
+/** Official base width: dim_in = 2^14 / img_size (integer division, at least 1). */
 export const baseWidth = (imageSize: number): number => Math.max(1, Math.floor(2 ** 14 / imageSize));
 const log2i = (n: number): number => Math.floor(Math.log2(n));
 
@@ -67,7 +68,7 @@ export const generator = (s: Settings): Network => {
   const wHpf = num(s, 'wHpf');
   const x = input('x', [3, size, size]);
   const st = input('s', [styleDim]);
-  let dimIn = baseWidth(size);
+  let dimIn = num(s, 'baseDim');
   const base = dimIn;
   let h: Sym = conv2d({ path: 'from_rgb', in: 3, out: dimIn, k: 3, p: 1 })(x);
 
@@ -130,7 +131,7 @@ export const mappingNetwork = (s: Settings): Network => {
 const trunk = (s: Settings, prefix: string, x: Sym): { h: Sym; dim: number; next: number } => {
   const size = num(s, 'imageSize');
   const maxConv = num(s, 'maxConvDim');
-  let dimIn = baseWidth(size);
+  let dimIn = num(s, 'baseDim');
   let h = conv2d({ path: `${prefix}.0`, in: 3, out: dimIn, k: 3, p: 1 })(x);
   const repeat = Math.max(0, log2i(size) - 2);
   let dimOut = dimIn;

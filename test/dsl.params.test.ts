@@ -1,0 +1,58 @@
+/** Parameter counts and state_dict names against the official code. */
+import * as E from 'fp-ts/lib/Either.js';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { checkSpec } from '../dsl/check.ts';
+import { ignoredKeys, parameterCount, parameters } from '../dsl/params.ts';
+import { FIXTURE_CASES, fixturesDir, haveFixtures, net, spec } from './helpers/specs.ts';
+
+// ../shared/reference/STARGAN.md, "Parameter counts of the official code".
+const V1 = [
+  { set: { dataset: 'CelebA' }, generator: 8_430_528, discriminator: 44_762_048 },
+  { set: { dataset: 'RaFD' }, generator: 8_439_936, discriminator: 44_786_624 },
+  { set: { dataset: 'Both' }, generator: 8_461_888, discriminator: 44_827_584 },
+];
+const V2 = [
+  { set: { imageSize: 256, numDomains: 2, wHpf: 1 }, generator: 43_467_395, mapping_network: 2_438_272, style_encoder: 20_916_928, discriminator: 20_852_290 },
+  { set: { imageSize: 256, numDomains: 3, wHpf: 0 }, generator: 33_892_995, mapping_network: 3_259_072, style_encoder: 20_949_760, discriminator: 20_852_803 },
+  { set: { imageSize: 128, numDomains: 2, wHpf: 0 }, generator: 33_632_003, mapping_network: 2_438_272, style_encoder: 20_799_744, discriminator: 20_735_106 },
+  { set: { imageSize: 64, numDomains: 3, wHpf: 0 }, generator: 32_634_883, mapping_network: 3_259_072, style_encoder: 20_360_640, discriminator: 20_263_683 },
+];
+
+for (const row of V1)
+  test(`stargan-v1 ${JSON.stringify(row.set)} has the official parameter counts`, () => {
+    const s = spec('stargan-v1', row.set);
+    assert.ok(E.isRight(checkSpec(s)), 'spec checks');
+    assert.equal(parameterCount(net(s, 'generator')), row.generator);
+    assert.equal(parameterCount(net(s, 'discriminator')), row.discriminator);
+  });
+
+for (const row of V2)
+  test(`stargan-v2 ${JSON.stringify(row.set)} has the official parameter counts`, () => {
+    const s = spec('stargan-v2', row.set);
+    assert.ok(E.isRight(checkSpec(s)), 'spec checks');
+    for (const n of ['generator', 'mapping_network', 'style_encoder', 'discriminator'] as const)
+      assert.equal(parameterCount(net(s, n)), row[n], n);
+  });
+
+/** The header of a safetensors file: name -> shape. */
+const header = (path: string): Map<string, number[]> => {
+  const b = readFileSync(path);
+  const n = Number(b.readBigUInt64LE(0));
+  const h = JSON.parse(b.subarray(8, 8 + n).toString('utf8')) as Record<string, { shape: number[] }>;
+  delete h['__metadata__'];
+  return new Map(Object.entries(h).map(([k, v]) => [k, v.shape]));
+};
+
+for (const c of FIXTURE_CASES)
+  test(`${c.dir}: parameter names and shapes equal the official state_dict`, { skip: !haveFixtures && 'no ../shared' }, () => {
+    const n = net(spec(c.spec, c.set), c.net);
+    const theirs = header(`${fixturesDir}/${c.dir}/weights.safetensors`);
+    const ignored = ignoredKeys(n);
+    const ours = new Map(parameters(n).map((p) => [p.key, [...p.shape]]));
+    assert.deepEqual([...theirs.keys()].filter((k) => !ignored.has(k)).sort(), [...ours.keys()].sort());
+    for (const [k, shape] of ours) assert.deepEqual(theirs.get(k), shape, k);
+    const expected = JSON.parse(readFileSync(`${fixturesDir}/${c.dir}/case.json`, 'utf8')) as { params: number };
+    assert.equal(parameterCount(n), expected.params);
+  });
