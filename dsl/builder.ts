@@ -216,6 +216,8 @@ export const network = (
     ignoredBuffers?: readonly string[];
     /** Modules that exist (their parameters are in the state_dict) but no output depends on. */
     unused?: readonly Sym[];
+    /** Fresh-weight scheme (default `he`). */
+    init?: Network['init'];
   } = {},
 ): Network => {
   const ids = new Map<Sym, number>();
@@ -278,5 +280,5 @@ export const network = (
   };
   const outs = Object.entries(outputs).map(([oname, s]) => ({ name: oname, ref: visit(s) }));
   (opts.unused ?? []).forEach(visit);
-  return { name, nodes, outputs: outs, ignoredBuffers: opts.ignoredBuffers ?? [] };
+  return { name, nodes, outputs: outs, ignoredBuffers: opts.ignoredBuffers ?? [], init: opts.init ?? 'he' };
 };

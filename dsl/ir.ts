@@ -206,6 +206,12 @@ export const Network = t.readonly(
     outputs: t.readonlyArray(Output),
     /** state_dict keys that official checkpoints carry but computation ignores (`hpf.filter`). */
     ignoredBuffers: t.readonlyArray(t.string),
+    /**
+     * How fresh weights are drawn: `he` (official StarGAN v2: Kaiming normal, fan-in, ReLU gain;
+     * zero biases) or `torch-default` (PyTorch's layer defaults, which official StarGAN v1 keeps:
+     * weights and biases uniform in +-1/sqrt(fan_in)). Norm scales are ones, shifts zeros.
+     */
+    init: t.keyof({ he: null, 'torch-default': null }),
   }),
 );
 export type Network = t.TypeOf<typeof Network>;

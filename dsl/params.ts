@@ -11,7 +11,9 @@ export interface ParamSpec {
   readonly key: string;
   /** PyTorch layout: OIHW conv kernels, (in, out, kH, kW) transposed-conv kernels, (out, in) linear. */
   readonly shape: readonly number[];
-  /** How the official code initialises it (He init for weights, zeros for biases, ones for norm scales). */
+  /** Its kind, which with the network's init scheme decides fresh values (see Network.init). */
+  readonly role: 'weight' | 'bias' | 'scale' | 'shift';
+  /** Legacy shorthand of `role` under the `he` scheme. */
   readonly init: 'he' | 'zeros' | 'ones';
   /** Fan-in for He initialisation. */
   readonly fanIn: number;
@@ -25,9 +27,10 @@ export const paramsOfNode = (n: Node): readonly ParamSpec[] => {
         key: `${n.path}.weight`,
         shape: [n.outChannels, n.inChannels, n.kernel, n.kernel],
         init: 'he',
+        role: 'weight',
         fanIn,
       };
-      return n.bias ? [w, { key: `${n.path}.bias`, shape: [n.outChannels], init: 'zeros', fanIn }] : [w];
+      return n.bias ? [w, { key: `${n.path}.bias`, shape: [n.outChannels], init: 'zeros', role: 'bias', fanIn }] : [w];
     }
     case 'convTranspose2d': {
       // PyTorch's ConvTranspose2d weight is (in, out, kH, kW); its fan-in is computed from dim 1.
@@ -36,30 +39,32 @@ export const paramsOfNode = (n: Node): readonly ParamSpec[] => {
         key: `${n.path}.weight`,
         shape: [n.inChannels, n.outChannels, n.kernel, n.kernel],
         init: 'he',
+        role: 'weight',
         fanIn,
       };
-      return n.bias ? [w, { key: `${n.path}.bias`, shape: [n.outChannels], init: 'zeros', fanIn }] : [w];
+      return n.bias ? [w, { key: `${n.path}.bias`, shape: [n.outChannels], init: 'zeros', role: 'bias', fanIn }] : [w];
     }
     case 'instanceNorm':
       return n.affine
         ? [
-            { key: `${n.path}.weight`, shape: [n.channels], init: 'ones', fanIn: 1 },
-            { key: `${n.path}.bias`, shape: [n.channels], init: 'zeros', fanIn: 1 },
+            { key: `${n.path}.weight`, shape: [n.channels], init: 'ones', role: 'scale', fanIn: 1 },
+            { key: `${n.path}.bias`, shape: [n.channels], init: 'zeros', role: 'shift', fanIn: 1 },
           ]
         : [];
     case 'adain':
       return [
-        { key: `${n.path}.fc.weight`, shape: [2 * n.channels, n.styleDim], init: 'he', fanIn: n.styleDim },
-        { key: `${n.path}.fc.bias`, shape: [2 * n.channels], init: 'zeros', fanIn: n.styleDim },
+        { key: `${n.path}.fc.weight`, shape: [2 * n.channels, n.styleDim], init: 'he', role: 'weight', fanIn: n.styleDim },
+        { key: `${n.path}.fc.bias`, shape: [2 * n.channels], init: 'zeros', role: 'bias', fanIn: n.styleDim },
       ];
     case 'linear': {
       const w: ParamSpec = {
         key: `${n.path}.weight`,
         shape: [n.outFeatures, n.inFeatures],
         init: 'he',
+        role: 'weight',
         fanIn: n.inFeatures,
       };
-      return n.bias ? [w, { key: `${n.path}.bias`, shape: [n.outFeatures], init: 'zeros', fanIn: n.inFeatures }] : [w];
+      return n.bias ? [w, { key: `${n.path}.bias`, shape: [n.outFeatures], init: 'zeros', role: 'bias', fanIn: n.inFeatures }] : [w];
     }
     case 'input':
     case 'relu':

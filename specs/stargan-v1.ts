@@ -114,7 +114,7 @@ export const generator = (s: Settings): Network => {
   for (let r = 0; r < num(s, 'gRepeatNum'); r++) h = v1ResidualBlock(at(), cur, h);
   for (let k = 0; k < 2; k++, cur = Math.floor(cur / 2)) cbr(cur, Math.floor(cur / 2), 4, 2, 1, true);
   h = pipe(h, conv2d({ path: at(), in: cur, out: 3, k: 7, s: 1, p: 3, bias: false }), tanh(at()));
-  return network('generator', { out: h }, { inputOrder: ['x', 'c'] });
+  return network('generator', { out: h }, { inputOrder: ['x', 'c'], init: 'torch-default' });
 };
 
 export const discriminator = (s: Settings): Network => {
@@ -134,7 +134,7 @@ export const discriminator = (s: Settings): Network => {
   const k = Math.floor(size / 2 ** repeat);
   const src = conv2d({ path: 'conv1', in: cur, out: 1, k: 3, s: 1, p: 1, bias: false })(h);
   const cls = pipe(h, conv2d({ path: 'conv2', in: cur, out: labelWidths(s).d, k, bias: false }), flatten('out_cls'));
-  return network('discriminator', { out_src: src, out_cls: cls }, { inputOrder: ['x'] });
+  return network('discriminator', { out_src: src, out_cls: cls }, { inputOrder: ['x'], init: 'torch-default' });
 };
 
 // ---------------------------------------------------------------------------------------------

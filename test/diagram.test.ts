@@ -166,6 +166,7 @@ describe('diagram: errors are values', () => {
       ],
       outputs: [{ name: 'y<&>', ref: 1 }],
       ignoredBuffers: [],
+      init: 'he',
     };
     const svg = right(await diagram(net));
     assert.ok(isSvg(svg));

@@ -30,8 +30,6 @@ export interface NetworkSummary {
   readonly layers: readonly LayerRow[];
 }
 
-const prod = (s: Shape): number => s.reduce((a, b) => a * b, 1);
-
 /** MACs of one node at batch 1, from its input and output shapes. */
 export const macsOf = (n: Node, inShape: Shape | undefined, outShape: Shape): number => {
   switch (n.op) {

@@ -1,0 +1,229 @@
+/**
+ * The tfjs interpreter's forward pass: a total fold over the IR's node union.
+ *
+ * Layout: the boundary is PyTorch's (NCHW images); inside, a tensor whose per-sample rank is 3 or
+ * more keeps its last three dimensions (C, H, W) as (H, W, C), so images are NHWC and a stack of
+ * images (N, K, C, H, W) is (N, K, H, W, C). Ops that depend on the layout (flatten, stack,
+ * select) convert accordingly, so outputs equal PyTorch's element for element.
+ *
+ * Only twice-differentiable lowerings are used (lowerings.ts), so GP / R1 training can take
+ * gradients of gradients through `apply`. Only nodes some output depends on are evaluated, each in
+ * its own `tf.tidy`, and an intermediate is disposed as soon as its last consumer has run.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as E from 'fp-ts/lib/Either.js';
+import { absurd, type Result } from '../../dsl/errors.ts';
+import type { Network, Node } from '../../dsl/ir.ts';
+import { inferShapes, type Shape } from '../../dsl/shapes.ts';
+import { consumerCounts, reachable, refsOf } from '../../dsl/walk.ts';
+import { registerGradients } from './gradients.ts';
+import * as L from './lowerings.ts';
+import type { ParamStore } from './params.ts';
+
+export interface CompiledInput {
+  readonly name: string;
+  readonly dtype: 'float32' | 'index';
+  /** Per-sample shape, PyTorch layout. */
+  readonly shape: Shape;
+  /** For a domain index: the number of branches it selects among (indices must be in [0, count)). */
+  readonly count: number | null;
+}
+
+export interface CompiledOutput {
+  readonly name: string;
+  /** Per-sample shape, PyTorch layout. */
+  readonly shape: Shape;
+}
+
+export interface ApplyOptions {
+  /**
+   * Layout of image-like tensors (per-sample rank >= 3) at the boundary: 'nchw' (PyTorch, the
+   * default) or 'nhwc' (the interpreter's own; skips two transposes when chaining networks).
+   */
+  readonly layout?: 'nchw' | 'nhwc';
+}
+
+export interface Compiled {
+  readonly network: Network;
+  /** Per-sample shape of every node (PyTorch layout). */
+  readonly shapes: readonly Shape[];
+  readonly inputs: readonly CompiledInput[];
+  readonly outputs: readonly CompiledOutput[];
+  /**
+   * One forward pass. `inputs` holds every input by name, batch first: float32 tensors, and domain
+   * indices as int32 or float32 holding integers (an out-of-range index selects nothing: zeros).
+   * Returns new tensors, one per output, owned by the caller; nothing else stays allocated.
+   * Throws (a programming error) if an input or parameter is missing: validate at the edges
+   * (`loadParams`, `runNetwork`).
+   */
+  readonly apply: (
+    params: ParamStore,
+    inputs: Readonly<Record<string, tf.Tensor>>,
+    options?: ApplyOptions,
+  ) => Record<string, tf.Tensor>;
+}
+
+const need = <T>(v: T | undefined, what: string): T => {
+  if (v === undefined) throw new Error(`tfjs interpreter: ${what}`);
+  return v;
+};
+
+/** Compile a network: shape inference once; `apply` then folds over the reachable nodes. */
+export const compileNetwork = (net: Network): Result<Compiled> => {
+  const inferred = inferShapes(net);
+  if (E.isLeft(inferred)) return inferred;
+  registerGradients();
+  const shapes = inferred.right.shapes;
+  const live = reachable(net);
+
+  // Readers of each value among evaluated nodes, plus one per output naming it: an output's value
+  // never runs out of readers inside the node loop and is released after the outputs are made.
+  const consumers = consumerCounts(net);
+
+  const inputs: CompiledInput[] = net.nodes.flatMap((n) => {
+    if (n.op !== 'input') return [];
+    const selects = net.nodes.filter((m): m is Extract<Node, { op: 'select' }> => m.op === 'select');
+    const counts = selects
+      .filter((s) => net.nodes[s.index] === n)
+      .map((s) => shapes[s.input]![0]!);
+    return [
+      {
+        name: n.name,
+        dtype: n.dtype,
+        shape: n.shape,
+        count: n.dtype === 'index' && counts.length > 0 ? Math.min(...counts) : null,
+      },
+    ];
+  });
+  const outputs = net.outputs.map((o) => ({ name: o.name, shape: shapes[o.ref]! }));
+
+  const apply = (
+    params: ParamStore,
+    given: Readonly<Record<string, tf.Tensor>>,
+    options: ApplyOptions = {},
+  ): Record<string, tf.Tensor> => {
+    const nchw = (options.layout ?? 'nchw') === 'nchw';
+    const values: Array<tf.Tensor | undefined> = net.nodes.map(() => undefined);
+    const owned: boolean[] = net.nodes.map(() => false);
+    const remaining = [...consumers];
+
+    const param = (key: string): tf.Tensor => need(params.get(key), `parameter '${key}' is not in the store`);
+    const value = (r: number): tf.Tensor => need(values[r], `node ${r} (${net.nodes[r]?.path}) has no value`);
+    const image = (r: number): tf.Tensor4D => value(r) as tf.Tensor4D;
+    const biased = (y: tf.Tensor, path: string, bias: boolean): tf.Tensor => (bias ? tf.add(y, param(`${path}.bias`)) : y);
+
+    const evalNode = (node: Exclude<Node, { op: 'input' }>): tf.Tensor => {
+      switch (node.op) {
+        case 'conv2d':
+          return biased(
+            L.conv2d(image(node.input), param(`${node.path}.weight`) as tf.Tensor4D, node.stride, node.padding),
+            node.path,
+            node.bias,
+          );
+        case 'convTranspose2d':
+          return biased(
+            L.conv2dTranspose(image(node.input), param(`${node.path}.weight`) as tf.Tensor4D, node.stride, node.padding),
+            node.path,
+            node.bias,
+          );
+        case 'instanceNorm': {
+          const y = L.instanceNorm(image(node.input), node.eps);
+          return node.affine ? tf.add(tf.mul(y, param(`${node.path}.weight`)), param(`${node.path}.bias`)) : y;
+        }
+        case 'adain': {
+          const h = L.linear(
+            value(node.style) as tf.Tensor2D,
+            param(`${node.path}.fc.weight`) as tf.Tensor2D,
+            param(`${node.path}.fc.bias`) as tf.Tensor1D,
+          );
+          const n = h.shape[0];
+          const [gamma, beta] = tf.split(h, 2, 1) as [tf.Tensor, tf.Tensor];
+          const g = tf.reshape(gamma, [n, 1, 1, node.channels]);
+          const b = tf.reshape(beta, [n, 1, 1, node.channels]);
+          return tf.add(tf.mul(tf.add(g, 1), L.instanceNorm(image(node.input), node.eps)), b);
+        }
+        case 'linear':
+          return L.linear(
+            value(node.input) as tf.Tensor2D,
+            param(`${node.path}.weight`) as tf.Tensor2D,
+            node.bias ? (param(`${node.path}.bias`) as tf.Tensor1D) : undefined,
+          );
+        case 'relu':
+          return tf.relu(value(node.input));
+        case 'leakyRelu':
+          return L.leakyRelu(value(node.input), node.alpha);
+        case 'tanh':
+          return tf.tanh(value(node.input));
+        case 'avgPool':
+          return L.avgPool(image(node.input), node.size);
+        case 'upsampleNearest':
+          return L.upsampleNearest(image(node.input), node.scale);
+        case 'concatLabel': {
+          const x = image(node.input);
+          const [, h, w] = x.shape;
+          return tf.concat([x, L.spreadLabel(value(node.label) as tf.Tensor2D, h, w)], 3);
+        }
+        case 'add': {
+          const sum = node.inputs.map(value).reduce((a, b) => tf.add(a, b));
+          return node.scale === 1 ? sum : tf.mul(sum, node.scale);
+        }
+        case 'flatten': {
+          const x = value(node.input);
+          const perSample = shapes[node.input]!.reduce((a, b) => a * b, 1);
+          return tf.reshape(shapes[node.input]!.length >= 3 ? L.channelsFirst(x) : x, [x.shape[0]!, perSample]);
+        }
+        case 'stack': {
+          // Items of per-sample rank 2 become rank 3, stored (A, B, K): stack on the last axis.
+          const itemRank = shapes[node.inputs[0]!]!.length;
+          return tf.stack(node.inputs.map(value), itemRank === 2 ? 3 : 1);
+        }
+        case 'select': {
+          const rank = shapes[node.input]!.length;
+          return L.selectBranch(value(node.input), value(node.index), rank === 3 ? 3 : 1);
+        }
+        default:
+          return absurd(node);
+      }
+    };
+
+    const release = (r: number): void => {
+      if (owned[r]) values[r]!.dispose();
+      values[r] = undefined;
+      owned[r] = false;
+    };
+
+    try {
+      net.nodes.forEach((node, i) => {
+        if (!live[i]) return;
+        if (node.op === 'input') {
+          const t = need(given[node.name], `input '${node.name}' was not given`);
+          let v = t;
+          if (node.dtype === 'index') v = t.dtype === 'int32' ? t : tf.tidy(() => tf.cast(tf.round(t), 'int32'));
+          else if (nchw && node.shape.length >= 3) v = L.channelsLast(t);
+          values[i] = v;
+          owned[i] = v !== t;
+          return;
+        }
+        let v = tf.tidy(() => evalNode(node));
+        const args = refsOf(node);
+        if (args.some((r) => values[r] === v)) v = tf.clone(v);
+        values[i] = v;
+        owned[i] = true;
+        for (const r of args) {
+          remaining[r]!--;
+          if (remaining[r] === 0) release(r);
+        }
+      });
+      const result: Record<string, tf.Tensor> = {};
+      for (const o of net.outputs) {
+        const v = value(o.ref);
+        result[o.name] = nchw && shapes[o.ref]!.length >= 3 ? L.channelsFirst(v) : tf.clone(v);
+      }
+      return result;
+    } finally {
+      values.forEach((_, i) => release(i));
+    }
+  };
+
+  return E.right({ network: net, shapes, inputs, outputs, apply });
+};

@@ -1,0 +1,358 @@
+/**
+ * Composed convolution-gradient kernels for tfjs.
+ *
+ * Why: on this stack the cpu backend computes the conv filter gradient at ~0.01 GFLOP/s, and the
+ * wasm backend has no `Conv2DBackpropFilter` kernel at all (so it cannot train convolutions) and a
+ * slow `Conv2DBackpropInput` (~2 GFLOP/s; this kernel is also what `tf.conv2dTranspose` runs
+ * forward). Its forward conv (XNNPACK) runs at 20+ GFLOP/s, so both gradients are rewritten here as
+ * forward convolutions plus cheap layout ops:
+ *
+ * - filter gradient: ONE stride-1 conv with dilation = stride, over the input transposed to
+ *   [Cin, H, W, N] with the output gradient transposed to [OH, OW, N, Cout] as the "filter"; the
+ *   result [Cin, KH, KW, Cout] is transposed to [KH, KW, Cin, Cout] (small).
+ * - input gradient, stride s: s*s stride-1 "phase" convs of dy with the matching taps of the
+ *   filter, rotated by 180 degrees and with in/out channels swapped (all small-tensor work);
+ *   the phases are interleaved with stack (a concat) + reshape. At stride 1 it is a single conv.
+ *
+ * The replacement kernels compute their result with ordinary tfjs ops inside `tf.tidy`. Ops run
+ * inside a kernel are not recorded on the gradient tape (the engine's kernelDepth > 0), so the
+ * outer op keeps its registered gradient (Conv2DBackpropInput's gradient is conv2d +
+ * conv2DBackpropFilter, both again run by these or the stock kernels): first- and second-order
+ * gradients are unchanged mathematically.
+ *
+ * Unsupported cases (NCHW, non-float32, inconsistent shapes) go to the original kernel when the
+ * backend has one.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
+
+type Pad = 'valid' | 'same' | number | ReadonlyArray<readonly [number, number]>;
+type RoundingMode = 'floor' | 'round' | 'ceil' | undefined;
+type Strides = number | readonly [number, number];
+
+/** Backends for which this module knows how to register the composed kernels. */
+export type ComposedBackend = 'wasm' | 'cpu';
+
+const KERNEL_NAMES = [tf.Conv2DBackpropFilter, tf.Conv2DBackpropInput] as const;
+
+/** Geometry of a NHWC 2-D convolution with dilation 1, as tfjs computes it. */
+interface Geometry {
+  readonly n: number;
+  readonly h: number;
+  readonly w: number;
+  readonly cin: number;
+  readonly kh: number;
+  readonly kw: number;
+  readonly cout: number;
+  readonly sh: number;
+  readonly sw: number;
+  readonly padTop: number;
+  readonly padLeft: number;
+  readonly oh: number;
+  readonly ow: number;
+}
+
+function geometry(
+  xShape: readonly number[],
+  filterShape: readonly number[],
+  strides: Strides,
+  pad: Pad,
+  dimRoundingMode: RoundingMode,
+): Geometry {
+  const info = tf.backend_util.computeConv2DInfo(
+    xShape as [number, number, number, number],
+    filterShape as [number, number, number, number],
+    strides as number | [number, number],
+    1,
+    pad as 'valid' | 'same' | number | tf.backend_util.ExplicitPadding,
+    dimRoundingMode,
+    false,
+    'channelsLast',
+  );
+  return {
+    n: info.batchSize,
+    h: info.inHeight,
+    w: info.inWidth,
+    cin: info.inChannels,
+    kh: info.filterHeight,
+    kw: info.filterWidth,
+    cout: info.outChannels,
+    sh: info.strideHeight,
+    sw: info.strideWidth,
+    padTop: info.padInfo.top,
+    padLeft: info.padInfo.left,
+    oh: info.outHeight,
+    ow: info.outWidth,
+  };
+}
+
+function explicit(top: number, bottom: number, left: number, right: number): tf.backend_util.ExplicitPadding {
+  return [
+    [0, 0],
+    [top, bottom],
+    [left, right],
+    [0, 0],
+  ];
+}
+
+/**
+ * dL/dfilter of `conv2d(x, filter, strides, pad)` (NHWC, dilation 1) given dy, as one dilated
+ * stride-1 convolution. Works for any stride, kernel size and padding. Returns [KH, KW, Cin, Cout].
+ */
+export function composedConv2DBackpropFilter(
+  x: tf.Tensor4D,
+  dy: tf.Tensor4D,
+  filterShape: readonly [number, number, number, number],
+  strides: Strides,
+  pad: Pad,
+  dimRoundingMode?: RoundingMode,
+): tf.Tensor4D {
+  const g = geometry(x.shape, filterShape, strides, pad, dimRoundingMode);
+  return tf.tidy(() => filterGrad(g, x, dy));
+}
+
+function filterGrad(g: Geometry, x: tf.Tensor4D, dy: tf.Tensor4D): tf.Tensor4D {
+  // out[ci, kh, kw, co] = sum_{oh, ow, n} x[n, oh*sh + kh - pt, ow*sw + kw - pl, ci] * dy[n, oh, ow, co]
+  //                     = conv(xT[ci, ., ., n], dyT[oh, ow, n, co], dilation (sh, sw))[ci, kh, kw, co]
+  const xT = tf.transpose(x, [3, 1, 2, 0]); // [Cin, H, W, N]
+  const dyT = tf.transpose(dy, [1, 2, 0, 3]); // [OH, OW, N, Cout]
+  // Output height = H + pt + pb - ((OH-1)*sh + 1) + 1 must be KH. A negative pb means trailing
+  // input rows never reach the output; instead of cropping the (big) input, compute a few extra
+  // output rows and crop the (small) result.
+  const pb = g.kh - g.h - g.padTop + (g.oh - 1) * g.sh;
+  const pr = g.kw - g.w - g.padLeft + (g.ow - 1) * g.sw;
+  let out = tf.conv2d(xT, dyT, 1, explicit(g.padTop, Math.max(pb, 0), g.padLeft, Math.max(pr, 0)), 'NHWC', [
+    g.sh,
+    g.sw,
+  ]); // [Cin, KH', KW', Cout]
+  if (pb < 0 || pr < 0) out = tf.slice(out, [0, 0, 0, 0], [g.cin, g.kh, g.kw, g.cout]);
+  return tf.transpose(out, [1, 2, 0, 3]);
+}
+
+/**
+ * dL/dx of `conv2d(x, filter, strides, pad)` (NHWC, dilation 1) given dy; equivalently
+ * `conv2dTranspose(dy, filter, xShape, strides, pad)`. Any stride s costs s*s stride-1 convs whose
+ * total work equals the transposed convolution's. Returns a tensor of shape xShape.
+ */
+export function composedConv2DBackpropInput(
+  xShape: readonly [number, number, number, number],
+  dy: tf.Tensor4D,
+  filter: tf.Tensor4D,
+  strides: Strides,
+  pad: Pad,
+  dimRoundingMode?: RoundingMode,
+): tf.Tensor4D {
+  const g = geometry(xShape, filter.shape, strides, pad, dimRoundingMode);
+  return tf.tidy(() => inputGrad(g, dy, filter));
+}
+
+/** The taps of one output phase along one spatial axis (see inputGrad). */
+interface Phase1D {
+  /** First filter tap of this phase; taps are r, r+s, r+2s, ... */
+  readonly r: number;
+  /** Number of taps (0: this phase receives no gradient). */
+  readonly taps: number;
+  /** Padding before/after dy along this axis; negative values crop dy. */
+  readonly before: number;
+  readonly after: number;
+}
+
+function phase1D(p: number, s: number, padBefore: number, k: number, outSize: number, phaseLen: number): Phase1D {
+  // dx[s*a + p] = sum_j dy[a + c - j] * f[r + s*j],  r = (p + pt) mod s,  c = (p + pt - r) / s
+  // (0 <= j < taps). As a correlation with the reversed taps g[j'] = f[r + s*(taps-1-j')]:
+  //   dx[s*a + p] = sum_j' dyPadded[a + j'] * g[j'] with `before` = taps-1-c rows of padding.
+  const r = (p + padBefore) % s;
+  const taps = r < k ? Math.ceil((k - r) / s) : 0;
+  const c = (p + padBefore - r) / s;
+  const before = taps - 1 - c;
+  const after = phaseLen - 1 + taps - outSize - before;
+  return { r, taps, before, after };
+}
+
+function inputGrad(g: Geometry, dy: tf.Tensor4D, filter: tf.Tensor4D): tf.Tensor4D {
+  const a = Math.ceil(g.h / g.sh); // rows per phase (the last phases may compute one spare row)
+  const b = Math.ceil(g.w / g.sw);
+  const rows: tf.Tensor4D[] = [];
+  for (let ph = 0; ph < g.sh; ph++) {
+    const cols: tf.Tensor4D[] = [];
+    for (let pw = 0; pw < g.sw; pw++) {
+      cols.push(phaseConv(g, dy, filter, phase1D(ph, g.sh, g.padTop, g.kh, g.oh, a), phase1D(pw, g.sw, g.padLeft, g.kw, g.ow, b), a, b));
+    }
+    // [N, A, B, sw, Cin] -> [N, A, B*sw, Cin]: w = b*sw + pw
+    rows.push(cols.length === 1 ? cols[0]! : tf.reshape<tf.Rank.R4>(tf.stack(cols, 3), [g.n, a, b * g.sw, g.cin]));
+  }
+  // [N, A, sh, W', Cin] -> [N, A*sh, W', Cin]: h = a*sh + ph
+  let dx = rows.length === 1 ? rows[0]! : tf.reshape<tf.Rank.R4>(tf.stack(rows, 2), [g.n, a * g.sh, b * g.sw, g.cin]);
+  if (a * g.sh !== g.h || b * g.sw !== g.w) dx = tf.slice(dx, [0, 0, 0, 0], [g.n, g.h, g.w, g.cin]);
+  return dx;
+}
+
+function phaseConv(
+  g: Geometry,
+  dy: tf.Tensor4D,
+  filter: tf.Tensor4D,
+  ph: Phase1D,
+  pw: Phase1D,
+  a: number,
+  b: number,
+): tf.Tensor4D {
+  // Rows of dy that survive cropping by negative paddings.
+  const cropTop = Math.max(-ph.before, 0);
+  const cropBottom = Math.max(-ph.after, 0);
+  const cropLeft = Math.max(-pw.before, 0);
+  const cropRight = Math.max(-pw.after, 0);
+  const keepH = g.oh - cropTop - cropBottom;
+  const keepW = g.ow - cropLeft - cropRight;
+  if (ph.taps === 0 || pw.taps === 0 || keepH <= 0 || keepW <= 0) return tf.zeros([g.n, a, b, g.cin]);
+  let sub = filter;
+  if (g.sh !== 1 || g.sw !== 1) {
+    sub = tf.stridedSlice(filter, [ph.r, pw.r, 0, 0], [g.kh, g.kw, g.cin, g.cout], [g.sh, g.sw, 1, 1]) as tf.Tensor4D;
+  }
+  // Rotate by 180 degrees and swap in/out channels: [taps_h, taps_w, Cout, Cin].
+  const rotated = tf.transpose(tf.reverse(sub, [0, 1]), [0, 1, 3, 2]);
+  let src = dy;
+  if (cropTop + cropBottom + cropLeft + cropRight > 0) {
+    src = tf.slice(dy, [0, cropTop, cropLeft, 0], [g.n, keepH, keepW, g.cout]);
+  }
+  return tf.conv2d(
+    src,
+    rotated,
+    1,
+    explicit(Math.max(ph.before, 0), Math.max(ph.after, 0), Math.max(pw.before, 0), Math.max(pw.after, 0)),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registration
+
+interface Installed {
+  /** The kernels replaced, with what was registered before (undefined: nothing). */
+  readonly originals: ReadonlyMap<string, KernelConfig | undefined>;
+  readonly inputGrad: boolean;
+}
+
+const installed = new Map<string, Installed>();
+
+function asTensor(t: TensorInfo): tf.Tensor {
+  return t instanceof tf.Tensor ? t : tf.engine().makeTensorFromTensorInfo(t);
+}
+
+function isSupported(dtypes: readonly string[], dataFormat: unknown): boolean {
+  return (dataFormat === undefined || dataFormat === 'NHWC') && dtypes.every((d) => d === 'float32');
+}
+
+function fallback(original: KernelConfig | undefined, name: string, backendName: string, why: string): KernelFunc {
+  return (args) => {
+    if (original === undefined) {
+      throw new Error(`${name} on '${backendName}': ${why}, and the backend has no stock kernel to fall back to`);
+    }
+    return original.kernelFunc(args);
+  };
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+function filterKernel(original: KernelConfig | undefined, backendName: string): KernelFunc {
+  return (args) => {
+    const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
+    const attrs = args.attrs as NamedAttrMap & {
+      strides: Strides;
+      pad: Pad;
+      dataFormat?: string;
+      dimRoundingMode?: RoundingMode;
+      filterShape: [number, number, number, number];
+    };
+    if (!isSupported([x.dtype, dy.dtype], attrs.dataFormat) || x.shape.length !== 4 || dy.shape.length !== 4) {
+      return fallback(original, tf.Conv2DBackpropFilter, backendName, 'only NHWC float32 is composed')(args);
+    }
+    const g = geometry(x.shape, attrs.filterShape, attrs.strides, attrs.pad, attrs.dimRoundingMode);
+    if (!sameShape(dy.shape, [g.n, g.oh, g.ow, g.cout])) {
+      return fallback(original, tf.Conv2DBackpropFilter, backendName, `dy shape ${dy.shape} does not match`)(args);
+    }
+    return tf.tidy(() => filterGrad(g, asTensor(x) as tf.Tensor4D, asTensor(dy) as tf.Tensor4D));
+  };
+}
+
+function inputKernel(original: KernelConfig | undefined, backendName: string): KernelFunc {
+  return (args) => {
+    const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
+    const attrs = args.attrs as NamedAttrMap & {
+      strides: Strides;
+      pad: Pad;
+      dataFormat?: string;
+      dimRoundingMode?: RoundingMode;
+      inputShape: [number, number, number, number];
+    };
+    if (
+      !isSupported([dy.dtype, filter.dtype], attrs.dataFormat) ||
+      dy.shape.length !== 4 ||
+      filter.shape.length !== 4 ||
+      attrs.inputShape.length !== 4
+    ) {
+      return fallback(original, tf.Conv2DBackpropInput, backendName, 'only NHWC float32 is composed')(args);
+    }
+    const g = geometry(attrs.inputShape, filter.shape, attrs.strides, attrs.pad, attrs.dimRoundingMode);
+    if (!sameShape(dy.shape, [g.n, g.oh, g.ow, g.cout]) || filter.shape[2] !== g.cin) {
+      return fallback(original, tf.Conv2DBackpropInput, backendName, `dy shape ${dy.shape} does not match`)(args);
+    }
+    return tf.tidy(() => inputGrad(g, asTensor(dy) as tf.Tensor4D, asTensor(filter) as tf.Tensor4D));
+  };
+}
+
+export interface ComposedOptions {
+  /**
+   * Also replace `Conv2DBackpropInput` (input gradient and conv2dTranspose forward). Default: true
+   * on wasm (stock ~1 GFLOP/s, composed 5-25), false on cpu, whose stock kernel measured as fast
+   * as the composed one for 64-channel layers and 2.5x faster when the input has 3 channels.
+   */
+  readonly inputGrad?: boolean;
+}
+
+/**
+ * Replaces `Conv2DBackpropFilter` (and, see `ComposedOptions`, `Conv2DBackpropInput`) of
+ * `backendName` with the composed kernels above. Idempotent; calling it again with other options
+ * re-registers. The backend package must already be imported (its kernels registered); the
+ * backend need not be initialised yet. The original kernels are kept for the unsupported cases and
+ * for `restoreStockConvKernels`.
+ */
+export function registerComposedConvKernels(backendName: ComposedBackend, opts: ComposedOptions = {}): void {
+  const inputGrad = opts.inputGrad ?? backendName === 'wasm';
+  const current = installed.get(backendName);
+  if (current !== undefined) {
+    if (current.inputGrad === inputGrad) return;
+    restoreStockConvKernels(backendName);
+  }
+  const names = inputGrad ? KERNEL_NAMES : ([tf.Conv2DBackpropFilter] as const);
+  const originals = new Map<string, KernelConfig | undefined>();
+  for (const name of names) originals.set(name, tf.getKernel(name, backendName));
+  for (const name of names) {
+    const original = originals.get(name);
+    if (original !== undefined) tf.unregisterKernel(name, backendName);
+    const kernelFunc = name === tf.Conv2DBackpropFilter ? filterKernel(original, backendName) : inputKernel(original, backendName);
+    const config: KernelConfig = { kernelName: name, backendName, kernelFunc };
+    // Keep the original's setup (the wasm kernels bind their C functions there; the engine runs
+    // setupFunc of every registered kernel whenever the backend is set) so the fallback works.
+    if (original?.setupFunc !== undefined) config.setupFunc = original.setupFunc;
+    if (original?.disposeFunc !== undefined) config.disposeFunc = original.disposeFunc;
+    tf.registerKernel(config);
+  }
+  installed.set(backendName, { originals, inputGrad });
+}
+
+/** Puts the stock kernels back (for comparisons and tests). Idempotent. */
+export function restoreStockConvKernels(backendName: ComposedBackend): void {
+  const inst = installed.get(backendName);
+  if (inst === undefined) return;
+  for (const [name, original] of inst.originals) {
+    tf.unregisterKernel(name, backendName);
+    if (original !== undefined) tf.registerKernel(original);
+  }
+  installed.delete(backendName);
+}
+
+/** Which kernels of `backendName` are currently composed ones. */
+export function composedConvKernels(backendName: ComposedBackend): readonly string[] {
+  return [...(installed.get(backendName)?.originals.keys() ?? [])];
+}

@@ -1,0 +1,167 @@
+/**
+ * Parameter stores: the weights of one network as tfjs tensors, keyed by the official state_dict
+ * names. Files hold PyTorch layouts; the store holds tfjs layouts, converted here and only here:
+ *
+ *   conv2d weight            (out, in, kH, kW)  OIHW   <->  (kH, kW, in, out)  HWIO
+ *   convTranspose2d weight   (in, out, kH, kW)         <->  (kH, kW, out, in)  (conv2dTranspose's filter)
+ *   linear / AdaIN fc weight (out, in)                 <->  (in, out)
+ *   biases, norm scales      (C)                       <->  (C)
+ *
+ * Both rank-4 layouts use the same permutation, so the conversion is a function of the rank alone
+ * (every parameter the IR declares has rank 1, 2 or 4).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as E from 'fp-ts/lib/Either.js';
+import { specError, type Result } from '../../dsl/errors.ts';
+import type { Network } from '../../dsl/ir.ts';
+import { ignoredKeys, parameters, type ParamSpec } from '../../dsl/params.ts';
+import { isFloatDType, toFloat32, type HostTensor, type TensorMap } from '../../io/tensor.ts';
+
+/** One network's parameters in tfjs layouts, by official state_dict key. */
+export type ParamStore = ReadonlyMap<string, tf.Variable | tf.Tensor>;
+
+// ---------------------------------------------------------------------------------------------
+// Layouts
+
+/** The permutation taking a PyTorch-layout parameter of this rank to its tfjs layout. */
+const toTfPerm = (rank: number): readonly number[] | null =>
+  rank === 4 ? [2, 3, 1, 0] : rank === 2 ? [1, 0] : null;
+/** Its inverse (tfjs layout -> PyTorch layout). */
+const toTorchPerm = (rank: number): readonly number[] | null =>
+  rank === 4 ? [3, 2, 0, 1] : rank === 2 ? [1, 0] : null;
+
+/** Row-major transpose on the host: out[i_perm[0], ..] = in[i_0, ..], as numpy's transpose(perm). */
+export const permuteHost = (
+  data: Float32Array,
+  shape: readonly number[],
+  perm: readonly number[],
+): { data: Float32Array; shape: number[] } => {
+  const rank = shape.length;
+  const outShape = perm.map((p) => shape[p]!);
+  const inStrides = new Array<number>(rank);
+  let s = 1;
+  for (let i = rank - 1; i >= 0; i--) {
+    inStrides[i] = s;
+    s *= shape[i]!;
+  }
+  const strides = perm.map((p) => inStrides[p]!); // input stride of each output axis
+  const out = new Float32Array(data.length);
+  const idx = new Array<number>(rank).fill(0);
+  let src = 0;
+  for (let o = 0; o < out.length; o++) {
+    out[o] = data[src]!;
+    // Increment the output multi-index (last axis fastest) and track the source offset.
+    for (let a = rank - 1; a >= 0; a--) {
+      idx[a]!++;
+      src += strides[a]!;
+      if (idx[a]! < outShape[a]!) break;
+      src -= strides[a]! * outShape[a]!;
+      idx[a] = 0;
+    }
+  }
+  return { data: out, shape: outShape };
+};
+
+/** A PyTorch-layout float parameter as a tfjs tensor in the interpreter's layout. */
+export const toTfParam = (t: HostTensor): tf.Tensor => {
+  const data = toFloat32(t);
+  const perm = toTfPerm(t.shape.length);
+  if (perm === null) return tf.tensor(data.slice(), [...t.shape], 'float32');
+  const p = permuteHost(data, t.shape, perm);
+  return tf.tensor(p.data, p.shape, 'float32');
+};
+
+/** A tfjs-layout parameter back in PyTorch layout (reads the tensor synchronously). */
+export const toTorchParam = (t: tf.Tensor): HostTensor => {
+  const data = t.dataSync() as Float32Array;
+  const perm = toTorchPerm(t.rank);
+  if (perm === null) return { dtype: 'float32', shape: [...t.shape], data: Float32Array.from(data) };
+  const p = permuteHost(data, t.shape, perm);
+  return { dtype: 'float32', shape: p.shape, data: p.data };
+};
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+const showShape = (s: readonly number[]): string => `(${s.join(', ')})`;
+const listAll = (xs: readonly string[], max = 40): string =>
+  xs.length <= max ? xs.join(', ') : `${xs.slice(0, max).join(', ')} ... and ${xs.length - max} more`;
+
+const isIntegerDType = (t: HostTensor): boolean => !isFloatDType(t.dtype) && t.dtype !== 'bool';
+
+/**
+ * Check a weights map (PyTorch names and layouts) against a network: every parameter present with
+ * its official shape and a float dtype; nothing else, except the buffers the network declares as
+ * ignored (`ignoredKeys`: InstanceNorm running stats, `hpf.filter`) and integer `num_batches_tracked`
+ * counters. All problems come back in one error.
+ */
+export const checkWeights = (net: Network, weights: TensorMap, origin = 'weights'): Result<readonly ParamSpec[]> => {
+  const params = parameters(net);
+  const ignored = ignoredKeys(net);
+  const wanted = new Set(params.map((p) => p.key));
+  const missing: string[] = [];
+  const shapes: string[] = [];
+  const dtypes: string[] = [];
+  for (const p of params) {
+    const t = weights.get(p.key);
+    if (t === undefined) missing.push(`${p.key} ${showShape(p.shape)}`);
+    else {
+      if (t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i]))
+        shapes.push(`${p.key} is ${showShape(t.shape)}, expected ${showShape(p.shape)}`);
+      if (!isFloatDType(t.dtype)) dtypes.push(`${p.key} is ${t.dtype}, expected a float type`);
+    }
+  }
+  const unexpected = [...weights.entries()]
+    .filter(([k, t]) => !wanted.has(k) && !ignored.has(k) && !(k.endsWith('num_batches_tracked') && isIntegerDType(t)))
+    .map(([k, t]) => `${k} ${showShape(t.shape)}`);
+  const parts = [
+    missing.length > 0 ? `${missing.length} missing: ${listAll(missing)}` : '',
+    unexpected.length > 0 ? `${unexpected.length} unexpected: ${listAll(unexpected)}` : '',
+    shapes.length > 0 ? `${shapes.length} with wrong shapes: ${listAll(shapes)}` : '',
+    dtypes.length > 0 ? `${dtypes.length} with wrong dtypes: ${listAll(dtypes)}` : '',
+  ].filter((x) => x !== '');
+  if (parts.length === 0) return E.right(params);
+  return E.left([
+    specError(
+      origin,
+      `weights do not fit network '${net.name}' (${params.length} parameters expected): ${parts.join('; ')}`,
+      'check that the --set settings match the ones the weights were made with, and that --net names the right network',
+    ),
+  ]);
+};
+
+export interface LoadOptions {
+  /** Make `tf.Variable`s (trainable) instead of constant tensors. Default false. */
+  readonly variables?: boolean;
+  /** Names the weights in errors (a file name). */
+  readonly origin?: string;
+}
+
+/** Validate a weights map against `net` and upload it in tfjs layouts. */
+export const loadParams = (net: Network, weights: TensorMap, options: LoadOptions = {}): Result<ParamStore> =>
+  E.map((params: readonly ParamSpec[]) => {
+    const store = new Map<string, tf.Variable | tf.Tensor>();
+    for (const p of params) {
+      const t = toTfParam(weights.get(p.key)!);
+      if (options.variables) {
+        store.set(p.key, tf.variable(t, true));
+        t.dispose();
+      } else store.set(p.key, t);
+    }
+    return store as ParamStore;
+  })(checkWeights(net, weights, options.origin));
+
+/** Every parameter back in PyTorch layout, float32, by official name. */
+export const exportParams = (store: ParamStore): TensorMap =>
+  new Map([...store].map(([k, t]) => [k, toTorchParam(t)] as [string, HostTensor]));
+
+/** Dispose every tensor of a store. */
+export const disposeParams = (store: ParamStore): void => {
+  for (const t of store.values()) t.dispose();
+};
+
+// ---------------------------------------------------------------------------------------------
+// Initialisation
+
+/** Seeded initialisation as the official code: see io/init.ts (plain JS, shared with export). */
+export { initParams } from '../../io/init.ts';
