@@ -1,0 +1,66 @@
+/**
+ * Weights for an export, checked against the networks' parameter declarations: every parameter
+ * present, floating point and of its PyTorch shape; no key the networks do not know. All problems
+ * are reported at once, one error per key.
+ */
+import * as E from 'fp-ts/lib/Either.js';
+import { specError, type Result, type SpecError } from '../../dsl/errors.ts';
+import type { Spec } from '../../dsl/ir.ts';
+import { ignoredKeys, parameters } from '../../dsl/params.ts';
+import { isFloatDType, toFloat32, type TensorMap } from '../../io/tensor.ts';
+import type { ResolvedStage } from './pipelines.ts';
+
+const showDims = (d: readonly number[]): string => `[${d.join(', ')}]`;
+
+/**
+ * Validate `weights` for the plan's stages; on success, float32 data by full key (prefix included).
+ * With prefixed keys (a file holding several networks), keys of the spec's other networks are
+ * skipped; buffers official checkpoints carry (running stats, `hpf.filter`) are accepted and unused.
+ */
+export const checkWeights = (
+  spec: Spec,
+  stages: readonly ResolvedStage[],
+  weights: TensorMap,
+): Result<ReadonlyMap<string, Float32Array>> => {
+  const errors: SpecError[] = [];
+  const out = new Map<string, Float32Array>();
+  const expected = new Set<string>();
+  const ignored = new Set<string>();
+  for (const s of stages) {
+    const p = s.weightPrefix;
+    for (const k of ignoredKeys(s.net)) ignored.add(`${p}${k}`);
+    for (const param of parameters(s.net)) {
+      const key = `${p}${param.key}`;
+      expected.add(key);
+      const t = weights.get(key);
+      if (t === undefined) {
+        errors.push(specError(key, `missing weight (expected float32 ${showDims(param.shape)} for ${s.net.name})`, 'the weights must hold every parameter under its official state_dict name'));
+        continue;
+      }
+      const shapeOk = t.shape.length === param.shape.length && t.shape.every((d, i) => d === param.shape[i]);
+      if (!shapeOk) {
+        errors.push(specError(key, `weight has shape ${showDims(t.shape)}; ${s.net.name} expects ${showDims(param.shape)}`, 'were the weights made with other settings? pass the same --set values'));
+        continue;
+      }
+      if (!isFloatDType(t.dtype)) {
+        errors.push(specError(key, `weight has dtype ${t.dtype}; expected a floating-point tensor`));
+        continue;
+      }
+      out.set(key, toFloat32(t));
+    }
+  }
+  const prefixed = stages.some((s) => s.weightPrefix !== '');
+  const others = spec.networks.map((n) => `${n.name}.`).filter((p) => !stages.some((s) => s.weightPrefix === p));
+  for (const key of weights.keys()) {
+    if (expected.has(key) || ignored.has(key)) continue;
+    if (prefixed && others.some((p) => key.startsWith(p))) continue;
+    errors.push(
+      specError(
+        key,
+        `unexpected tensor: no parameter of ${stages.map((s) => s.net.name).join(' or ')} has this name`,
+        key.startsWith('module.') ? "a DataParallel 'module.' prefix: convert the checkpoint with import-torch first" : '',
+      ),
+    );
+  }
+  return errors.length > 0 ? E.left(errors) : E.right(out);
+};
