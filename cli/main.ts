@@ -100,8 +100,8 @@ program
     const spec = ok(await loadChecked(specArg, o.set, [o.net]));
     const { diagram } = await import('../interpreters/diagram/index.ts');
     const svg = ok(await diagram(netOf(spec, o.net), { collapse: o.collapse ?? false }));
-    const { writeFileAtomic } = await import('./files.ts');
-    ok(await writeFileAtomic(o.out, svg));
+    const { writeBytesAtomic } = await import('../io/files.ts');
+    ok(await writeBytesAtomic(o.out, new TextEncoder().encode(svg)));
     process.stderr.write(`wrote ${o.out}\n`);
   });
 
@@ -148,23 +148,76 @@ program
   .requiredOption('--net <name>', 'a network, or latent_synthesis / reference_synthesis (StarGAN v2 pipelines)')
   .option('--weights <w.safetensors>', 'weights (default: freshly initialised, seeded)')
   .requiredOption('--out <model.onnx>', 'where to write the model')
-  .option('--opset <n>', 'ONNX opset (13-17)', '17')
+  .option('--opset <n>', 'ONNX opset (13-21)', '17')
   .option('--seed <n>', 'seed for fresh weights', '0')
   .action(async (specArg: string, o: { set: string[]; net: string; weights?: string; out: string; opset: string; seed: string }) => {
     const pipelines = ['latent_synthesis', 'reference_synthesis'];
     const spec = ok(await loadChecked(specArg, o.set, pipelines.includes(o.net) ? undefined : [o.net]));
     const opset = Number(o.opset);
-    if (!Number.isInteger(opset) || opset < 13 || opset > 17) die('--opset', `${o.opset} is not supported`, 'use an opset from 13 to 17');
+    if (!Number.isInteger(opset) || opset < 13 || opset > 21) die('--opset', `${o.opset} is not supported`, 'use an opset from 13 to 21');
     const { exportCommand } = await import('./export.ts');
     const info = ok(await exportCommand(spec, o.net, o.weights, o.out, opset, Number(o.seed)));
     process.stderr.write(`wrote ${o.out} (${info})\n`);
   });
 
+program
+  .command('train')
+  .description("train a spec by its schedule: checkpoints, samples, logs and the resolved spec go under --out")
+  .argument('<spec>', 'built-in spec name or a .ts/.json spec file')
+  .addOption(setOption())
+  .requiredOption('--data <dir|synthetic>', 'training data (repeatable for joint training); synthetic: the built-in dataset', collect, [])
+  .requiredOption('--out <run dir>', 'the run directory')
+  .option('--attrs <file>', "CelebA's list_attr_celeba.txt (with --data <CelebA images dir>)")
+  .option('--steps <n>', 'train to this iteration (default: the spec\'s iterations)')
+  .option('--data-seed <n>', 'seed of the synthetic data (default: the spec\'s seed)')
+  .option('--resume', 'continue the run in --out from its checkpoint')
+  .option('--quiet', 'no progress bar')
+  .addOption(backendOption())
+  .action(async (specArg: string, o: { set: string[]; data: string[]; attrs?: string; out: string; steps?: string; dataSeed?: string; resume?: boolean; quiet?: boolean; backend: string }) => {
+    const spec = ok(await loadSpec(specArg, o.set));
+    const steps = o.steps === undefined ? undefined : Number(o.steps);
+    if (steps !== undefined && !(Number.isInteger(steps) && steps > 0)) die('--steps', `${o.steps} is not a positive integer`);
+    const dataSeed = o.dataSeed === undefined ? undefined : Number(o.dataSeed);
+    if (dataSeed !== undefined && !Number.isInteger(dataSeed)) die('--data-seed', `${o.dataSeed} is not an integer`);
+    const { trainCommand } = await import('./train.ts');
+    const msg = ok(
+      await trainCommand(spec, {
+        data: o.data,
+        ...(o.attrs !== undefined ? { attrs: o.attrs } : {}),
+        out: o.out,
+        ...(steps !== undefined ? { steps } : {}),
+        ...(dataSeed !== undefined ? { dataSeed } : {}),
+        backend: o.backend as 'auto',
+        resume: o.resume ?? false,
+        quiet: o.quiet ?? false,
+        argv: process.argv.slice(2),
+      }),
+    );
+    process.stderr.write(`${msg}\n`);
+  });
+
+program
+  .command('evaluate')
+  .description('metrics of a run trained on the synthetic data (target-domain accuracy, content preservation)')
+  .argument('<run dir>', 'the --out directory of `starspec train`')
+  .option('--count <n>', 'held-out source images', '100')
+  .option('--json', 'print {"metrics": {...}}')
+  .addOption(backendOption())
+  .action(async (dir: string, o: { count: string; json?: boolean; backend: string }) => {
+    const count = Number(o.count);
+    if (!(Number.isInteger(count) && count > 0)) die('--count', `${o.count} is not a positive integer`);
+    const { evaluateRun } = await import('./evaluate.ts');
+    const r = ok(await evaluateRun(dir, o.backend as 'auto', count));
+    if (o.json) process.stdout.write(`${JSON.stringify({ spec: r.spec.name, metrics: r.metrics })}\n`);
+    else {
+      const w = Math.max(...Object.keys(r.metrics).map((k) => k.length));
+      process.stdout.write(`${r.spec.name} run ${dir}\n${Object.entries(r.metrics).map(([k, v]) => `  ${k.padEnd(w)}  ${Number.isInteger(v) ? v : v.toFixed(4)}`).join('\n')}\n`);
+    }
+  });
+
 for (const [name, what] of [
-  ['train', 'train a spec by its schedule'],
   ['translate', 'translate images with a trained run or imported weights'],
   ['sample', 'sample images with a trained run or imported weights'],
-  ['evaluate', 'metrics of a trained run'],
 ] as const) {
   program
     .command(name)
