@@ -89,8 +89,10 @@ export const makeTrainer = (spec: Spec): Result<Trainer> => {
         return l.total;
       }, vars);
       const total = value.dataSync()[0]!;
+      // Logged as the official code logs them: with their sign (D/loss_real = -mean D(x)), unweighted.
       for (const [name, t] of terms) {
-        losses[`${phase.name}/${name.replace(/^[a-z]+\//, '')}`] = t.dataSync()[0]!;
+        const sign = phase.loss.find((w) => w.name === name)?.sign ?? 1;
+        losses[`${phase.name}/${name.replace(/^[a-z]+\//, '')}`] = sign * t.dataSync()[0]!;
         t.dispose();
       }
       losses[`${phase.name}/total`] = total;
