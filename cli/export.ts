@@ -1,10 +1,10 @@
 /** `starspec export`: a network or a v2 pipeline as an ONNX model. */
 import * as E from 'fp-ts/lib/Either.js';
-import type { Result } from '../dsl/errors.ts';
+import { specError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
-import { readSafetensorsFile, writeBytesAtomic } from '../io/files.ts';
+import { readSafetensorsContentsFile, writeBytesAtomic } from '../io/files.ts';
 import type { HostTensor, TensorMap } from '../io/tensor.ts';
-import { withPrefix } from '../io/weights.ts';
+import { deploymentWeights, withPrefix } from '../io/weights.ts';
 import { exportOnnx } from '../interpreters/onnx/index.ts';
 import { initParams } from '../io/init.ts';
 
@@ -17,15 +17,41 @@ const freshWeights = (spec: Spec, seed: number): TensorMap => {
   return all;
 };
 
+/**
+ * The exporter reports a weights file that does not fit one error per key (hundreds for a wrong
+ * --set); the command line prints such a file's problems as one line, as import-torch and run do.
+ */
+const condenseWeightErrors = (errors: readonly SpecError[], weightsPath: string, net: string): readonly SpecError[] => {
+  const kinds: ReadonlyArray<readonly [string, RegExp, (e: SpecError) => string]> = [
+    ['missing', /^missing weight/, (e) => e.path],
+    ['unexpected', /^unexpected tensor/, (e) => e.path],
+    ['with wrong shapes or dtypes', /^weight has (shape|dtype)/, (e) => `${e.path} (${e.message.replace(/^weight has /, '')})`],
+  ];
+  const groups = kinds.map(([label, re, show]) => ({ label, show, errs: errors.filter((e) => re.test(e.message)) }));
+  const about = new Set(groups.flatMap((g) => g.errs));
+  if (about.size <= 1) return errors;
+  const list = (g: (typeof groups)[number]): string =>
+    `${g.errs.length} ${g.label}: ${g.errs.slice(0, 6).map(g.show).join(', ')}${g.errs.length > 6 ? ` and ${g.errs.length - 6} more` : ''}`;
+  const parts = groups.filter((g) => g.errs.length > 0).map(list);
+  return [
+    ...errors.filter((e) => !about.has(e)),
+    specError(
+      weightsPath,
+      `does not fit ${net}: ${parts.join('; ')}`,
+      'check that the --set settings match the ones the weights were made with and that --net names the right network; convert a PyTorch checkpoint with import-torch first',
+    ),
+  ];
+};
+
 export const exportCommand = async (spec: Spec, net: string, weightsPath: string | undefined, out: string, opset: number, seed: number): Promise<Result<string>> => {
   let weights: TensorMap;
   if (weightsPath !== undefined) {
-    const w = await readSafetensorsFile(weightsPath);
+    const w = await readSafetensorsContentsFile(weightsPath);
     if (E.isLeft(w)) return w;
-    weights = w.right;
+    weights = deploymentWeights(w.right.tensors, w.right.metadata);
   } else weights = freshWeights(spec, seed);
   const bytes = exportOnnx(spec, net, weights, { opset });
-  if (E.isLeft(bytes)) return bytes;
+  if (E.isLeft(bytes)) return weightsPath === undefined ? bytes : E.left(condenseWeightErrors(bytes.left, weightsPath, net));
   const w = await writeBytesAtomic(out, bytes.right);
   return E.map(() => `opset ${opset}, ${(bytes.right.length / 2 ** 20).toFixed(1)} MiB${weightsPath ? '' : `, fresh weights (seed ${seed})`}`)(w);
 };

@@ -1,5 +1,6 @@
 /** `starspec import-torch`: an official PyTorch checkpoint -> a safetensors weights file. */
 import * as E from 'fp-ts/lib/Either.js';
+import { checkNetworks } from '../dsl/check.ts';
 import { specError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { Network, Spec } from '../dsl/ir.ts';
 import { readTorchCheckpointFile, writeSafetensorsFile } from '../io/files.ts';
@@ -16,13 +17,13 @@ export const importTorch = async (spec: Spec, ckptPath: string, netName: string 
   const ckpt = await readTorchCheckpointFile(ckptPath);
   if (E.isLeft(ckpt)) return ckpt;
   const count = (m: TensorMap): number => m.size;
-  let result: Result<{ tensors: TensorMap; what: string }>;
+  let result: Result<{ tensors: TensorMap; what: string; nets: readonly string[] }>;
   if (ckpt.right.kind === 'nested') {
     const nets = ckpt.right.nets;
     if (netName !== undefined) {
       const sd = nets.get(netName);
       if (!sd) return E.left([specError(ckptPath, `holds no '${netName}'`, `it holds ${[...nets.keys()].join(', ')}`)]);
-      result = E.flatMap((n: Network) => E.map((t: TensorMap) => ({ tensors: t, what: `${netName} (${count(t)} tensors)` }))(fitWeights(n, sd, `${ckptPath} [${netName}]`)))(netNamed(spec, netName));
+      result = E.flatMap((n: Network) => E.map((t: TensorMap) => ({ tensors: t, what: `${netName} (${count(t)} tensors)`, nets: [netName] }))(fitWeights(n, sd, `${ckptPath} [${netName}]`)))(netNamed(spec, netName));
     } else {
       const errors: SpecError[] = [];
       const all = new Map<string, HostTensor>();
@@ -40,18 +41,18 @@ export const importTorch = async (spec: Spec, ckptPath: string, netName: string 
           names.push(name);
         }
       }
-      result = errors.length > 0 ? E.left(errors) : E.right({ tensors: all, what: `${names.join(', ')} with NAME. prefixes (${all.size} tensors)` });
+      result = errors.length > 0 ? E.left(errors) : E.right({ tensors: all, what: `${names.join(', ')} with NAME. prefixes (${all.size} tensors)`, nets: names });
     }
   } else {
     const flat = ckpt.right.tensors;
     if (netName !== undefined) {
-      result = E.flatMap((n: Network) => E.map((t: TensorMap) => ({ tensors: t, what: `${netName} (${count(t)} tensors)` }))(fitWeights(n, flat, ckptPath)))(netNamed(spec, netName));
+      result = E.flatMap((n: Network) => E.map((t: TensorMap) => ({ tensors: t, what: `${netName} (${count(t)} tensors)`, nets: [netName] }))(fitWeights(n, flat, ckptPath)))(netNamed(spec, netName));
     } else {
       const fits = spec.networks.filter((n) => coversKeys(n, flat)).map((n) => [n, fitWeights(n, flat, ckptPath)] as const);
       const good = fits.filter(([, r]) => E.isRight(r));
       if (good.length === 1) {
         const [n, r] = good[0]!;
-        result = E.map((t: TensorMap) => ({ tensors: t, what: `${n.name} (${t.size} tensors)` }))(r);
+        result = E.map((t: TensorMap) => ({ tensors: t, what: `${n.name} (${t.size} tensors)`, nets: [n.name] }))(r);
       } else if (good.length > 1) {
         result = E.left([specError(ckptPath, `fits several networks (${good.map(([n]) => n.name).join(', ')})`, 'pick one with --net')]);
       } else {
@@ -63,6 +64,9 @@ export const importTorch = async (spec: Spec, ckptPath: string, netName: string 
     }
   }
   if (E.isLeft(result)) return result;
+  // Settings are validated for the networks actually imported (not every network of the spec).
+  const checked = checkNetworks(spec, result.right.nets);
+  if (E.isLeft(checked)) return checked;
   const w = await writeSafetensorsFile(out, result.right.tensors, { source: ckptPath, spec: spec.name });
   return E.map(() => result.right.what)(w);
 };

@@ -171,14 +171,18 @@ program
   .option('--steps <n>', 'train to this iteration (default: the spec\'s iterations)')
   .option('--data-seed <n>', 'seed of the synthetic data (default: the spec\'s seed)')
   .option('--resume', 'continue the run in --out from its checkpoint')
+  .option('--overwrite', 'replace a run already in --out')
   .option('--quiet', 'no progress bar')
+  .option('--time-limit <minutes>', 'stop with a checkpoint after this many minutes (a normal end; --resume continues)')
   .addOption(backendOption())
-  .action(async (specArg: string, o: { set: string[]; data: string[]; attrs?: string; out: string; steps?: string; dataSeed?: string; resume?: boolean; quiet?: boolean; backend: string }) => {
+  .action(async (specArg: string, o: { set: string[]; data: string[]; attrs?: string; out: string; steps?: string; dataSeed?: string; resume?: boolean; overwrite?: boolean; quiet?: boolean; timeLimit?: string; backend: string }) => {
     const spec = ok(await loadSpec(specArg, o.set));
     const steps = o.steps === undefined ? undefined : Number(o.steps);
     if (steps !== undefined && !(Number.isInteger(steps) && steps > 0)) die('--steps', `${o.steps} is not a positive integer`);
     const dataSeed = o.dataSeed === undefined ? undefined : Number(o.dataSeed);
     if (dataSeed !== undefined && !Number.isInteger(dataSeed)) die('--data-seed', `${o.dataSeed} is not an integer`);
+    const minutes = o.timeLimit === undefined ? undefined : Number(o.timeLimit);
+    if (minutes !== undefined && !(minutes > 0)) die('--time-limit', `${o.timeLimit} is not a positive number of minutes`);
     const { trainCommand } = await import('./train.ts');
     const msg = ok(
       await trainCommand(spec, {
@@ -189,7 +193,9 @@ program
         ...(dataSeed !== undefined ? { dataSeed } : {}),
         backend: o.backend as 'auto',
         resume: o.resume ?? false,
+        overwrite: o.overwrite ?? false,
         quiet: o.quiet ?? false,
+        ...(minutes !== undefined ? { timeLimit: minutes * 60 } : {}),
         argv: process.argv.slice(2),
       }),
     );
@@ -215,17 +221,94 @@ program
     }
   });
 
-for (const [name, what] of [
-  ['translate', 'translate images with a trained run or imported weights'],
-  ['sample', 'sample images with a trained run or imported weights'],
-] as const) {
-  program
-    .command(name)
-    .description(`${what} (not available in this version)`)
-    .allowUnknownOption()
-    .allowExcessArguments()
-    .action(() => die(name, 'is not implemented in this version of starspec', 'see the README for what this version supports'));
-}
+const weightsOption = (): Option =>
+  new Option('--weights <run dir|w.safetensors>', "a run directory of `starspec train` (EMA weights where kept; its spec.json must equal <spec>), or weights with official names (one network's, or NAME.-prefixed as import-torch writes)").makeOptionMandatory();
+
+program
+  .command('translate')
+  .description('translate image files with a trained run or imported weights (v1: target labels; v2: reference- or latent-guided)')
+  .argument('<spec>', "built-in spec name or a .ts/.json spec file (for a run: the same spec and --set values, or its spec.json)")
+  .addOption(setOption())
+  .addOption(weightsOption())
+  .requiredOption('--input <image|folder>', 'an image file, or a folder of them (PNG, JPEG, ...)')
+  .requiredOption('--out <image|folder>', 'an image file (.png, .jpg, .webp): the result, or a grid when there are several; else a folder: one file per result')
+  .option('--target <values>', 'v1: the full label vector c, comma-separated (e.g. 0,1,0,1,1); for categorical labels also a class index')
+  .option('--attrs <name=v,...>', 'v1: set these attributes (names from selectedAttrs; RaFD=k for a class) on --source-labels, or on all zeros; a hair colour set to 1 clears the other hair colours', collect, [])
+  .option('--all-targets', "v1: the official test targets (each hair colour one-hot, every other attribute of --source-labels flipped; each class of categorical labels)")
+  .option('--source-labels <values|names>', "v1: the inputs' own labels, 0/1 in selectedAttrs order (1,0,0,1,1) or the names of the attributes they have (Black_Hair,Male)")
+  .option('--ref <image|folder>', 'v2: reference-guided: the reference image(s), or a folder of per-domain subfolders')
+  .option('--ref-domain <k>', "v2: the references' domain")
+  .option('--domain <k>', 'v2: latent-guided translation to this domain')
+  .option('--psi <x>', 'v2 latent-guided: truncation toward the mean style of 10,000 z (default 1: none)')
+  .option('--seed <n>', 'v2 latent-guided: seed of the latent code (default 0)')
+  .option('--center-crop <px>', 'crop a centred square of this side before resizing to imageSize (default: the largest centred square)')
+  .option('--batch-size <n>', 'images per forward pass', '8')
+  .option('--quiet', 'no progress bar')
+  .option('--time-limit <minutes>', 'stop with a checkpoint after this many minutes (a normal end; --resume continues)')
+  .addOption(backendOption())
+  .addHelpText(
+    'after',
+    `
+Inputs are centre-cropped to a square and resized to imageSize; results are imageSize square.
+With an image file as --out, one input and one result write the translated image itself; otherwise
+a grid: a row per input, the source first, then each result (--ref: a first row of references).
+With a folder as --out: <input stem>.<ext>, or <input stem>_<tag>.<ext> when there are several
+results per input (tags: the target attribute, ref-<reference stem>), in the input's format.
+
+StarGAN v1 needs the target as labels; plain images carry none, so give one of
+  --target 0,1,0,1,1                      the full label vector c, used as is
+  --attrs Black_Hair=1,Male=0             these attributes set on --source-labels (else all 0)
+  --all-targets --source-labels 1,0,0,1,1 the official test grid (needs the source's labels)
+StarGAN v2: --ref <image|folder> --ref-domain <k> (reference-guided), or --domain <k>
+[--psi 0.7] [--seed n] (latent-guided).
+
+Examples:
+  starspec translate stargan-v1 --weights G.safetensors --input faces/ --out out/ --attrs Blond_Hair=1 --source-labels Black_Hair,Young
+  starspec translate runs/demo/spec.json --weights runs/demo --input a.png --out grid.png --all-targets --source-labels 1,0,0,0,1
+  starspec translate stargan-v2 --set numDomains=3 --set wHpf=0 --weights nets.safetensors --input cat.jpg --ref dog.jpg --ref-domain 1 --out cat2dog.jpg`,
+  )
+  .action(async (specArg: string, o: { set: string[]; weights: string; input: string; out: string; backend: string } & Record<string, unknown>) => {
+    const spec = ok(await loadSpec(specArg, o.set));
+    const { translateCommand } = await import('./translate.ts');
+    const msg = ok(await translateCommand(spec, o as unknown as import('./translate.ts').TranslateOptions));
+    process.stderr.write(`${msg}\n`);
+  });
+
+program
+  .command('sample')
+  .description('a grid of generated images: v2 latent-guided (columns: domains x latent codes); v1 the official test grid')
+  .argument('<spec>', "built-in spec name or a .ts/.json spec file (for a run: the same spec and --set values, or its spec.json)")
+  .addOption(setOption())
+  .addOption(weightsOption())
+  .requiredOption('--input <image|folder>', 'the source images (one grid row each)')
+  .requiredOption('--out <grid.png>', 'the grid image (.png, .jpg, .webp)')
+  .option('--domains <list>', 'v2: target domains, comma-separated (default: all)')
+  .option('--psi <x>', 'v2: truncation toward the mean style of 10,000 z (default 1: none)')
+  .option('--seed <n>', 'v2: seed of the latent codes (default 0); code j is the same in every row and domain')
+  .option('--per-domain <m>', 'v2: latent codes per domain (default 1)')
+  .option('--source-labels <values|names>', "v1: the inputs' own labels (0/1 in selectedAttrs order, or the names they have)")
+  .option('--center-crop <px>', 'crop a centred square of this side before resizing to imageSize (default: the largest centred square)')
+  .option('--batch-size <n>', 'images per forward pass', '8')
+  .option('--quiet', 'no progress bar')
+  .option('--time-limit <minutes>', 'stop with a checkpoint after this many minutes (a normal end; --resume continues)')
+  .addOption(backendOption())
+  .addHelpText(
+    'after',
+    `
+Rows are the inputs, the source first. StarGAN v2: then per domain, --per-domain latent codes
+(s = F(z, y), truncated as psi * s + (1 - psi) * mean style). StarGAN v1: then each official
+test target of --source-labels (each hair colour, every other attribute flipped).
+
+Examples:
+  starspec sample stargan-v2 --set numDomains=3 --set wHpf=0 --weights nets.safetensors --input val/ --out latent.png --psi 0.7 --per-domain 3
+  starspec sample runs/demo/spec.json --weights runs/demo --input faces/ --out test.png --source-labels 1,0,0,1,1`,
+  )
+  .action(async (specArg: string, o: { set: string[]; weights: string; input: string; out: string; backend: string } & Record<string, unknown>) => {
+    const spec = ok(await loadSpec(specArg, o.set));
+    const { sampleCommand } = await import('./translate.ts');
+    const msg = ok(await sampleCommand(spec, o as unknown as import('./translate.ts').SampleOptions));
+    process.stderr.write(`${msg}\n`);
+  });
 
 /** The single exit point: one line per error, non-zero exit. */
 const main = async (): Promise<void> => {

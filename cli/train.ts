@@ -11,7 +11,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { SingleBar } from 'cli-progress';
 import * as E from 'fp-ts/lib/Either.js';
-import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { checkSpec } from '../dsl/check.ts';
 import { decodeSpec, encodeSpec, parseJson } from '../dsl/codec.ts';
@@ -37,8 +37,12 @@ export interface TrainOptions {
   readonly steps?: number;
   readonly backend: BackendName;
   readonly resume: boolean;
+  /** Replace a run already in --out (its checkpoint, log, samples and records). */
+  readonly overwrite?: boolean;
   readonly dataSeed?: number;
   readonly quiet?: boolean;
+  /** Stop (with a checkpoint, as a normal end) once this many seconds have passed. */
+  readonly timeLimit?: number;
   readonly argv: readonly string[];
 }
 
@@ -167,8 +171,9 @@ export const trainCommand = async (specIn: Spec, o: TrainOptions): Promise<Resul
     spec = decoded.right;
     const run = JSON.parse(await readFile(join(o.out, 'run.json'), 'utf8').catch(() => '{}')) as { dataSeed?: number };
     dataSeed = run.dataSeed ?? dataSeed;
-  } else if (await exists(cp)) {
-    return E.left([specError(o.out, 'already holds a run', 'pass --resume to continue it, or choose another --out')]);
+  } else if (await exists(cp) || (await exists(join(o.out, 'run.json')))) {
+    if (!o.overwrite) return E.left([specError(o.out, 'already holds a run', 'pass --resume to continue it, --overwrite to replace it, or choose another --out')]);
+    for (const f of [CHECKPOINT, 'log.jsonl', 'run.json', 'spec.json', 'losses.png', 'samples']) await rm(join(o.out, f), { recursive: true, force: true });
   }
 
   const backend = await selectBackend(o.backend);
@@ -239,7 +244,7 @@ export const trainCommand = async (specIn: Spec, o: TrainOptions): Promise<Resul
   const s0 = state.step;
   let failure: Result<never> | null = null;
   try {
-    while (state.step < total && !interrupted) {
+    while (state.step < total && !interrupted && !(o.timeLimit !== undefined && (Date.now() - t0) / 1000 >= o.timeLimit)) {
       const batch = new Map<string, Map<string, tf.Tensor>>();
       for (const ds of datasets) {
         const b = await provider.right.batch(ds, state.step, tr.batchSize);
@@ -300,5 +305,6 @@ export const trainCommand = async (specIn: Spec, o: TrainOptions): Promise<Resul
     process.exitCode = 130;
     return E.right(`interrupted at step ${step}; checkpoint written to ${cp} (continue with --resume)`);
   }
-  return E.right(`trained ${spec.name} to step ${step} in ${secs.toFixed(1)} s; run in ${o.out}`);
+  const why = step < total ? ` (time limit of ${o.timeLimit} s reached)` : '';
+  return E.right(`trained ${spec.name} to step ${step} in ${secs.toFixed(1)} s${why}; run in ${o.out}`);
 };

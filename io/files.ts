@@ -8,7 +8,7 @@ import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import { type Result, fail } from '../dsl/errors.ts';
-import { readSafetensors, writeSafetensors } from './safetensors.ts';
+import { readSafetensors, readSafetensorsContents, writeSafetensors, type SafetensorsContents } from './safetensors.ts';
 import type { TensorMap } from './tensor.ts';
 import { type TorchCheckpoint, readTorchCheckpoint } from './torch.ts';
 
@@ -54,6 +54,10 @@ export const writeBytesAtomic = async (path: string, bytes: Uint8Array): Promise
 
 export const readSafetensorsFile = async (path: string): Promise<Result<TensorMap>> =>
   E.flatMap((bytes: Uint8Array) => readSafetensors(bytes, path))(await readBytes(path));
+
+/** A safetensors file's tensors and `__metadata__`. */
+export const readSafetensorsContentsFile = async (path: string): Promise<Result<SafetensorsContents>> =>
+  E.flatMap((bytes: Uint8Array) => readSafetensorsContents(bytes, path))(await readBytes(path));
 
 export const writeSafetensorsFile = (
   path: string,

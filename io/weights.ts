@@ -47,3 +47,21 @@ export const underPrefix = (tensors: TensorMap, name: string): TensorMap | null 
 
 export const withPrefix = (tensors: TensorMap, name: string): TensorMap =>
   new Map([...tensors].map(([k, v]) => [`${name}.${k}`, v] as [string, HostTensor]));
+
+/**
+ * The weights to deploy from a file: a starspec training checkpoint (`NAME.key` live weights,
+ * `ema.NAME.key` EMA copies, `adam.*` moments) yields each network's EMA copy where it has one,
+ * else its live weights, under `NAME.`; any other file is returned as it is.
+ */
+export const deploymentWeights = (tensors: TensorMap, metadata: Readonly<Record<string, string>>): TensorMap => {
+  if (metadata['format'] !== 'starspec/checkpoint@1') return tensors;
+  const out = new Map<string, HostTensor>();
+  const emaNets = new Set<string>();
+  for (const k of tensors.keys()) if (k.startsWith('ema.')) emaNets.add(k.slice(4, k.indexOf('.', 4)));
+  for (const [k, v] of tensors) {
+    if (k.startsWith('adam.')) continue;
+    if (k.startsWith('ema.')) out.set(k.slice(4), v);
+    else if (!emaNets.has(k.slice(0, k.indexOf('.')))) out.set(k, v);
+  }
+  return out;
+};
