@@ -244,7 +244,6 @@ program
   .option('--center-crop <px>', 'crop a centred square of this side before resizing to imageSize (default: the largest centred square)')
   .option('--batch-size <n>', 'images per forward pass', '8')
   .option('--quiet', 'no progress bar')
-  .option('--time-limit <minutes>', 'stop with a checkpoint after this many minutes (a normal end; --resume continues)')
   .addOption(backendOption())
   .addHelpText(
     'after',
@@ -290,7 +289,6 @@ program
   .option('--center-crop <px>', 'crop a centred square of this side before resizing to imageSize (default: the largest centred square)')
   .option('--batch-size <n>', 'images per forward pass', '8')
   .option('--quiet', 'no progress bar')
-  .option('--time-limit <minutes>', 'stop with a checkpoint after this many minutes (a normal end; --resume continues)')
   .addOption(backendOption())
   .addHelpText(
     'after',

@@ -36,11 +36,11 @@ import { decodeSpec, encodeSpec, parseJson } from '../dsl/codec.ts';
 import { specError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { Network, Spec } from '../dsl/ir.ts';
 import { parameters } from '../dsl/params.ts';
-import { writeBytesAtomic } from '../io/files.ts';
+import { readSafetensorsContentsFile, writeBytesAtomic } from '../io/files.ts';
 import { gridPng, IMAGE_EXTENSIONS, loadImage, writeImageFile, type Chw } from '../io/images.ts';
 import { deriveSeed, rng } from '../io/random.ts';
-import { readSafetensorsContents } from '../io/safetensors.ts';
 import type { HostTensor, TensorMap } from '../io/tensor.ts';
+import { deploymentWeights, underPrefix } from '../io/weights.ts';
 import type { BackendName } from '../interpreters/tfjs/backend.ts';
 import type { Compiled } from '../interpreters/tfjs/forward.ts';
 import type { ParamStore } from '../interpreters/tfjs/params.ts';
@@ -207,7 +207,7 @@ const readWeights = async (spec: Spec, arg: string, nets: readonly Network[]): P
     file = join(arg, CHECKPOINT);
     const saved = await statOf(join(arg, 'spec.json'));
     if (saved === null || (await statOf(file)) === null)
-      return fail(`--weights ${arg}`, `is not a run directory (no spec.json and ${CHECKPOINT})`, 'pass the --out directory of `starspec train`, or a weights file');
+      return fail(`--weights ${arg}`, `is not a run directory (it needs spec.json and ${CHECKPOINT})`, 'pass the --out directory of `starspec train`, or a weights file');
     const runSpec = await readSpecJson(join(arg, 'spec.json'));
     if (E.isLeft(runSpec)) return runSpec;
     if (encodeSpec(runSpec.right) !== encodeSpec(spec))
@@ -217,38 +217,30 @@ const readWeights = async (spec: Spec, arg: string, nets: readonly Network[]): P
         `give the spec and --set values it was trained with (see its run.json), or its own spec: \`${join(arg, 'spec.json')}\``,
       );
   }
-  const bytes = await readFile(file).catch((e: NodeJS.ErrnoException) => e);
-  if (bytes instanceof Error) return fail(file, `cannot read: ${bytes.code ?? bytes.message}`);
-  const contents = readSafetensorsContents(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), file);
+  const contents = await readSafetensorsContentsFile(file);
   if (E.isLeft(contents)) return contents;
-  const tensors = contents.right.tensors;
+  const raw = contents.right.tensors;
+  // A training checkpoint: EMA copies where a network has them, else live weights, under NAME.
+  const tensors = deploymentWeights(raw, contents.right.metadata);
   const step = contents.right.metadata['step'];
   const perNet = new Map<string, TensorMap>();
   const errors: SpecError[] = [];
   let ema = 0;
   for (const net of nets) {
-    const under = (prefix: string): Map<string, HostTensor> => {
-      const m = new Map<string, HostTensor>();
-      for (const [k, v] of tensors) if (k.startsWith(prefix)) m.set(k.slice(prefix.length), v);
-      return m;
-    };
-    let w: TensorMap = under(`ema.${net.name}.`);
-    if (w.size > 0) ema++;
-    else {
-      // Unprefixed official names (a one-network file), else this network's `NAME.` prefix.
-      w = parameters(net).some((p) => tensors.has(p.key)) ? tensors : under(`${net.name}.`);
-      if (w.size === 0) {
-        errors.push(
-          specError(
-            file,
-            `has no weights for network '${net.name}'`,
-            nets.length > 1
-              ? `pass a file holding ${nets.map((n) => n.name).join(', ')} under NAME. prefixes (\`starspec import-torch\` without --net writes one from nets_ema), or a run directory`
-              : 'pass its weights file, or a run directory',
-          ),
-        );
-        continue;
-      }
+    if ([...raw.keys()].some((k) => k.startsWith(`ema.${net.name}.`))) ema++;
+    // Unprefixed official names (a one-network file), else this network's `NAME.` prefix.
+    const w = parameters(net).some((p) => tensors.has(p.key)) ? tensors : underPrefix(tensors, net.name);
+    if (w === null) {
+      errors.push(
+        specError(
+          file,
+          `has no weights for network '${net.name}'`,
+          nets.length > 1
+            ? `pass a file holding ${nets.map((n) => n.name).join(', ')} under NAME. prefixes (\`starspec import-torch\` without --net writes one from nets_ema), or a run directory`
+            : 'pass its weights file, or a run directory',
+        ),
+      );
+      continue;
     }
     const keys = parameters(net).map((p) => p.key);
     if (!keys.some((k) => w.has(k))) {
@@ -577,13 +569,8 @@ const runJob = async (job: Job, out: string, batchSize: number, quiet: boolean):
   const size = job.prep.size;
   const toFile = WRITABLE.includes(extname(out).toLowerCase());
   const asGrid = toFile && (job.grid || job.inputs.length > 1 || job.tags.length > 1);
-  if (!toFile && IMAGE_EXTENSIONS.includes(extname(out).toLowerCase()))
-    return fail(`--out ${out}`, `cannot write ${extname(out)} files`, `use ${WRITABLE.join(', ')}, or a folder`);
   if (asGrid && (job.inputs.length + (job.header ? 1 : 0) > MAX_GRID_ROWS || job.tags.length + 1 > MAX_GRID_COLS))
     return fail(`--out ${out}`, `a grid of ${job.inputs.length} inputs x ${job.tags.length} results is too large for one image`, 'pass a folder as --out to get one file per result');
-  const outSt = await statOf(out);
-  if (toFile && outSt?.isDirectory()) return fail(`--out ${out}`, 'is a folder, not an image file');
-  if (!toFile && outSt !== null && !outSt.isDirectory()) return fail(`--out ${out}`, 'exists and is not a folder', `name an image file (${WRITABLE.join(', ')}) or a folder`);
   try {
     await mkdir(toFile ? dirname(out) || '.' : out, { recursive: true });
   } catch (e) {
@@ -668,7 +655,20 @@ const imageSizeOf = (spec: Spec): Result<number> => {
   return E.right(shape[1]!);
 };
 
+/** `--out`: an image file we can write, or a folder (existing or not). */
+const checkOut = async (out: string): Promise<Result<void>> => {
+  const ext = extname(out).toLowerCase();
+  const toFile = WRITABLE.includes(ext);
+  if (!toFile && IMAGE_EXTENSIONS.includes(ext)) return fail(`--out ${out}`, `cannot write ${ext} files`, `use ${WRITABLE.join(', ')}, or a folder`);
+  const st = await statOf(out);
+  if (toFile && st?.isDirectory()) return fail(`--out ${out}`, 'is a folder, not an image file');
+  if (!toFile && st !== null && !st.isDirectory()) return fail(`--out ${out}`, 'exists and is not a folder', `name an image file (${WRITABLE.join(', ')}) or a folder`);
+  return E.right(undefined);
+};
+
 const common = async (o: CommonOptions, size: number): Promise<Result<{ inputs: string[]; prep: Prep; batchSize: number }>> => {
+  const outOk = await checkOut(o.out);
+  if (E.isLeft(outOk)) return outOk;
   const batchSize = parseInt_('--batch-size', o.batchSize, 8, 1);
   if (E.isLeft(batchSize)) return batchSize;
   const crop = o.centerCrop === undefined ? E.right(undefined) : parseInt_('--center-crop', o.centerCrop, 0, 1);
