@@ -114,7 +114,8 @@ program
   .option('--net <name>', 'the network to take (from a nested v2 checkpoint) or to match (flat)')
   .requiredOption('--out <weights.safetensors>', 'where to write the weights')
   .action(async (specArg: string, ckpt: string, o: { set: string[]; net?: string; out: string }) => {
-    const spec = ok(await loadChecked(specArg, o.set, o.net ? [o.net] : undefined));
+    // Settings are checked for the networks actually imported (import.ts), not all of them.
+    const spec = ok(o.net ? await loadChecked(specArg, o.set, [o.net]) : await loadSpec(specArg, o.set));
     const { importTorch } = await import('./import.ts');
     const written = ok(await importTorch(spec, ckpt, o.net, o.out));
     process.stderr.write(`wrote ${o.out}: ${written}\n`);

@@ -32,7 +32,6 @@ import {
 import {
   type PDict,
   type PGlobal,
-  type PKey,
   type PValue,
   type PickleHooks,
   PickleError,
@@ -213,10 +212,10 @@ const makeHooks = (format: Format, registry: StorageRegistry): PickleHooks<Torch
       const pairs = args[0]!;
       if (args.length === 1 && isObject(pairs) && (pairs.tag === 'list' || pairs.tag === 'tuple')) {
         for (const p of pairs.items) {
-          if (!isObject(p) || p.tag !== 'tuple' || p.items.length !== 2) refuse('OrderedDict item is not a pair');
-          const [k, v] = (p as { items: readonly TValue[] }).items as [TValue, TValue];
-          if (isObject(k)) refuse(`OrderedDict key must be a str or int, got ${describe(k)}`);
-          d.entries.set(k as PKey, v);
+          if (!isObject(p) || p.tag !== 'tuple' || p.items.length !== 2) return refuse('OrderedDict item is not a pair');
+          const k = p.items[0]!;
+          if (isObject(k)) return refuse(`OrderedDict key must be a str or int, got ${describe(k)}`);
+          d.entries.set(k, p.items[1]!);
         }
         return d;
       }
@@ -304,28 +303,23 @@ const gatherWords = (dtype: DType, buffer: ArrayBuffer): { words: Uint8Array | U
   }
 };
 
-class Materializer {
-  private readonly done = new Map<TensorRef, HostTensor>();
-  private budget: number;
+/** Turns tensor references into host tensors (each once), charging a shared output budget. */
+type Materialize = (t: TensorRef) => HostTensor;
 
-  constructor(
-    private readonly data: StorageData,
-    maxOutputBytes: number,
-  ) {
-    this.budget = maxOutputBytes;
-  }
-
-  tensor(t: TensorRef): HostTensor {
-    const cached = this.done.get(t);
+const materializer = (data: StorageData, maxOutputBytes: number): Materialize => {
+  const done = new Map<TensorRef, HostTensor>();
+  let budget = maxOutputBytes;
+  return (t) => {
+    const cached = done.get(t);
     if (cached !== undefined) return cached;
     const { dtype } = t.storage;
     const es = dtypeSize(dtype);
     const bytesOut = t.numel * es;
-    if (bytesOut > this.budget) {
-      refuse(`tensor of size [${t.size.join(', ')}] would exceed the output budget (${this.budget} bytes left)`);
+    if (bytesOut > budget) {
+      refuse(`tensor of size [${t.size.join(', ')}] would exceed the output budget (${budget} bytes left)`);
     }
-    this.budget -= bytesOut;
-    const root = this.data.bytes.get(t.storage.root);
+    budget -= bytesOut;
+    const root = data.bytes.get(t.storage.root);
     if (root === undefined) return refuse(`storage '${t.storage.root}' has no data in the file`);
     let out: HostTensor;
     if (t.numel === 0) {
@@ -335,16 +329,19 @@ class Materializer {
       const end = first + t.span * es;
       if (end > root.length) refuse(`storage '${t.storage.root}' holds ${root.length} bytes, tensor needs ${end}`);
       const region = root.subarray(first, end);
-      if (t.span === t.numel && isRowMajor(t.size, t.stride)) {
-        out = { dtype, shape: t.size, data: typedArrayFromBytes(dtype, region, this.data.littleEndian) };
-      } else {
-        out = { dtype, shape: t.size, data: gather(dtype, region, this.data.littleEndian, t) };
-      }
+      const contiguous = t.span === t.numel && isRowMajor(t.size, t.stride);
+      out = {
+        dtype,
+        shape: t.size,
+        data: contiguous
+          ? typedArrayFromBytes(dtype, region, data.littleEndian)
+          : gather(dtype, region, data.littleEndian, t),
+      };
     }
-    this.done.set(t, out);
+    done.set(t, out);
     return out;
-  }
-}
+  };
+};
 
 /** Whether strides are the contiguous row-major ones (dims of size 1 may have any stride). */
 const isRowMajor = (size: readonly number[], stride: readonly number[]): boolean => {
@@ -395,6 +392,8 @@ const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 const LEGACY_PROTOCOL = 1001;
 
 const loadZip = (bytes: Uint8Array, where: string): Loaded => {
+  // Each entry takes at least a 46-byte central directory record.
+  const maxEntries = Math.min(MAX_ZIP_ENTRIES, Math.floor(bytes.length / 46));
   let entries = 0;
   let declared = 0;
   const compressed = new Set<string>();
@@ -404,7 +403,8 @@ const loadZip = (bytes: Uint8Array, where: string): Loaded => {
       // Runs before anything is extracted: bounds the entry count and copies, skips compressed
       // entries (torch writes stored ones; inflating into a fixed buffer is not bounded work).
       filter: (f) => {
-        if (++entries > MAX_ZIP_ENTRIES) throw new PickleError(`zip has more than ${MAX_ZIP_ENTRIES} entries`);
+        if (++entries > maxEntries) throw new PickleError(`zip claims more entries than its ${bytes.length} bytes can hold`);
+        if (f.name === '') throw new PickleError('zip entry without a name (corrupt central directory?)');
         if (f.compression !== 0) {
           compressed.add(f.name);
           return false;
@@ -513,7 +513,7 @@ const load = (bytes: Uint8Array, where: string): Loaded => {
   if (startsWith(bytes, [0x50, 0x4b, 0x03, 0x04])) return loadZip(bytes, where);
   if (bytes[0] === 0x80) return loadLegacy(bytes, where);
   if (bytes.length > 8 && bytes[8] === 0x7b) {
-    refuse('not a PyTorch checkpoint', 'it looks like a safetensors file: read it with readSafetensors');
+    refuse('not a PyTorch checkpoint', 'it looks like a safetensors file: it is already a weights file: pass it to run or export with --weights');
   }
   if (bytes.length > 262 && new TextDecoder('latin1').decode(bytes.subarray(257, 262)) === 'ustar') {
     refuse('tar-format checkpoints (torch < 0.1.10) are not supported', 're-save it with a newer torch');
@@ -527,7 +527,7 @@ const load = (bytes: Uint8Array, where: string): Loaded => {
 const MODULE_PREFIX = 'module.';
 
 /** Tensors of a dict whose values are all tensors, with `module.` stripped; undefined otherwise. */
-const stateDict = (d: PDict<TorchExt>, m: Materializer, what: string): Map<string, HostTensor> | undefined => {
+const stateDict = (d: PDict<TorchExt>, materialize: Materialize, what: string): Map<string, HostTensor> | undefined => {
   for (const v of d.entries.values()) if (tensorOf(v) === undefined) return undefined;
   const out = new Map<string, HostTensor>();
   for (const [k, v] of d.entries) {
@@ -535,7 +535,7 @@ const stateDict = (d: PDict<TorchExt>, m: Materializer, what: string): Map<strin
     const name = k.startsWith(MODULE_PREFIX) ? k.slice(MODULE_PREFIX.length) : k;
     if (out.has(name)) refuse(`${what}keys '${k}' and '${name}' collide once 'module.' is stripped`);
     try {
-      out.set(name, m.tensor(tensorOf(v)!));
+      out.set(name, materialize(tensorOf(v)!));
     } catch (e) {
       if (e instanceof PickleError) throw new PickleError(`${what}tensor '${k}': ${e.message}`, e.hint);
       throw e;
@@ -550,7 +550,7 @@ const SHAPE_HINT =
 const classify = (loaded: Loaded, maxOutputBytes: number): TorchCheckpoint => {
   const { root } = loaded;
   if (!isObject(root) || root.tag !== 'dict') return refuse(`checkpoint holds ${describe(root)}, not a dict`, SHAPE_HINT);
-  const m = new Materializer(loaded.data, maxOutputBytes);
+  const m = materializer(loaded.data, maxOutputBytes);
   const flat = stateDict(root, m, '');
   if (flat !== undefined) return { kind: 'flat', tensors: flat };
   const nets = new Map<string, TensorMap>();

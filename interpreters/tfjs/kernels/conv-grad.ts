@@ -173,10 +173,11 @@ function inputGrad(g: Geometry, dy: tf.Tensor4D, filter: tf.Tensor4D): tf.Tensor
   const a = Math.ceil(g.h / g.sh); // rows per phase (the last phases may compute one spare row)
   const b = Math.ceil(g.w / g.sw);
   const rows: tf.Tensor4D[] = [];
+  const filterData = filter.dataSync() as Float32Array;
   for (let ph = 0; ph < g.sh; ph++) {
     const cols: tf.Tensor4D[] = [];
     for (let pw = 0; pw < g.sw; pw++) {
-      cols.push(phaseConv(g, dy, filter, phase1D(ph, g.sh, g.padTop, g.kh, g.oh, a), phase1D(pw, g.sw, g.padLeft, g.kw, g.ow, b), a, b));
+      cols.push(phaseConv(g, dy, filterData, phase1D(ph, g.sh, g.padTop, g.kh, g.oh, a), phase1D(pw, g.sw, g.padLeft, g.kw, g.ow, b), a, b));
     }
     // [N, A, B, sw, Cin] -> [N, A, B*sw, Cin]: w = b*sw + pw
     rows.push(cols.length === 1 ? cols[0]! : tf.reshape<tf.Rank.R4>(tf.stack(cols, 3), [g.n, a, b * g.sw, g.cin]));
@@ -187,10 +188,32 @@ function inputGrad(g: Geometry, dy: tf.Tensor4D, filter: tf.Tensor4D): tf.Tensor
   return dx;
 }
 
+/**
+ * The taps of one phase, rotated by 180 degrees with in/out channels swapped:
+ * [taps_h, taps_w, Cout, Cin] from the [KH, KW, Cin, Cout] filter. Built on the host: filters are
+ * small, and wasm's StridedSlice / Reverse / Slice cost 4-90 ms even on a 32K-512K float filter
+ * (measured), far more than the convolution they feed. Nothing inside a kernel is taped, so this
+ * changes no gradient.
+ */
+function phaseFilter(f: Float32Array, g: Geometry, ph: Phase1D, pw: Phase1D): tf.Tensor4D {
+  const { cin, cout } = g;
+  const out = new Float32Array(ph.taps * pw.taps * cout * cin);
+  for (let jh = 0; jh < ph.taps; jh++) {
+    const kh = ph.r + g.sh * (ph.taps - 1 - jh);
+    for (let jw = 0; jw < pw.taps; jw++) {
+      const kw = pw.r + g.sw * (pw.taps - 1 - jw);
+      const src = (kh * g.kw + kw) * cin * cout;
+      const dst = (jh * pw.taps + jw) * cout * cin;
+      for (let ci = 0; ci < cin; ci++) for (let co = 0; co < cout; co++) out[dst + co * cin + ci] = f[src + ci * cout + co]!;
+    }
+  }
+  return tf.tensor4d(out, [ph.taps, pw.taps, cout, cin]);
+}
+
 function phaseConv(
   g: Geometry,
   dy: tf.Tensor4D,
-  filter: tf.Tensor4D,
+  filterData: Float32Array,
   ph: Phase1D,
   pw: Phase1D,
   a: number,
@@ -204,12 +227,7 @@ function phaseConv(
   const keepH = g.oh - cropTop - cropBottom;
   const keepW = g.ow - cropLeft - cropRight;
   if (ph.taps === 0 || pw.taps === 0 || keepH <= 0 || keepW <= 0) return tf.zeros([g.n, a, b, g.cin]);
-  let sub = filter;
-  if (g.sh !== 1 || g.sw !== 1) {
-    sub = tf.stridedSlice(filter, [ph.r, pw.r, 0, 0], [g.kh, g.kw, g.cin, g.cout], [g.sh, g.sw, 1, 1]) as tf.Tensor4D;
-  }
-  // Rotate by 180 degrees and swap in/out channels: [taps_h, taps_w, Cout, Cin].
-  const rotated = tf.transpose(tf.reverse(sub, [0, 1]), [0, 1, 3, 2]);
+  const rotated = phaseFilter(filterData, g, ph, pw);
   let src = dy;
   if (cropTop + cropBottom + cropLeft + cropRight > 0) {
     src = tf.slice(dy, [0, cropTop, cropLeft, 0], [g.n, keepH, keepW, g.cout]);
