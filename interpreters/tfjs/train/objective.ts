@@ -38,6 +38,18 @@ const key = (x: unknown): string => JSON.stringify(x);
 /** Broadcast a per-sample (N) tensor against a tensor of rank r. */
 const perSample = (a: tf.Tensor, rank: number): tf.Tensor => tf.reshape(a, [-1, ...new Array<number>(Math.max(0, rank - 1)).fill(1)]);
 
+/**
+ * |x| with PyTorch's gradient sign(x), which is 0 at x = 0. tfjs' Abs gradient is step(x, -1), -1 at
+ * 0: an L1 term whose two sides are exactly equal (v2's diversity term when both styles coincide,
+ * e.g. a mapping network whose ReLUs are all off) would push every such element one way.
+ * (softplus below keeps tf.abs: there the -1 at 0 is what makes its gradient at 0 come out 0.5.)
+ */
+const absTorch = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+  const x = args[0] as tf.Tensor;
+  (args[1] as tf.GradSaveFunc)([x]);
+  return { value: tf.abs(x), gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, tf.sign(saved[0]!)) };
+}) as (x: tf.Tensor) => tf.Tensor;
+
 export interface Evaluator {
   readonly expr: (x: Expr) => tf.Tensor;
   readonly term: (t: Term) => tf.Scalar;
@@ -132,7 +144,7 @@ export const evaluator = (env: EvalEnv, subst?: { readonly key: string; readonly
         return tf.neg(tf.mean(tf.sum(tf.mul(tf.logSoftmax(x), hot), 1)));
       }
       case 'l1':
-        return tf.mean(tf.abs(tf.sub(expr(t.a), expr(t.b))));
+        return tf.mean(absTorch(tf.sub(expr(t.a), expr(t.b))));
       case 'gradPenalty': {
         // The variable: wrt's value, cut from the graph so only `of` depends on it here.
         const w = stopGradient(expr(t.wrt));
