@@ -103,8 +103,11 @@ export const describe = <X>(v: PValue<X>): string => {
       return `${v.frozen ? 'frozenset' : 'set'} of ${v.items.size}`;
     case 'global':
       return `${v.module}.${v.name}`;
-    case 'ext':
-      return 'object';
+    case 'ext': {
+      // Hook-made values usually carry a tag of their own ('tensor', 'storage').
+      const tag = typeof v.value === 'object' && v.value !== null ? (v.value as { tag?: unknown }).tag : undefined;
+      return typeof tag === 'string' ? tag : 'object';
+    }
   }
 };
 
@@ -151,7 +154,7 @@ export interface PickleLimits {
 export const DEFAULT_PICKLE_LIMITS: PickleLimits = {
   maxStack: 1 << 20,
   maxMarks: 1 << 16,
-  maxMemo: 1 << 22,
+  maxMemo: 1 << 20,
   maxLongBytes: 256,
   maxLine: 4096,
 };

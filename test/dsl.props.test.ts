@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { adainResBlk, resBlk, v1ResidualBlock } from '../dsl/blocks.ts';
 import {
-  add, avgPool, branches, concatLabel, conv2d, convTranspose2d, flatten, indexInput, input, instanceNorm,
+  avgPool, branches, concatLabel, conv2d, convTranspose2d, flatten, indexInput, input, instanceNorm,
   leakyRelu, linear, network, relu, tanh, upsampleNearest, type Sym,
 } from '../dsl/builder.ts';
 import { checkSpec } from '../dsl/check.ts';

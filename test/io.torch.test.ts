@@ -67,6 +67,16 @@ test('every fixture checkpoint (legacy and zip) equals its weights.safetensors',
   assert.ok(checked >= 9, `only ${checked} checkpoints`);
 });
 
+test('inputs at odd byte offsets (Buffer pool slices) read the same', () => {
+  const weights = right(readSafetensors(fixture('v1_discriminator', 'weights.safetensors')));
+  for (const f of ['model_legacy.ckpt', 'model.ckpt']) {
+    const b = fixture('v1_discriminator', f);
+    const shifted = new Uint8Array(b.length + 3);
+    shifted.set(b, 3);
+    assertMatchesWeights(flat(right(readTorchCheckpoint(shifted.subarray(3), f))), weights, `shifted ${f}`);
+  }
+});
+
 test('v1 generator keeps its num_batches_tracked buffers as int64 scalars', () => {
   const t = flat(right(readTorchCheckpoint(fixture('v1_generator', 'model_legacy.ckpt'))));
   const b = t.get('main.1.num_batches_tracked')!;
@@ -397,6 +407,30 @@ test('hand-built checkpoints in both formats read like torch.save output', () =>
     assert.deepEqual(values(m.get('wt')!), [0, 3, 1, 4, 2, 5]);
     assert.deepEqual(values(m.get('tail')!), [4, 5]);
   }
+  // OrderedDict([(k, v)]) and torch < 0.4's _rebuild_tensor(storage, offset, size, stride).
+  const pairs: W = {
+    reduce: [
+      { global: ['collections', 'OrderedDict'] },
+      [
+        {
+          list: [
+            {
+              tuple: [
+                'old',
+                {
+                  reduce: [
+                    { global: ['torch._utils', '_rebuild_tensor'] },
+                    [{ persid: { tuple: ['storage', { global: ['torch', 'FloatStorage'] }, '0', 'cpu', 6, null] } }, 1, { tuple: [2] }, { tuple: [2] }],
+                  ],
+                },
+              ],
+            },
+          ],
+        },
+      ],
+    ],
+  };
+  assert.deepEqual(values(flat(right(readTorchCheckpoint(legacyFile(pairs, [s])))).get('old')!), [1, 3]);
 });
 
 test('8-byte strided gather keeps exact bits; legacy storage views; big-endian zip', () => {
@@ -526,7 +560,7 @@ test('inconsistent or hostile structure is an error value, quickly', () => {
   const huge = 2 ** 40;
   const cases: Array<[string, Uint8Array, RegExp]> = [
     ['empty', new Uint8Array(0), /not a PyTorch checkpoint/],
-    ['safetensors', right(E.right(fixture('v1_discriminator', 'io.safetensors'))), /safetensors/],
+    ['safetensors', fixture('v1_discriminator', 'io.safetensors'), /safetensors/],
     ['wrong magic', concat([pickle(12345n), pickle(1001)]), /magic number/],
     ['wrong protocol', concat([pickle(0x1950a86a20f9469cfc6cn), pickle(1000)]), /protocol version/],
     ['past storage', mk({ dict: [['w', tensorW(s, 'legacy', 2, [3], [1])]] }), /reads past the end of its storage/],
