@@ -5,34 +5,62 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result } from '../dsl/errors.ts';
 import type { Network } from '../dsl/ir.ts';
-import { ignoredKeys, parameters } from '../dsl/params.ts';
-import type { HostTensor, TensorMap } from './tensor.ts';
+import { ignoredKeys, parameters, type ParamSpec } from '../dsl/params.ts';
+import { isFloatDType, type HostTensor, type TensorMap } from './tensor.ts';
 
-const list = (xs: readonly string[], max = 8): string =>
-  xs.length <= max ? xs.join(', ') : `${xs.slice(0, max).join(', ')} and ${xs.length - max} more`;
+const showShape = (s: readonly number[]): string => `(${s.join(', ')})`;
+const listAll = (xs: readonly string[], max = 6): string =>
+  xs.length <= max ? xs.join(', ') : `${xs.slice(0, max).join(', ')} ... and ${xs.length - max} more`;
 
-/** The parameters of `net` from `tensors` (PyTorch names and layouts), or every mismatch. */
-export const fitWeights = (net: Network, tensors: TensorMap, origin = 'weights'): Result<TensorMap> => {
+const isIntegerDType = (t: HostTensor): boolean => !isFloatDType(t.dtype) && t.dtype !== 'bool';
+
+/**
+ * Check a weights map (PyTorch names and layouts) against a network: every parameter present with
+ * its official shape and a float dtype; nothing else, except the buffers the network declares as
+ * ignored (`ignoredKeys`: InstanceNorm running stats, `hpf.filter`) and integer `num_batches_tracked`
+ * counters. All problems come back in one error.
+ */
+export const checkWeights = (net: Network, weights: TensorMap, origin = 'weights'): Result<readonly ParamSpec[]> => {
   const params = parameters(net);
   const ignored = ignoredKeys(net);
   const wanted = new Set(params.map((p) => p.key));
-  const missing = params.filter((p) => !tensors.has(p.key)).map((p) => p.key);
-  const unexpected = [...tensors.keys()].filter((k) => !wanted.has(k) && !ignored.has(k));
-  const misshaped = params.flatMap((p) => {
-    const t = tensors.get(p.key);
-    return t && t.shape.join('x') !== p.shape.join('x') ? [`${p.key} is (${t.shape.join(', ')}), expected (${p.shape.join(', ')})`] : [];
-  });
-  const problems = [
-    missing.length > 0 ? `missing ${list(missing)}` : '',
-    unexpected.length > 0 ? `unexpected ${list(unexpected)}` : '',
-    misshaped.length > 0 ? `wrong shapes: ${list(misshaped, 4)}` : '',
+  const missing: string[] = [];
+  const shapes: string[] = [];
+  const dtypes: string[] = [];
+  for (const p of params) {
+    const t = weights.get(p.key);
+    if (t === undefined) missing.push(`${p.key} ${showShape(p.shape)}`);
+    else {
+      if (t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i]))
+        shapes.push(`${p.key} is ${showShape(t.shape)}, expected ${showShape(p.shape)}`);
+      if (!isFloatDType(t.dtype)) dtypes.push(`${p.key} is ${t.dtype}, expected a float type`);
+    }
+  }
+  const unexpected = [...weights.entries()]
+    .filter(([k, t]) => !wanted.has(k) && !ignored.has(k) && !(k.endsWith('num_batches_tracked') && isIntegerDType(t)))
+    .map(([k, t]) => `${k} ${showShape(t.shape)}`);
+  const parts = [
+    missing.length > 0 ? `${missing.length} missing: ${listAll(missing)}` : '',
+    unexpected.length > 0 ? `${unexpected.length} unexpected: ${listAll(unexpected)}` : '',
+    shapes.length > 0 ? `${shapes.length} with wrong shapes: ${listAll(shapes)}` : '',
+    dtypes.length > 0 ? `${dtypes.length} with wrong dtypes: ${listAll(dtypes)}` : '',
   ].filter((x) => x !== '');
-  if (problems.length > 0)
-    return E.left([
-      specError(origin, `does not fit ${net.name}: ${problems.join('; ')}`, 'check the spec settings (--set) match the checkpoint, or pick another --net'),
-    ]);
-  return E.right(new Map(params.map((p) => [p.key, tensors.get(p.key)!] as [string, HostTensor])));
+  if (parts.length === 0) return E.right(params);
+  return E.left([
+    specError(
+      origin,
+      `weights do not fit network '${net.name}' (${params.length} parameters expected): ${parts.join('; ')}`,
+      'check that the --set settings match the ones the weights were made with, and that --net names the right network',
+    ),
+  ]);
 };
+
+
+/** The parameters of `net` from `tensors` (PyTorch names and layouts), or one error listing every mismatch. */
+export const fitWeights = (net: Network, tensors: TensorMap, origin = 'weights'): Result<TensorMap> =>
+  E.map((params: readonly ParamSpec[]) => new Map(params.map((p) => [p.key, tensors.get(p.key)!] as [string, HostTensor])) as TensorMap)(
+    checkWeights(net, tensors, origin),
+  );
 
 /** True when every parameter key of `net` is present (used to guess which network a flat file is). */
 export const coversKeys = (net: Network, tensors: TensorMap): boolean => parameters(net).every((p) => tensors.has(p.key));

@@ -271,15 +271,15 @@ describe('import-torch errors are one line and write nothing', { skip: !haveFixt
     // doubles every width (wrong shapes).
     for (const file of ['model.ckpt', 'model_legacy.ckpt']) {
       const r = await starspec('import-torch', 'stargan-v1', join(v1g, file), '--net', 'generator', '--set', 'imageSize=32', '--set', 'gConvDim=16', '--set', 'gRepeatNum=7', '--out', out);
-      const line = failedWithOneLine(r, /does not fit generator: missing main\.15\.main\.0\.weight.*; unexpected main\.15\.weight.*; wrong shapes: main\.0\.weight is \(8, 8, 7, 7\), expected \(16, 8, 7, 7\)/);
+      const line = failedWithOneLine(r, /do not fit network 'generator'.*: 11 missing: main\.15\.main\.0\.weight.*; 9 unexpected: main\.15\.weight.*; 47 with wrong shapes: main\.0\.weight is \(8, 8, 7, 7\), expected \(16, 8, 7, 7\)/);
       assert.ok(line.includes(file), 'names the file');
     }
     // v2: the generator made with w_hpf=0 read with the default wHpf=1.
     const g = await starspec('import-torch', 'stargan-v2', join(fixturesDir, 'v2_generator/model_legacy.ckpt'), '--net', 'generator', '--set', 'imageSize=64', '--set', 'styleDim=16', '--set', 'maxConvDim=64', '--out', out);
-    failedWithOneLine(g, /does not fit generator: missing encode\.4\..*; unexpected decode\.3\.conv1x1\.weight; wrong shapes: decode\.3\.conv1\.weight/);
+    failedWithOneLine(g, /do not fit network 'generator'.*missing: encode\.4\..*; \d+ unexpected: decode\.3\.conv1x1\.weight.*; \d+ with wrong shapes: decode\.3\.conv1\.weight/);
     // The nested file with the wrong latentDim: the error names the network inside the file.
     const n = await starspec('import-torch', 'stargan-v2', join(fixturesDir, 'v2_nets_ema/model_legacy.ckpt'), '--set', 'imageSize=64', '--set', 'styleDim=16', '--set', 'maxConvDim=64', '--set', 'wHpf=0', '--out', out);
-    failedWithOneLine(n, /\[mapping_network\]: does not fit mapping_network: wrong shapes: shared\.0\.weight is \(512, 8\), expected \(512, 16\)/);
+    failedWithOneLine(n, /\[mapping_network\]: weights do not fit network 'mapping_network'.*1 with wrong shapes: shared\.0\.weight is \(512, 8\), expected \(512, 16\)/);
     // A flat file that fits no network of the spec, without --net.
     const none = await starspec('import-torch', 'stargan-v2', join(v1g, 'model.ckpt'), '--out', out);
     failedWithOneLine(none, /matches no network of stargan-v2/);

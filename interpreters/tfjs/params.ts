@@ -12,10 +12,11 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
-import { specError, type Result } from '../../dsl/errors.ts';
+import type { Result } from '../../dsl/errors.ts';
 import type { Network } from '../../dsl/ir.ts';
-import { ignoredKeys, parameters, type ParamSpec } from '../../dsl/params.ts';
-import { isFloatDType, toFloat32, type HostTensor, type TensorMap } from '../../io/tensor.ts';
+import type { ParamSpec } from '../../dsl/params.ts';
+import { toFloat32, type HostTensor, type TensorMap } from '../../io/tensor.ts';
+import { checkWeights } from '../../io/weights.ts';
 
 /** One network's parameters in tfjs layouts, by official state_dict key. */
 export type ParamStore = ReadonlyMap<string, tf.Variable | tf.Tensor>;
@@ -80,55 +81,8 @@ export const toTorchParam = (t: tf.Tensor): HostTensor => {
   return { dtype: 'float32', shape: p.shape, data: p.data };
 };
 
-// ---------------------------------------------------------------------------------------------
-// Validation
-
-const showShape = (s: readonly number[]): string => `(${s.join(', ')})`;
-const listAll = (xs: readonly string[], max = 40): string =>
-  xs.length <= max ? xs.join(', ') : `${xs.slice(0, max).join(', ')} ... and ${xs.length - max} more`;
-
-const isIntegerDType = (t: HostTensor): boolean => !isFloatDType(t.dtype) && t.dtype !== 'bool';
-
-/**
- * Check a weights map (PyTorch names and layouts) against a network: every parameter present with
- * its official shape and a float dtype; nothing else, except the buffers the network declares as
- * ignored (`ignoredKeys`: InstanceNorm running stats, `hpf.filter`) and integer `num_batches_tracked`
- * counters. All problems come back in one error.
- */
-export const checkWeights = (net: Network, weights: TensorMap, origin = 'weights'): Result<readonly ParamSpec[]> => {
-  const params = parameters(net);
-  const ignored = ignoredKeys(net);
-  const wanted = new Set(params.map((p) => p.key));
-  const missing: string[] = [];
-  const shapes: string[] = [];
-  const dtypes: string[] = [];
-  for (const p of params) {
-    const t = weights.get(p.key);
-    if (t === undefined) missing.push(`${p.key} ${showShape(p.shape)}`);
-    else {
-      if (t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i]))
-        shapes.push(`${p.key} is ${showShape(t.shape)}, expected ${showShape(p.shape)}`);
-      if (!isFloatDType(t.dtype)) dtypes.push(`${p.key} is ${t.dtype}, expected a float type`);
-    }
-  }
-  const unexpected = [...weights.entries()]
-    .filter(([k, t]) => !wanted.has(k) && !ignored.has(k) && !(k.endsWith('num_batches_tracked') && isIntegerDType(t)))
-    .map(([k, t]) => `${k} ${showShape(t.shape)}`);
-  const parts = [
-    missing.length > 0 ? `${missing.length} missing: ${listAll(missing)}` : '',
-    unexpected.length > 0 ? `${unexpected.length} unexpected: ${listAll(unexpected)}` : '',
-    shapes.length > 0 ? `${shapes.length} with wrong shapes: ${listAll(shapes)}` : '',
-    dtypes.length > 0 ? `${dtypes.length} with wrong dtypes: ${listAll(dtypes)}` : '',
-  ].filter((x) => x !== '');
-  if (parts.length === 0) return E.right(params);
-  return E.left([
-    specError(
-      origin,
-      `weights do not fit network '${net.name}' (${params.length} parameters expected): ${parts.join('; ')}`,
-      'check that the --set settings match the ones the weights were made with, and that --net names the right network',
-    ),
-  ]);
-};
+// Validation is framework-free and shared with import-torch: io/weights.ts.
+export { checkWeights };
 
 export interface LoadOptions {
   /** Make `tf.Variable`s (trainable) instead of constant tensors. Default false. */
