@@ -294,6 +294,8 @@ export const trainCommand = async (specIn: Spec, o: TrainOptions): Promise<Resul
     return failure;
   }
   const w = await save(state);
+  // The last state always gets a sample grid, also when a time limit or Ctrl-C ended the run.
+  if (state.step % tr.sampleEvery !== 0 && state.step !== total) await samples(state);
   const plot = await lossPlot(logPath, `${spec.name}: training losses`);
   if (plot) await writeBytesAtomic(join(o.out, 'losses.png'), plot);
   const step = state.step;
