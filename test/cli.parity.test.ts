@@ -14,75 +14,20 @@
  * process). STARSPEC_FULL_PARITY=1 runs every case on cpu too.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import * as E from 'fp-ts/lib/Either.js';
 import { formatError } from '../dsl/errors.ts';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.ts';
 import type { HostTensor, TensorMap } from '../io/tensor.ts';
-import { FIXTURE_CASES, fixturesDir, haveFixtures, repoRoot } from './helpers/specs.ts';
+import { failedWithOneLine, starspec, succeeded } from './helpers/cli.ts';
+import { FIXTURE_CASES, fixturesDir, haveFixtures } from './helpers/specs.ts';
 
 const TOL = 1e-4;
 /** The cases whose cpu run is too slow for this file's time budget (wasm only). */
 const WASM_ONLY = new Set(process.env['STARSPEC_FULL_PARITY'] ? [] : ['v2_generator', 'v2_generator_hpf', 'v2_style_encoder', 'v2_discriminator']);
-
-// ---------------------------------------------------------------------------------------------
-// Spawning the CLI, at most POOL processes at a time.
-
-const POOL = Math.max(1, Math.min(2, availableParallelism()));
-let active = 0;
-const waiting: Array<() => void> = [];
-const acquire = async (): Promise<void> => {
-  if (active < POOL) {
-    active++;
-    return;
-  }
-  await new Promise<void>((r) => waiting.push(r)); // the slot is handed over by release
-};
-const release = (): void => {
-  const next = waiting.shift();
-  if (next) next();
-  else active--;
-};
-
-interface Ran {
-  readonly code: number;
-  readonly out: string;
-  readonly err: string;
-}
-
-const starspec = async (...args: string[]): Promise<Ran> => {
-  await acquire();
-  try {
-    return await new Promise<Ran>((resolve, reject) => {
-      const p = spawn(process.execPath, [join(repoRoot, 'bin/starspec.mjs'), ...args], { cwd: repoRoot });
-      let out = '';
-      let err = '';
-      p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-      p.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-      p.on('error', reject);
-      p.on('close', (code) => resolve({ code: code ?? -1, out, err }));
-    });
-  } finally {
-    release();
-  }
-};
-
-const succeeded = (r: Ran, what: string): void => assert.equal(r.code, 0, `${what}: exit ${r.code}\n${r.err}`);
-
-/** A failure: non-zero exit, exactly one `starspec: error:` line, no stack trace. */
-const failedWithOneLine = (r: Ran, re: RegExp): string => {
-  assert.notEqual(r.code, 0, `expected a failure, got exit 0\n${r.err}`);
-  const lines = r.err.trim().split('\n');
-  assert.equal(lines.length, 1, `expected one line on stderr, got ${lines.length}:\n${r.err}`);
-  assert.match(lines[0]!, /^starspec: error: /);
-  assert.match(lines[0]!, re);
-  assert.doesNotMatch(r.err, /\n\s+at |internal error/, 'no stack trace');
-  return lines[0]!;
-};
 
 // ---------------------------------------------------------------------------------------------
 // Tensor files.
