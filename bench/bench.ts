@@ -50,7 +50,11 @@ export interface Measurement {
   readonly ratio: number | null;
 }
 
-interface Row extends Measurement {
+interface Row extends Omit<Measurement, 'seconds' | 'ratio'> {
+  /** null: the measurement failed (see `error`). */
+  readonly seconds: number | null;
+  readonly ratio: number | null;
+  readonly error: string | null;
   readonly gflop: number;
   readonly reps: number;
   readonly peakRssMb: number | null;
@@ -89,9 +93,10 @@ const USAGE = `usage: npm run bench -- [options]
   --budget s           seconds per measurement: fewer repetitions when they would take longer
   --batch n            one batch size for everything (default: 8, halved until a call fits the cap)
   --cap-forward g      model GFLOP cap per forward call (default 100)
-  --cap-train g        model GFLOP cap per training iteration (default 700)
+  --cap-train g        model GFLOP cap per training iteration (default v1 350, v2 700; 100 with --quick)
   --cpu-max-size px    largest size the stock cpu backend runs (default 32)
-  --max-call s         stop a tfjs call (one forward or one iteration) after this long (default 300; 120 with --quick)
+  --cpu-cap g          largest model GFLOP per call on the stock cpu backend (default 40)
+  --max-call s         stop a tfjs call (one forward or one iteration) after this long (default 200; 120 with --quick)
   --worker-timeout s   stop a worker (one spec, size and engine) after this long (default 1800; 600 with --quick)
   --no-torch           skip PyTorch (ratios are null)
   --memory             1,000 training steps of tiny v1 and v2 configs; exit 1 on tensor/RSS growth
@@ -128,7 +133,7 @@ const engines = (v: string): Engine[] =>
 export const parseArgs = (argv: readonly string[]): Args => {
   const flags = new Map<string, string>();
   const bools = new Set<string>();
-  const valued = new Set(['--sizes', '--specs', '--kinds', '--backends', '--repeats', '--warmup', '--budget', '--batch', '--cap-forward', '--cap-train', '--cpu-max-size', '--steps', '--worker-timeout', '--max-call']);
+  const valued = new Set(['--sizes', '--specs', '--kinds', '--backends', '--repeats', '--warmup', '--budget', '--batch', '--cap-forward', '--cap-train', '--cpu-max-size', '--steps', '--worker-timeout', '--max-call', '--cpu-cap']);
   const known = new Set(['--json', '--quick', '--memory', '--profile', '--no-torch', '--help', '-h']);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -163,7 +168,7 @@ export const parseArgs = (argv: readonly string[]): Args => {
   const repeats = num('--repeats', quick ? 2 : 3);
   const warmup = num('--warmup', 1);
   const budget = num('--budget', quick ? 10 : 40);
-  const timing: Timing = { warmup, repeats, budget, maxCall: num('--max-call', quick ? 120 : 300) };
+  const timing: Timing = { warmup, repeats, budget, maxCall: num('--max-call', quick ? 120 : 200) };
   return {
     json: bools.has('--json'),
     quick,
@@ -178,13 +183,16 @@ export const parseArgs = (argv: readonly string[]): Args => {
       engines: engines(flags.get('--backends') ?? 'wasm:1,wasm:2,cpu'),
       onnxThreads: cpus().length,
       batch: flags.has('--batch') ? positiveInts(flags.get('--batch')!, '--batch')[0]! : null,
-      capGflop: {
-        forward: num('--cap-forward', quick ? 60 : 100),
-        onnx_forward: num('--cap-forward', quick ? 60 : 100),
-        train_step: num('--cap-train', quick ? 100 : 700),
-      },
+      capGflop: Object.fromEntries(
+        SPEC_NAMES.map((spec) => {
+          const forward = num('--cap-forward', quick ? 60 : 100);
+          // v2's cheapest official-width iteration (32 px, batch 1) is ~660 model GFLOP.
+          const train = num('--cap-train', quick ? 100 : spec === 'stargan-v1' ? 350 : 700);
+          return [spec, { forward, onnx_forward: forward, train_step: train }];
+        }),
+      ) as PlanOptions['capGflop'],
       cpuMaxSize: num('--cpu-max-size', 32),
-      cpuCapGflop: 40,
+      cpuCapGflop: num('--cpu-cap', 40),
     },
     timing: { forward: timing, onnx_forward: timing, train_step: timing },
     workerTimeout: num('--worker-timeout', quick ? 600 : 1800),
@@ -316,11 +324,8 @@ const runPlan = async (cases: readonly Case[], args: Args, torch: TorchServer | 
       }
     }
     for (const { c, m, w } of results) {
-      if (m.seconds === null) {
-        failures.push(`${spec} ${c.kind} ${size} px batch ${c.batch} on ${engineLabel(c.engine)}: ${m.error ?? 'failed'}`);
-        continue;
-      }
-      if (m.profile)
+      if (m.seconds === null) failures.push(`${spec} ${c.kind} ${size} px batch ${c.batch} on ${engineLabel(c.engine)}: ${m.error ?? 'failed'}`);
+      if (m.profile && m.seconds !== null)
         profiles.push(profileText(`tfjs ${spec} ${c.kind} ${size} px batch ${c.batch} on ${c.engine.backend}:${w.threads} (${m.seconds.toFixed(2)} s wall)`, m.profile.totalMs, m.profile.kernels, m.profile.convs));
       const t = torchCache.get(key(spec, c.kind === 'train_step' ? 'train_step' : 'forward', size, c.batch));
       const ts = t?.seconds ?? null;
@@ -334,7 +339,8 @@ const runPlan = async (cases: readonly Case[], args: Args, torch: TorchServer | 
         threads: w.threads,
         seconds: m.seconds,
         torch_seconds: ts,
-        ratio: ts === null ? null : m.seconds / ts,
+        ratio: ts === null || m.seconds === null ? null : m.seconds / ts,
+        error: m.seconds === null ? (m.error ?? 'failed') : null,
         gflop: c.gflop,
         reps,
         peakRssMb: w.peakRssMb,
@@ -365,11 +371,11 @@ export const renderRows = (rows: readonly Row[]): string => {
     String(r.size),
     String(r.batch),
     `${r.backend}:${r.threads}`,
-    fmtS(r.seconds),
+    r.seconds === null ? 'failed' : fmtS(r.seconds),
     fmtS(r.torch_seconds),
     r.ratio === null ? 'null' : r.ratio.toFixed(2),
     `${r.kind === 'train_step' ? '~' : ''}${r.gflop.toFixed(0)}`,
-    (r.gflop / r.seconds).toFixed(1),
+    r.seconds === null ? '-' : (r.gflop / r.seconds).toFixed(1),
     r.torch_seconds === null ? '-' : (r.gflop / r.torch_seconds).toFixed(1),
     String(r.reps),
     `${r.peakRssMb === null ? '-' : r.peakRssMb.toFixed(0)}${r.wasmHeapMb === null ? '' : ` (heap ${r.wasmHeapMb.toFixed(0)})`}`,
@@ -382,13 +388,18 @@ const targets = (rows: readonly Row[]): string[] => {
   const out: string[] = [];
   const best = (f: (r: Row) => boolean): Row | undefined =>
     rows.filter((r) => f(r) && r.ratio !== null).sort((a, b) => a.ratio! - b.ratio!)[0];
-  const say = (what: string, limit: number, r: Row | undefined): void => {
-    if (!r) out.push(`${what}: not measured (no PyTorch or no tfjs result)`);
+  const say = (what: string, limit: number, r: Row | undefined, f: (r: Row) => boolean = () => false): void => {
+    const failed = rows.filter((x) => f(x) && x.seconds === null).map((x) => `${x.backend}:${x.threads}`);
+    if (!r && !rows.some(f)) out.push(`${what}: not in this run`);
+    else if (!r) out.push(`${what}: no ratio (${failed.length > 0 ? `failed on ${failed.join(', ')}, see notes` : 'no PyTorch result'})`);
     else out.push(`${what}: best ${r.ratio!.toFixed(2)}x (${r.backend}:${r.threads}, ${r.size} px, batch ${r.batch}) against <= ${limit}: ${r.ratio! <= limit ? 'met' : 'missed'}`);
   };
-  say('v1 training iteration, 64 px, batch 8', 1.0, best((r) => r.spec === 'stargan-v1' && r.kind === 'train_step' && r.size === 64 && r.batch === 8));
-  for (const size of [...new Set(rows.filter((r) => r.spec === 'stargan-v2' && r.kind === 'train_step').map((r) => r.size))])
-    say(`v2 training iteration, ${size} px`, 1.5, best((r) => r.spec === 'stargan-v2' && r.kind === 'train_step' && r.size === size));
+  const v1t = (r: Row): boolean => r.spec === 'stargan-v1' && r.kind === 'train_step' && r.size === 64 && r.batch === 8;
+  say('v1 training iteration, 64 px, batch 8', 1.0, best(v1t), v1t);
+  for (const size of [...new Set(rows.filter((r) => r.spec === 'stargan-v2' && r.kind === 'train_step').map((r) => r.size))]) {
+    const v2t = (r: Row): boolean => r.spec === 'stargan-v2' && r.kind === 'train_step' && r.size === size;
+    say(`v2 training iteration, ${size} px`, 1.5, best(v2t), v2t);
+  }
   for (const r of rows.filter((x) => x.kind === 'onnx_forward'))
     say(`onnxruntime-node generator, ${r.spec} ${r.size} px`, 0.7, r);
   return out;
@@ -431,7 +442,8 @@ const main = async (): Promise<void> => {
   out.push('forward: the generator alone (v1 G(x, c), v2 G(x, s)), no gradients; onnx_forward: the exported generator in onnxruntime-node against the same PyTorch forward.');
   out.push('train_step: one full iteration; v1: one D update (WGAN-GP) and one G update (n_critic 1); v2: the official loop (D latent, D reference, G latent, G reference, EMA).');
   out.push('GFLOP: model FLOPs (2 x MACs of the analysis interpreter; ~ = estimated for a training iteration, see bench/plan.ts); GF/s = GFLOP / median seconds.');
-  out.push('peak RSS: the worker process (heap: the WebAssembly heap it grew to); tensors: live tfjs tensors after the last call (+ per timed call: growth, 0 when nothing leaks).');
+  out.push('peak RSS: the worker process (heap: the WebAssembly heap it grew to; wasm32 caps it at 4096 MB); tensors: live tfjs tensors after the last call (+ per timed call: growth, 0 when nothing leaks).');
+  out.push('failed: see notes; failed measurements are not in the --json array.');
   const notes = [
     ...torchNote,
     ...skips.map((s: Skip) => `skipped ${s.spec} ${s.kind} ${s.size} px on ${s.engine}: ${s.reason}`),
@@ -444,7 +456,7 @@ const main = async (): Promise<void> => {
   out.push('', `finished in ${minutes.toFixed(1)} min`);
   process.stdout.write(`${out.join('\n')}\n`);
   if (args.json) {
-    const ms: Measurement[] = rows.map((r) => ({
+    const ms: Measurement[] = rows.flatMap((r) => (r.seconds === null ? [] : [{
       spec: r.spec,
       kind: r.kind,
       size: r.size,
@@ -454,7 +466,7 @@ const main = async (): Promise<void> => {
       seconds: r.seconds,
       torch_seconds: r.torch_seconds,
       ratio: r.ratio,
-    }));
+    }]));
     process.stdout.write(`${JSON.stringify(ms)}\n`);
   }
 };

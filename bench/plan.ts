@@ -105,8 +105,11 @@ export interface PlanOptions {
   readonly onnxThreads: number;
   /** A fixed batch for every case (else chosen by the cost model). */
   readonly batch: number | null;
-  /** Largest model GFLOP per timed call, per kind, before the batch is halved or the case skipped. */
-  readonly capGflop: Readonly<Record<Kind, number>>;
+  /**
+   * Largest model GFLOP per timed call, per spec and kind, before the batch is halved or the case
+   * is skipped.
+   */
+  readonly capGflop: Readonly<Record<SpecName, Readonly<Record<Kind, number>>>>;
   /** The stock cpu backend: largest image size it is run at. */
   readonly cpuMaxSize: number;
   /** The stock cpu backend: largest model GFLOP per timed call. */
@@ -132,7 +135,8 @@ export const plan = (o: PlanOptions): { cases: Case[]; skips: Skip[] } => {
   for (const spec of o.specs)
     for (const size of o.sizes)
       for (const kind of o.kinds) {
-        const batch = o.batch ?? chooseBatch(spec, kind, size, o.capGflop[kind]);
+        const cap = o.capGflop[spec][kind];
+        const batch = o.batch ?? chooseBatch(spec, kind, size, cap);
         const all = kind === 'onnx_forward' ? [{ backend: 'onnxruntime-node' as const, threads: o.onnxThreads }] : o.engines;
         if (batch === null) {
           const g1 = modelGflop(spec, kind, size, 1);
@@ -141,7 +145,7 @@ export const plan = (o: PlanOptions): { cases: Case[]; skips: Skip[] } => {
             kind,
             size,
             engine: all.map(engineLabel).join(', '),
-            reason: `~${g1.toFixed(0)} model GFLOP per call even at batch 1 (cap ${o.capGflop[kind]}): minutes per repetition on this machine; pass --batch 1 to run it anyway`,
+            reason: `~${g1.toFixed(0)} model GFLOP per call even at batch 1 (cap ${cap}): minutes per repetition on this machine; pass --batch 1 to run it anyway`,
           });
           continue;
         }

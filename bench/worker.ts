@@ -336,7 +336,11 @@ export const runJob = async (job: WorkerJob): Promise<WorkerResult> => {
     process.stdout.write(`MEASURED ${JSON.stringify(partial)}\n`);
   }
   const heap = wasmHeapMb();
-  if (job.engine.backend === 'wasm') shutdownBackend();
+  try {
+    if (job.engine.backend === 'wasm') shutdownBackend();
+  } catch {
+    // After an Emscripten abort (e.g. the 4 GB heap ran out) the module cannot be disposed.
+  }
   return { job, threads, measured, peakRssMb: process.resourceUsage().maxRSS / 1024, wasmHeapMb: heap };
 };
 
