@@ -49,11 +49,13 @@ export interface ConvArgs {
   readonly bias?: boolean;
 }
 
-export const conv2d =
+/** Both convolutions take the same arguments; only the op differs. */
+const convOf =
+  (op: 'conv2d' | 'convTranspose2d') =>
   (a: ConvArgs): Layer =>
   (x) =>
     sym({
-      op: 'conv2d',
+      op,
       path: a.path,
       input: x,
       inChannels: a.in,
@@ -64,20 +66,9 @@ export const conv2d =
       bias: a.bias ?? true,
     });
 
-export const convTranspose2d =
-  (a: ConvArgs): Layer =>
-  (x) =>
-    sym({
-      op: 'convTranspose2d',
-      path: a.path,
-      input: x,
-      inChannels: a.in,
-      outChannels: a.out,
-      kernel: a.k,
-      stride: a.s ?? 1,
-      padding: a.p ?? 0,
-      bias: a.bias ?? true,
-    });
+export const conv2d = convOf('conv2d');
+/** PyTorch ConvTranspose2d (output_padding 0): output size (H - 1) * s - 2p + k. */
+export const convTranspose2d = convOf('convTranspose2d');
 
 export interface NormArgs {
   readonly path: string;

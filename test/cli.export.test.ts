@@ -23,6 +23,7 @@ import type { HostTensor, TensorMap } from '../io/tensor.ts';
 import { decodeModel, openOnnx, runOnnx } from '../interpreters/onnx/index.ts';
 import type { onnx } from '../interpreters/onnx/proto.ts';
 import { failedWithOneLine, starspec, succeeded } from './helpers/cli.ts';
+import { f32, maxAbs } from './helpers/tensors.ts';
 import { FIXTURE_CASES, fixturesDir, haveFixtures } from './helpers/specs.ts';
 
 const TOL = 1e-4;
@@ -36,21 +37,6 @@ const right = <A>(r: Result<A>): A => {
 };
 
 const readTensors = (path: string): TensorMap => right(readSafetensors(readFileSync(path), path));
-
-const f32 = (t: HostTensor): Float32Array => {
-  assert.equal(t.dtype, 'float32');
-  return t.data as Float32Array;
-};
-
-const maxAbs = (a: Float32Array, b: Float32Array): number => {
-  assert.equal(a.length, b.length, 'element counts differ');
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i]! - b[i]!);
-    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
-  }
-  return m;
-};
 
 const assertClose = (got: HostTensor, want: HostTensor, what: string): void => {
   assert.deepEqual([...got.shape], [...want.shape], `${what}: shape`);

@@ -21,8 +21,9 @@ import { after, describe, it } from 'node:test';
 import * as E from 'fp-ts/lib/Either.js';
 import { formatError } from '../dsl/errors.ts';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.ts';
-import type { HostTensor, TensorMap } from '../io/tensor.ts';
+import type { TensorMap } from '../io/tensor.ts';
 import { failedWithOneLine, starspec, succeeded } from './helpers/cli.ts';
+import { f32, maxAbs } from './helpers/tensors.ts';
 import { FIXTURE_CASES, fixturesDir, haveFixtures } from './helpers/specs.ts';
 
 const TOL = 1e-4;
@@ -36,21 +37,6 @@ const readTensors = (path: string): TensorMap => {
   const r = readSafetensors(readFileSync(path), path);
   if (E.isLeft(r)) assert.fail(r.left.map(formatError).join('\n'));
   return r.right;
-};
-
-const f32 = (t: HostTensor): Float32Array => {
-  assert.equal(t.dtype, 'float32');
-  return t.data as Float32Array;
-};
-
-const maxAbs = (a: Float32Array, b: Float32Array): number => {
-  assert.equal(a.length, b.length, 'element counts differ');
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i]! - b[i]!);
-    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
-  }
-  return m;
 };
 
 interface CaseIo {
