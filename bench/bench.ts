@@ -76,7 +76,7 @@ interface Args {
   readonly profile: boolean;
   readonly torch: boolean;
   readonly plan: PlanOptions;
-  readonly timing: Readonly<Record<Kind, Timing>>;
+  readonly timing: Timing;
   /** Seconds before a worker (one spec, size and engine) is stopped. */
   readonly workerTimeout: number;
 }
@@ -93,11 +93,11 @@ const USAGE = `usage: npm run bench -- [options]
   --budget s           seconds per measurement: fewer repetitions when they would take longer
   --batch n            one batch size for everything (default: 8, halved until a call fits the cap)
   --cap-forward g      model GFLOP cap per forward call (default 100)
-  --cap-train g        model GFLOP cap per training iteration (default v1 350, v2 700; 100 with --quick)
+  --cap-train g        model GFLOP cap per training iteration (default v1 350, v2 800; 100 with --quick)
   --cpu-max-size px    largest size the stock cpu backend runs (default 32)
   --cpu-cap g          largest model GFLOP per call on the stock cpu backend (default 40)
   --max-call s         stop a tfjs call (one forward or one iteration) after this long (default 200; 120 with --quick)
-  --worker-timeout s   stop a worker (one spec, size and engine) after this long (default 1800; 600 with --quick)
+  --worker-timeout s   stop a worker (one spec, size and engine) after this long (default 1200; 600 with --quick)
   --no-torch           skip PyTorch (ratios are null)
   --memory             1,000 training steps of tiny v1 and v2 configs; exit 1 on tensor/RSS growth
   --steps n            steps for --memory (default 1000)
@@ -186,16 +186,16 @@ export const parseArgs = (argv: readonly string[]): Args => {
       capGflop: Object.fromEntries(
         SPEC_NAMES.map((spec) => {
           const forward = num('--cap-forward', quick ? 60 : 100);
-          // v2's cheapest official-width iteration (32 px, batch 1) is ~660 model GFLOP.
-          const train = num('--cap-train', quick ? 100 : spec === 'stargan-v1' ? 350 : 700);
+          // v2's cheapest official-width iteration (32 px, batch 1) is ~725 model GFLOP.
+          const train = num('--cap-train', quick ? 100 : spec === 'stargan-v1' ? 350 : 800);
           return [spec, { forward, onnx_forward: forward, train_step: train }];
         }),
       ) as PlanOptions['capGflop'],
       cpuMaxSize: num('--cpu-max-size', 32),
       cpuCapGflop: num('--cpu-cap', 40),
     },
-    timing: { forward: timing, onnx_forward: timing, train_step: timing },
-    workerTimeout: num('--worker-timeout', quick ? 600 : 1800),
+    timing,
+    workerTimeout: num('--worker-timeout', quick ? 600 : 1200),
   };
 };
 
@@ -215,19 +215,37 @@ const runWorker = (job: WorkerJob, timeoutSeconds: number): Promise<WorkerResult
   new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', WORKER, JSON.stringify(job)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
+    let timedOut: string | null = null;
+    const stop = (why: string): void => {
+      if (timedOut !== null) return;
+      timedOut = why;
       child.kill('SIGKILL');
-    }, timeoutSeconds * 1000);
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    };
+    const timer = setTimeout(() => stop(`timed out after ${timeoutSeconds} s (--worker-timeout) and was stopped`), timeoutSeconds * 1000);
+    // Watchdog: a call stuck inside one kernel never reaches the worker's own deadline check.
+    const maxCall = job.timing.maxCall ?? 0;
+    let callStart: number | null = null;
+    const watchdog = setInterval(() => {
+      if (maxCall > 0 && callStart !== null && Date.now() - callStart > (maxCall + 30) * 1000)
+        stop(`one call took over ${maxCall + 30} s (--max-call ${maxCall}) and the worker was stopped`);
+    }, 2000);
+    child.stdout.on('data', (d: Buffer) => {
+      const text = d.toString();
+      out += text;
+      for (const l of text.split('\n')) {
+        if (l === 'CALL') callStart = Date.now();
+        else if (l === 'DONE') callStart = null;
+      }
+    });
     child.stderr.on('data', (d: Buffer) => process.stderr.write(d));
     child.on('error', (e) => {
       clearTimeout(timer);
+      clearInterval(watchdog);
       reject(e);
     });
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
+      clearInterval(watchdog);
       const lines = out.split('\n');
       const line = lines.find((l) => l.startsWith('RESULT '));
       if (line) {
@@ -236,8 +254,8 @@ const runWorker = (job: WorkerJob, timeoutSeconds: number): Promise<WorkerResult
       }
       // Stopped or crashed: keep what it measured, and say what happened to the rest.
       const partials = lines.filter((l) => l.startsWith('MEASURED ')).map((l) => JSON.parse(l.slice('MEASURED '.length)) as WorkerPartial);
-      const why = timedOut ? `timed out after ${timeoutSeconds} s (--worker-timeout) and was stopped` : `the worker exited (${signal ?? `code ${code}`})`;
-      if (partials.length === 0 && !timedOut) {
+      const why = timedOut ?? `the worker exited (${signal ?? `code ${code}`})`;
+      if (partials.length === 0 && timedOut === null) {
         reject(new Error(`${why} without a result`));
         return;
       }
@@ -295,7 +313,7 @@ const runPlan = async (cases: readonly Case[], args: Args, torch: TorchServer | 
         size,
         engine,
         measures: cs.map((c) => ({ kind: c.kind, batch: c.batch })),
-        timing: args.timing.forward,
+        timing: args.timing,
         profile: args.profile,
       };
       let w: WorkerResult;
@@ -317,7 +335,7 @@ const runPlan = async (cases: readonly Case[], args: Args, torch: TorchServer | 
       }
       for (const [k, n] of need) {
         if (torchCache.has(k)) continue;
-        const r = await torch.run({ spec, kind: n.kind, size, batch: n.batch, ...args.timing[n.kind], profile: args.profile });
+        const r = await torch.run({ spec, kind: n.kind, size, batch: n.batch, ...args.timing, profile: args.profile });
         torchCache.set(k, r);
         if (r.error) failures.push(`PyTorch ${spec} ${n.kind} ${size} px batch ${n.batch}: ${r.error}`);
         if (r.profile) profiles.push(profileText(`PyTorch ${spec} ${n.kind} ${size} px batch ${n.batch} (torch.autograd.profiler, ${torch.info.threads} threads)`, r.profile.totalMs, r.profile.kernels));
@@ -435,14 +453,14 @@ const main = async (): Promise<void> => {
   out.push('');
   out.push(
     `StarGAN benchmark: ours (tfjs / onnxruntime-node) against PyTorch ${torch ? `${torch.info.version} eager, ${torch.info.threads} threads` : '(absent)'}; ` +
-      `median seconds per call after ${args.timing.forward.warmup} warm-up; ratio = ours / PyTorch (lower is better)`,
+      `median seconds per call after ${args.timing.warmup} warm-up; ratio = ours / PyTorch (lower is better)`,
   );
   out.push(renderRows(rows));
   out.push('');
   out.push('forward: the generator alone (v1 G(x, c), v2 G(x, s)), no gradients; onnx_forward: the exported generator in onnxruntime-node against the same PyTorch forward.');
   out.push('train_step: one full iteration; v1: one D update (WGAN-GP) and one G update (n_critic 1); v2: the official loop (D latent, D reference, G latent, G reference, EMA).');
   out.push('GFLOP: model FLOPs (2 x MACs of the analysis interpreter; ~ = estimated for a training iteration, see bench/plan.ts); GF/s = GFLOP / median seconds.');
-  out.push('peak RSS: the worker process (heap: the WebAssembly heap it grew to; wasm32 caps it at 4096 MB); tensors: live tfjs tensors after the last call (+ per timed call: growth, 0 when nothing leaks).');
+  out.push('peak RSS: the worker process, shared by the forward and train_step rows of one engine (heap: the WebAssembly heap it grew to; wasm32 caps it at 4096 MB); tensors: live tfjs tensors after the last call (+ per timed call: growth, 0 when nothing leaks).');
   out.push('failed: see notes; failed measurements are not in the --json array.');
   const notes = [
     ...torchNote,

@@ -66,7 +66,8 @@ const freshBatch = (spec: Spec, n: number, step: number): Map<string, Map<string
 /** RSS may wobble (V8's heap, the allocator); a leak of one batch per step would not. */
 const RSS_SLACK_MB = 64;
 const RSS_SLACK_FRACTION = 0.1;
-const WARMUP_STEPS = 20;
+/** The baseline: after this many steps (V8's heap and the wasm heap have settled by then). */
+const WARMUP_STEPS = 100;
 
 export const runMemoryCheck = async (o: MemoryOptions): Promise<boolean> => {
   const engine = o.engines[0] ?? { backend: 'wasm', threads: 1 };
@@ -77,7 +78,7 @@ export const runMemoryCheck = async (o: MemoryOptions): Promise<boolean> => {
   }
   const report: Array<Record<string, unknown>> = [];
   let ok = true;
-  const lines: string[] = [`memory check: ${o.steps} training steps per tiny config on ${b.right.name}:${b.right.threads} (warm-up ${WARMUP_STEPS} steps)`];
+  const lines: string[] = [`memory check: ${o.steps} training steps per tiny config on ${b.right.name}:${b.right.threads} (baseline after ${Math.min(WARMUP_STEPS, Math.floor(o.steps / 2))} steps)`];
   for (const t of TINY) {
     const spec = specFor(t.spec, Number(t.set['imageSize']), t.batch, t.set);
     const trainer = makeTrainer(spec);
@@ -86,6 +87,7 @@ export const runMemoryCheck = async (o: MemoryOptions): Promise<boolean> => {
     if (E.isLeft(s0)) throw new Error(s0.left.map((e) => e.message).join('; '));
     let state: TrainState = s0.right;
     const samples: Sample[] = [sample(0)];
+    const baselineStep = Math.min(WARMUP_STEPS, Math.floor(o.steps / 2));
     const t0 = performance.now();
     let failure: string | null = null;
     for (let i = 0; i < o.steps; i++) {
@@ -99,11 +101,11 @@ export const runMemoryCheck = async (o: MemoryOptions): Promise<boolean> => {
       }
       state = r.right.state;
       const done = i + 1;
-      if (done === WARMUP_STEPS || done % 100 === 0 || done === o.steps) samples.push(sample(done));
+      if (done === baselineStep || done % 100 === 0 || done === o.steps) samples.push(sample(done));
       if (done % 100 === 0) process.stderr.write(`  ${t.spec} step ${done}/${o.steps}: ${samples[samples.length - 1]!.tensors} tensors, RSS ${samples[samples.length - 1]!.rssMb.toFixed(0)} MB\n`);
     }
     const seconds = (performance.now() - t0) / 1000;
-    const start = samples.find((s) => s.step === WARMUP_STEPS) ?? samples[0]!;
+    const start = samples.find((s) => s.step === baselineStep) ?? samples[0]!;
     const end = samples[samples.length - 1]!;
     const peakRss = Math.max(...samples.map((s) => s.rssMb));
     const problems: string[] = [];

@@ -5,8 +5,9 @@
  *
  *   node --import tsx bench/worker.ts '<WorkerJob JSON>'
  *
- * Progress goes to stderr; stdout has a `MEASURED <WorkerPartial JSON>` line after each measurement and
- * ends with `RESULT <WorkerResult JSON>`.
+ * Progress goes to stderr; stdout has `CALL` / `DONE` around each tfjs call (for the parent's
+ * watchdog), a `MEASURED <WorkerPartial JSON>` line after each measurement, and ends with
+ * `RESULT <WorkerResult JSON>`.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
@@ -146,10 +147,13 @@ const withDeadline = (fn: () => void, seconds: number | undefined): (() => void)
   return () => {
     deadlineSeconds = seconds;
     deadline = performance.now() + seconds * 1000;
+    // The parent's watchdog stops the process if a call outlives the deadline inside one kernel.
+    process.stdout.write('CALL\n');
     try {
       fn();
     } finally {
       deadline = Number.POSITIVE_INFINITY;
+      process.stdout.write('DONE\n');
     }
   };
 };
