@@ -6,6 +6,7 @@
  * sample by sample with the batch-2 run: the batch dimension is symbolic and nothing mixes samples.
  * Supported opsets must load and give the same numbers.
  */
+import { FIXTURE_CASES } from './helpers/specs.ts';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
@@ -30,15 +31,7 @@ const right = <A>(r: Result<A>): A => {
 
 const specFor = (name: string, set: Record<string, unknown>): Spec => right(buildSpec(builtinSpecs.get(name)!, set));
 
-const CASES: ReadonlyArray<{ dir: string; spec: string; net: string; set: Record<string, unknown> }> = [
-  { dir: 'v1_generator', spec: 'stargan-v1', net: 'generator', set: { gConvDim: 8, cDim: 5, gRepeatNum: 6, imageSize: 32 } },
-  { dir: 'v1_discriminator', spec: 'stargan-v1', net: 'discriminator', set: { dConvDim: 8, cDim: 5, dRepeatNum: 5, imageSize: 32 } },
-  { dir: 'v2_generator', spec: 'stargan-v2', net: 'generator', set: { imageSize: 64, styleDim: 16, maxConvDim: 64, wHpf: 0 } },
-  { dir: 'v2_generator_hpf', spec: 'stargan-v2', net: 'generator', set: { imageSize: 64, styleDim: 16, maxConvDim: 64, wHpf: 1 } },
-  { dir: 'v2_mapping_network', spec: 'stargan-v2', net: 'mapping_network', set: { latentDim: 8, styleDim: 16, numDomains: 2 } },
-  { dir: 'v2_style_encoder', spec: 'stargan-v2', net: 'style_encoder', set: { imageSize: 64, styleDim: 16, numDomains: 2, maxConvDim: 64 } },
-  { dir: 'v2_discriminator', spec: 'stargan-v2', net: 'discriminator', set: { imageSize: 64, numDomains: 2, maxConvDim: 64 } },
-];
+const CASES = FIXTURE_CASES;
 
 const readTensors = (path: string): TensorMap => right(readSafetensors(readFileSync(path), path));
 
