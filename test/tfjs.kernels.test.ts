@@ -14,6 +14,7 @@ import {
   restoreStockConvKernels,
 } from '../interpreters/tfjs/kernels/conv-grad.ts';
 import { initWasm, shutdownWasm } from '../interpreters/tfjs/kernels/wasm-threads.ts';
+import { registerSharingIdentity, restoreStockIdentity } from '../interpreters/tfjs/kernels/identity.ts';
 // tfjs-core's Node entry registers no gradients; the project's set (Conv2D's and
 // Conv2DBackpropInput's as in tfjs) is what the composed kernels run under.
 import { registerGradients } from '../interpreters/tfjs/gradients.ts';
@@ -324,6 +325,44 @@ test('second order: d/dw of the gradient penalty matches the stock cpu kernels a
 });
 
 // ---------------------------------------------------------------------------------------------
+
+test('wasm Identity shares data: a clone costs no buffer, survives disposal of its source, and keeps gradients', async () => {
+  shutdownWasm();
+  await initWasm({ threads: 1 });
+  const cloneBuffers = (): number => {
+    const x = tf.tensor2d([1, -2, 3, 4.5], [2, 2]);
+    const before = tf.memory().numDataBuffers;
+    const y = tf.clone(x);
+    const added = tf.memory().numDataBuffers - before;
+    x.dispose();
+    assert.deepEqual([...y.dataSync()], [1, -2, 3, 4.5]);
+    y.dispose();
+    return added;
+  };
+  restoreStockIdentity();
+  assert.equal(cloneBuffers(), 1, 'the stock wasm Identity copies');
+  registerSharingIdentity();
+  registerSharingIdentity();
+  assert.equal(cloneBuffers(), 0, 'the sharing Identity adds no buffer');
+  const start = tf.memory().numTensors;
+  const g = tf.tidy(() => tf.grad((v: tf.Tensor) => tf.sum(tf.square(tf.clone(tf.clone(v)))))(tf.tensor1d([1, 2, -3])));
+  assert.deepEqual([...g.dataSync()], [2, 4, -6]);
+  g.dispose();
+  const init = tf.tensor1d([1, 2]);
+  const v = tf.variable(init);
+  init.dispose();
+  const snapshot = tf.clone(v);
+  const next = tf.tensor1d([5, 6]);
+  v.assign(next);
+  assert.deepEqual([...snapshot.dataSync()], [1, 2], 'assign swaps the data, the clone keeps the old values');
+  tf.dispose([v, snapshot, next]);
+  assert.equal(tf.memory().numTensors, start);
+  const s = tf.tensor1d(['a', 'b'], 'string');
+  const sc = tf.clone(s);
+  assert.deepEqual(sc.arraySync(), ['a', 'b']);
+  tf.dispose([s, sc]);
+  shutdownWasm();
+});
 
 test('initWasm with 2 threads: XNNPACK reports 2 threads and the composed kernels agree', async () => {
   shutdownWasm();

@@ -20,6 +20,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result } from '../../dsl/errors.ts';
 import { registerGradients } from './gradients.ts';
+import { registerSharingIdentity } from './kernels/identity.ts';
 import { registerComposedConvKernels } from './kernels/conv-grad.ts';
 import { initWasm, shutdownWasm } from './kernels/wasm-threads.ts';
 
@@ -100,6 +101,7 @@ const activateWasm = async (threads: number | undefined): Promise<Result<number>
       r = await initWasm({ threads });
     }
     registerComposedConvKernels('wasm');
+    registerSharingIdentity();
     return E.right(r.threads);
   } catch (e) {
     return E.left([specError('--backend wasm', `the wasm backend failed to initialise: ${errorText(e)}`)]);

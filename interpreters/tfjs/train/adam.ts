@@ -27,18 +27,22 @@ export const adamSlots = (p: tf.Tensor): AdamSlots => ({
   v: tf.variable(tf.zerosLike(p), false),
 });
 
-/** One step for one parameter; `t` is the optimizer's step count after this step (1-based). */
+/**
+ * One step for one parameter; `t` is the optimizer's step count after this step (1-based).
+ * Each assignment runs in its own tidy so that at most a few parameter-sized temporaries live at
+ * once (a single tidy held about 14 copies of the largest weight: 1.9 GB for v1 D's last conv
+ * at the official width, past wasm's 4 GB heap together with the activations).
+ */
 export const adamUpdate = (p: tf.Variable, g: tf.Tensor, s: AdamSlots, t: number, h: AdamHyper): void => {
+  const grad = h.weightDecay !== 0 ? tf.tidy(() => tf.add(g, tf.mul(p, h.weightDecay))) : g;
+  tf.tidy(() => s.m.assign(tf.add(tf.mul(s.m, h.beta1), tf.mul(grad, 1 - h.beta1))));
+  tf.tidy(() => s.v.assign(tf.add(tf.mul(s.v, h.beta2), tf.mul(tf.square(grad), 1 - h.beta2))));
+  if (grad !== g) grad.dispose();
+  const bc1 = 1 - h.beta1 ** t;
+  const bc2 = 1 - h.beta2 ** t;
   tf.tidy(() => {
-    const grad = h.weightDecay !== 0 ? tf.add(g, tf.mul(p, h.weightDecay)) : g;
-    const m = tf.add(tf.mul(s.m, h.beta1), tf.mul(grad, 1 - h.beta1));
-    const v = tf.add(tf.mul(s.v, h.beta2), tf.mul(tf.square(grad), 1 - h.beta2));
-    const bc1 = 1 - h.beta1 ** t;
-    const bc2 = 1 - h.beta2 ** t;
-    const denom = tf.add(tf.div(tf.sqrt(v), Math.sqrt(bc2)), h.eps);
-    p.assign(tf.sub(p, tf.mul(tf.div(m, denom), h.lr / bc1)));
-    s.m.assign(m);
-    s.v.assign(v);
+    const denom = tf.add(tf.div(tf.sqrt(s.v), Math.sqrt(bc2)), h.eps);
+    p.assign(tf.sub(p, tf.mul(tf.div(s.m, denom), h.lr / bc1)));
   });
 };
 
