@@ -10,6 +10,7 @@ import {
   composedConv2DBackpropFilter,
   composedConv2DBackpropInput,
   composedConvKernels,
+  composedConvPaths,
   registerComposedConvKernels,
   restoreStockConvKernels,
 } from '../interpreters/tfjs/kernels/conv-grad.ts';
@@ -87,6 +88,14 @@ const grid = (): Case[] => {
     { n: 2, h: 9, w: 10, ci: 3, co: 4, k: 4, s: 3, pad: 2, round: 'ceil' },
     { n: 1, h: 11, w: 10, ci: 4, co: 2, k: 3, s: 3, pad: 'same' },
   );
+  // Deep layers (few output pixels, many channels): the matrix-product path of both gradients.
+  for (const k of [1, 2, 3, 4])
+    for (const s of [1, 2])
+      for (const pad of ['valid', 'same', 1] as const) {
+        const h = r(Math.max(k - (pad === 'valid' ? 0 : 2), 1), k + 2);
+        cases.push({ n: r(1, 2), h, w: r(Math.max(k - (pad === 'valid' ? 0 : 2), 1), k + 2), ci: r(3, 12), co: r(40, 72), k, s, pad });
+      }
+  cases.push({ n: 1, h: 2, w: 2, ci: 16, co: 96, k: 4, s: 2, pad: 1 }); // v1 D's last stride-2 layer
   return cases;
 };
 
@@ -167,6 +176,15 @@ before(async () => {
 
 after(() => {
   shutdownWasm();
+});
+
+test('the case grid covers both forms of each gradient (phase / dilated convs and matrix products)', () => {
+  const paths = CASES.map((c) => composedConvPaths([c.n, c.h, c.w, c.ci], [c.k, c.k, c.ci, c.co], c.s, c.pad, c.round));
+  const count = (f: (p: { input: boolean; filter: boolean }) => boolean): number => paths.filter(f).length;
+  assert.ok(count((p) => p.input) >= 10, `input gradient as a matrix product: ${count((p) => p.input)} cases`);
+  assert.ok(count((p) => !p.input) >= 40, `input gradient as phase convolutions: ${count((p) => !p.input)} cases`);
+  assert.ok(count((p) => p.filter) >= 5, `filter gradient as a matrix product: ${count((p) => p.filter)} cases`);
+  assert.ok(count((p) => !p.filter) >= 40, `filter gradient as a dilated convolution: ${count((p) => !p.filter)} cases`);
 });
 
 for (const backend of ['cpu', 'wasm'] as const) {

@@ -14,6 +14,11 @@
  *   filter, rotated by 180 degrees and with in/out channels swapped (all small-tensor work);
  *   the phases are interleaved with stack (a concat) + reshape. At stride 1 it is a single conv.
  *
+ * - deep layers (few output pixels, many channels: n*OH*OW <= Cout): both gradients as one
+ *   1x1 convolution acting as a matrix product, with im2col / col2im of the small activations on the
+ *   host. There the phase filters would cost a pass over a filter of up to 33M floats (1.1 s for v1
+ *   D's last layer at 64 px; 19 ms this way), and the filter gradient's output transpose as much.
+ *
  * The replacement kernels compute their result with ordinary tfjs ops inside `tf.tidy`. Ops run
  * inside a kernel are not recorded on the gradient tape (the engine's kernelDepth > 0), so the
  * outer op keeps its registered gradient (Conv2DBackpropInput's gradient is conv2d +
@@ -112,6 +117,7 @@ export function composedConv2DBackpropFilter(
 }
 
 function filterGrad(g: Geometry, x: tf.Tensor4D, dy: tf.Tensor4D): tf.Tensor4D {
+  if (gemmPaths(g).filter) return gemmFilterGrad(g, x, dy);
   // out[ci, kh, kw, co] = sum_{oh, ow, n} x[n, oh*sh + kh - pt, ow*sw + kw - pl, ci] * dy[n, oh, ow, co]
   //                     = conv(xT[ci, ., ., n], dyT[oh, ow, n, co], dilation (sh, sw))[ci, kh, kw, co]
   const xT = tf.transpose(x, [3, 1, 2, 0]); // [Cin, H, W, N]
@@ -170,6 +176,7 @@ function phase1D(p: number, s: number, padBefore: number, k: number, outSize: nu
 }
 
 function inputGrad(g: Geometry, dy: tf.Tensor4D, filter: tf.Tensor4D): tf.Tensor4D {
+  if (gemmPaths(g).input) return gemmInputGrad(g, dy, filter);
   const a = Math.ceil(g.h / g.sh); // rows per phase (the last phases may compute one spare row)
   const b = Math.ceil(g.w / g.sw);
   const rows: tf.Tensor4D[] = [];
@@ -238,6 +245,90 @@ function phaseConv(
     1,
     explicit(Math.max(ph.before, 0), Math.max(ph.after, 0), Math.max(pw.before, 0), Math.max(pw.after, 0)),
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deep layers: matrix products (as 1x1 convolutions, XNNPACK's fast path on wasm) + host im2col
+
+/** Largest im2col matrix (floats) built on the host. */
+const GEMM_MAX_COLS = 1 << 24;
+
+const gemmRule = (g: Geometry): { m: number; cols: number } => {
+  const m = g.n * g.oh * g.ow;
+  return { m, cols: m * g.kh * g.kw * g.cin };
+};
+
+/** Which gradients of this geometry take the matrix-product path. */
+function gemmPaths(g: Geometry): { input: boolean; filter: boolean } {
+  const { m, cols } = gemmRule(g);
+  // Measured on wasm (2 threads, v1 D at 64 px, batch 8): the input gradient gains from n*OH*OW
+  // <= Cout on (3.5x at 128 vs 512, 57x at 8 vs 2048) and is even at 4x; the filter gradient
+  // gains only when the output transpose of the phase form dominates (2.1x at 8 vs 2048, even
+  // at 32 vs 1024).
+  return { input: m <= g.cout && cols <= GEMM_MAX_COLS, filter: 8 * m <= g.cout && cols <= GEMM_MAX_COLS };
+}
+
+/** Which form each gradient of a convolution (given as tfjs arguments) takes; for the tests. */
+export function composedConvPaths(
+  xShape: readonly [number, number, number, number],
+  filterShape: readonly [number, number, number, number],
+  strides: Strides,
+  pad: Pad,
+  dimRoundingMode?: RoundingMode,
+): { input: boolean; filter: boolean } {
+  return gemmPaths(geometry(xShape, filterShape, strides, pad, dimRoundingMode));
+}
+
+/**
+ * Calls `visit(row, pixel, m)` for every (filter tap, output pixel) pair that reads inside the
+ * input: `row` = (kh * KW + kw) * Cin, `pixel` = ((n * H + ih) * W + iw) * Cin, `m` the output
+ * pixel's index in n*OH*OW order.
+ */
+function forEachTap(g: Geometry, visit: (row: number, pixel: number, m: number) => void): void {
+  for (let n = 0; n < g.n; n++)
+    for (let a = 0; a < g.oh; a++)
+      for (let b = 0; b < g.ow; b++) {
+        const m = (n * g.oh + a) * g.ow + b;
+        for (let kh = 0; kh < g.kh; kh++) {
+          const ih = a * g.sh + kh - g.padTop;
+          if (ih < 0 || ih >= g.h) continue;
+          for (let kw = 0; kw < g.kw; kw++) {
+            const iw = b * g.sw + kw - g.padLeft;
+            if (iw < 0 || iw >= g.w) continue;
+            visit((kh * g.kw + kw) * g.cin, ((n * g.h + ih) * g.w + iw) * g.cin, m);
+          }
+        }
+      }
+}
+
+function gemmInputGrad(g: Geometry, dy: tf.Tensor4D, filter: tf.Tensor4D): tf.Tensor4D {
+  // colsT[r, m] = sum_co filter[r, co] * dy[m, co], r = (kh, kw, ci): the filter is the "image"
+  // ([1, 1, R, Cout], no copy) and the transposed dy the 1x1 "filter" ([1, 1, Cout, M], small).
+  const { m } = gemmRule(g);
+  const rows = g.kh * g.kw * g.cin;
+  const dyT = tf.reshape<tf.Rank.R4>(tf.transpose(tf.reshape(dy, [m, g.cout])), [1, 1, g.cout, m]);
+  const colsT = tf.conv2d(tf.reshape<tf.Rank.R4>(filter, [1, 1, rows, g.cout]), dyT, 1, 'valid').dataSync() as Float32Array;
+  const dx = new Float32Array(g.n * g.h * g.w * g.cin);
+  const cin = g.cin;
+  forEachTap(g, (row, pixel, mi) => {
+    for (let c = 0, src = row * m + mi; c < cin; c++, src += m) dx[pixel + c]! += colsT[src]!;
+  });
+  return tf.tensor4d(dx, [g.n, g.h, g.w, g.cin]);
+}
+
+function gemmFilterGrad(g: Geometry, x: tf.Tensor4D, dy: tf.Tensor4D): tf.Tensor4D {
+  // filter[r, co] = sum_m colsT[r, m] * dy[m, co]: im2col of x transposed ([1, 1, R, M]) as the
+  // image, dy as the 1x1 filter; the result is already in [KH, KW, Cin, Cout] order.
+  const { m } = gemmRule(g);
+  const rows = g.kh * g.kw * g.cin;
+  const xd = x.dataSync() as Float32Array;
+  const colsT = new Float32Array(rows * m);
+  const cin = g.cin;
+  forEachTap(g, (row, pixel, mi) => {
+    for (let c = 0, dst = row * m + mi; c < cin; c++, dst += m) colsT[dst] = xd[pixel + c]!;
+  });
+  const out = tf.conv2d(tf.tensor4d(colsT, [1, 1, rows, m]), tf.reshape<tf.Rank.R4>(dy, [1, 1, m, g.cout]), 1, 'valid');
+  return tf.reshape<tf.Rank.R4>(out, [g.kh, g.kw, g.cin, g.cout]);
 }
 
 // ---------------------------------------------------------------------------------------------
