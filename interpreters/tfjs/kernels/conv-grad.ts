@@ -262,10 +262,13 @@ const gemmRule = (g: Geometry): { m: number; cols: number } => {
 function gemmPaths(g: Geometry): { input: boolean; filter: boolean } {
   const { m, cols } = gemmRule(g);
   // Measured on wasm (2 threads, v1 D at 64 px, batch 8): the input gradient gains from n*OH*OW
-  // <= Cout on (3.5x at 128 vs 512, 57x at 8 vs 2048) and is even at 4x; the filter gradient
-  // gains only when the output transpose of the phase form dominates (2.1x at 8 vs 2048, even
-  // at 32 vs 1024).
-  return { input: m <= g.cout && cols <= GEMM_MAX_COLS, filter: 8 * m <= g.cout && cols <= GEMM_MAX_COLS };
+  // <= Cout on (3.5x at 128 vs 512, 57x at 8 vs 2048) and is even at 4x. The filter gradient
+  // gains when the output transpose of the dilated form dominates (2.1x at 8 vs 2048, even at 32
+  // vs 1024), and when the batch is tiny: the dilated form contracts over N as its channels, and
+  // XNNPACK runs 1-channel convolutions at ~22 GFLOP/s where the product reaches 35-46 (v2 at
+  // batch 1, 512 channels); at batch 8 the dilated form is up to 2x faster.
+  const fits = cols <= GEMM_MAX_COLS;
+  return { input: m <= g.cout && fits, filter: fits && (8 * m <= g.cout || (g.n < 4 && g.cout >= 16)) };
 }
 
 /** Which form each gradient of a convolution (given as tfjs arguments) takes; for the tests. */
