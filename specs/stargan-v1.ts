@@ -63,6 +63,7 @@ export const settings: readonly SettingDecl[] = [
   { key: 'gConvDim', doc: 'generator base width', type: { kind: 'int', min: 1 }, default: 64, nets: G },
   { key: 'dConvDim', doc: 'discriminator base width', type: { kind: 'int', min: 1 }, default: 64, nets: D },
   { key: 'gRepeatNum', doc: 'generator residual blocks', type: { kind: 'int', min: 0 }, default: 6, nets: G },
+  { key: 'gDownNum', doc: 'generator stride-2 down-sampling (and up-sampling) layers; 2 in the official code', type: { kind: 'int', min: 0 }, default: 2, nets: G },
   { key: 'dRepeatNum', doc: 'discriminator stride-2 convolutions', type: { kind: 'int', min: 1 }, default: 6, nets: D },
   // Training (solver.py defaults)
   { key: 'batchSize', doc: 'mini-batch size', type: { kind: 'int', min: 1 }, default: 16 },
@@ -110,9 +111,10 @@ export const generator = (s: Settings): Network => {
   };
   cbr(3 + labelWidths(s).g, conv, 7, 1, 3);
   let cur = conv;
-  for (let k = 0; k < 2; k++, cur *= 2) cbr(cur, cur * 2, 4, 2, 1);
+  const down = num(s, 'gDownNum');
+  for (let k = 0; k < down; k++, cur *= 2) cbr(cur, cur * 2, 4, 2, 1);
   for (let r = 0; r < num(s, 'gRepeatNum'); r++) h = v1ResidualBlock(at(), cur, h);
-  for (let k = 0; k < 2; k++, cur = Math.floor(cur / 2)) cbr(cur, Math.floor(cur / 2), 4, 2, 1, true);
+  for (let k = 0; k < down; k++, cur = Math.floor(cur / 2)) cbr(cur, Math.floor(cur / 2), 4, 2, 1, true);
   h = pipe(h, conv2d({ path: at(), in: cur, out: 3, k: 7, s: 1, p: 3, bias: false }), tanh(at()));
   return network('generator', { out: h }, { inputOrder: ['x', 'c'], init: 'torch-default' });
 };

@@ -56,3 +56,19 @@ for (const c of FIXTURE_CASES)
     const expected = JSON.parse(readFileSync(`${fixturesDir}/${c.dir}/case.json`, 'utf8')) as { params: number };
     assert.equal(parameterCount(n), expected.params);
   });
+
+test('stargan-v1 gDownNum (a variant knob; 2 is the official layout): G keeps the image size and the count follows the layers', () => {
+  // Each extra level adds a 4x4 down conv (c -> 2c) and a 4x4 transposed up conv (2c -> c), both
+  // bias-free and followed by an affine instance norm, and doubles the residual blocks' width.
+  const count = (down: number): number => parameterCount(net(spec('stargan-v1', { imageSize: 32, gConvDim: 8, gRepeatNum: 1, gDownNum: down }), 'generator'));
+  const blocks = (c: number): number => 2 * (9 * c * c + 2 * c);
+  const stem = 7 * 7 * (3 + 5) * 8 + 2 * 8 + 7 * 7 * 8 * 3;
+  for (const down of [0, 1, 2, 3]) {
+    let expected = stem + blocks(8 * 2 ** down);
+    for (let k = 0; k < down; k++) expected += 2 * (16 * (8 * 2 ** k) * (8 * 2 ** (k + 1))) + 2 * (8 * 2 ** (k + 1)) + 2 * (8 * 2 ** k);
+    assert.equal(count(down), expected, `gDownNum ${down}`);
+    const s = spec('stargan-v1', { imageSize: 32, gConvDim: 8, gRepeatNum: 1, gDownNum: down, dRepeatNum: 4 });
+    assert.ok(E.isRight(checkSpec(s)), `gDownNum ${down} checks`);
+  }
+  assert.equal(parameterCount(net(spec('stargan-v1', { gDownNum: 2 }), 'generator')), 8_430_528);
+});
