@@ -176,7 +176,8 @@ program
   .option('--quiet', 'no progress bar')
   .option('--time-limit <minutes>', 'stop with a checkpoint after this many minutes (a normal end; --resume continues)')
   .addOption(backendOption())
-  .action(async (specArg: string, o: { set: string[]; data: string[]; attrs?: string; out: string; steps?: string; dataSeed?: string; resume?: boolean; overwrite?: boolean; quiet?: boolean; timeLimit?: string; backend: string }) => {
+  .option('--threads <n>', 'wasm backend: XNNPACK threads, 1-8 (default 1; 2 pays off from about 64 px or official widths)')
+  .action(async (specArg: string, o: { set: string[]; data: string[]; attrs?: string; out: string; steps?: string; dataSeed?: string; resume?: boolean; overwrite?: boolean; quiet?: boolean; timeLimit?: string; backend: string; threads?: string }) => {
     const spec = ok(await loadSpec(specArg, o.set));
     const steps = o.steps === undefined ? undefined : Number(o.steps);
     if (steps !== undefined && !(Number.isInteger(steps) && steps > 0)) die('--steps', `${o.steps} is not a positive integer`);
@@ -184,6 +185,8 @@ program
     if (dataSeed !== undefined && !Number.isInteger(dataSeed)) die('--data-seed', `${o.dataSeed} is not an integer`);
     const minutes = o.timeLimit === undefined ? undefined : Number(o.timeLimit);
     if (minutes !== undefined && !(minutes > 0)) die('--time-limit', `${o.timeLimit} is not a positive number of minutes`);
+    const threads = o.threads === undefined ? undefined : Number(o.threads);
+    if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= 8)) die('--threads', `${o.threads} is not a whole number from 1 to 8`);
     const { trainCommand } = await import('./train.ts');
     const msg = ok(
       await trainCommand(spec, {
@@ -193,6 +196,7 @@ program
         ...(steps !== undefined ? { steps } : {}),
         ...(dataSeed !== undefined ? { dataSeed } : {}),
         backend: o.backend as 'auto',
+        ...(threads !== undefined ? { threads } : {}),
         resume: o.resume ?? false,
         overwrite: o.overwrite ?? false,
         quiet: o.quiet ?? false,

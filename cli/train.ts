@@ -36,6 +36,8 @@ export interface TrainOptions {
   readonly out: string;
   readonly steps?: number;
   readonly backend: BackendName;
+  /** wasm: XNNPACK threads (default 1). */
+  readonly threads?: number;
   readonly resume: boolean;
   /** Replace a run already in --out (its checkpoint, log, samples and records). */
   readonly overwrite?: boolean;
@@ -176,7 +178,7 @@ export const trainCommand = async (specIn: Spec, o: TrainOptions): Promise<Resul
     for (const f of [CHECKPOINT, 'log.jsonl', 'run.json', 'spec.json', 'losses.png', 'samples']) await rm(join(o.out, f), { recursive: true, force: true });
   }
 
-  const backend = await selectBackend(o.backend);
+  const backend = await selectBackend(o.backend, o.threads === undefined ? {} : { threads: o.threads });
   if (E.isLeft(backend)) return backend;
   const provider = await makeProvider(spec, o.data, o.attrs, dataSeed);
   if (E.isLeft(provider)) return provider;

@@ -1,7 +1,7 @@
 /** The command line, end to end, as outside scripts call it. */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -102,4 +102,20 @@ test('unknown spec names and missing files are one clear line', () => {
   assert.match(r.err, /^starspec: error: stargan-v3: is neither a built-in spec/);
   assert.equal(r.err.trim().split('\n').length, 1);
   assert.match(starspec('check', 'nope.ts').err, /cannot load the spec module/);
+});
+
+test('train rejects bad numeric options with one line each, before touching --out', () => {
+  const out = join(tmp, 'never');
+  for (const [flag, value, pattern] of [
+    ['--threads', '0', /--threads: 0 is not a whole number from 1 to 8/],
+    ['--threads', 'two', /--threads: two is not a whole number from 1 to 8/],
+    ['--steps', '-3', /--steps: -3 is not a positive integer/],
+    ['--time-limit', '0', /--time-limit: 0 is not a positive number of minutes/],
+  ] as const) {
+    const r = starspec('train', 'stargan-v1', '--data', 'synthetic', '--out', out, flag, value);
+    assert.notEqual(r.code, 0, `${flag} ${value}`);
+    assert.match(r.err, pattern);
+    assert.equal(r.err.trim().split('\n').length, 1, r.err);
+  }
+  assert.equal(existsSync(out), false);
 });
