@@ -7,7 +7,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result, type SpecError } from './errors.ts';
 import type { DataField, Expr, Network, Phase, Schedule, Spec, Term, Training } from './ir.ts';
-import { inferShapes, type Inferred } from './shapes.ts';
+import { inferShapes, isPosInt, type Inferred } from './shapes.ts';
 import { inputsOf } from './walk.ts';
 
 export const checkSchedule = (s: Schedule, path: string): readonly SpecError[] => {
@@ -16,7 +16,7 @@ export const checkSchedule = (s: Schedule, path: string): readonly SpecError[] =
       return Number.isFinite(s.value) ? [] : [specError(path, `value ${s.value} is not finite`)];
     case 'piecewiseLinear': {
       const errs: SpecError[] = [];
-      if (!(Number.isInteger(s.every) && s.every >= 1)) errs.push(specError(path, `every must be a positive integer; got ${s.every}`));
+      if (!isPosInt(s.every)) errs.push(specError(path, `every must be a positive integer; got ${s.every}`));
       if (s.points.length === 0) errs.push(specError(path, 'needs at least one (step, value) point'));
       s.points.forEach(([x, y], i) => {
         if (!Number.isFinite(x) || !Number.isFinite(y)) errs.push(specError(`${path}.points.${i}`, 'must be finite'));
@@ -148,7 +148,6 @@ const signature = (net: Network): Signature | null => {
 
 const validSlice = (start: number, end: number): boolean =>
   Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start < end;
-const isPosInt = (v: number): boolean => Number.isInteger(v) && v >= 1;
 
 /**
  * The per-sample shapes through one phase's loss terms, as the tfjs objective interpreter
@@ -400,7 +399,7 @@ export const checkTraining = (spec: Spec): readonly SpecError[] => {
     return signatures.get(name) ?? null;
   };
   const posInt = (v: number, path: string): void => {
-    if (!(Number.isInteger(v) && v >= 1)) errors.push(specError(path, `must be a positive integer; got ${v}`));
+    if (!isPosInt(v)) errors.push(specError(path, `must be a positive integer; got ${v}`));
   };
   posInt(tr.batchSize, 'training.batchSize');
   posInt(tr.iterations, 'training.iterations');
@@ -464,7 +463,7 @@ export const checkTraining = (spec: Spec): readonly SpecError[] => {
           errors.push(specError(path, `hot index ${x.hot} is outside 0..${x.width - 1}`));
         return;
       case 'slice':
-        if (!(Number.isInteger(x.start) && Number.isInteger(x.end) && 0 <= x.start && x.start < x.end))
+        if (!validSlice(x.start, x.end))
           errors.push(specError(path, `slice [${x.start}, ${x.end}) is empty or invalid`));
         return checkExpr(x.x, path, fields);
       default:

@@ -18,7 +18,7 @@ export interface Inferred {
   readonly index: readonly boolean[];
 }
 
-const isPosInt = (v: number): boolean => Number.isInteger(v) && v > 0;
+export const isPosInt = (v: number): boolean => Number.isInteger(v) && v > 0;
 const isNonNegInt = (v: number): boolean => Number.isInteger(v) && v >= 0;
 
 const convOut = (size: number, k: number, s: number, p: number): number =>

@@ -7,6 +7,7 @@
  * Supported opsets must load and give the same numbers.
  */
 import { FIXTURE_CASES } from './helpers/specs.ts';
+import { maxAbs } from './helpers/tensors.ts';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
@@ -46,16 +47,6 @@ const takeRows = (t: HostTensor, rows: readonly number[]): HostTensor => {
 
 const takeAll = (m: TensorMap, names: readonly string[], rows: readonly number[]): TensorMap =>
   new Map(names.map((n) => [n, takeRows(m.get(n)!, rows)]));
-
-const maxAbs = (a: Float32Array, b: Float32Array): number => {
-  assert.equal(a.length, b.length, 'element counts differ');
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i]! - b[i]!);
-    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
-  }
-  return m;
-};
 
 for (const c of CASES) {
   describe(`onnx export parity: ${c.dir}`, () => {

@@ -44,5 +44,3 @@ export function restoreStockIdentity(): void {
   original = undefined;
 }
 
-/** Whether wasm currently runs the sharing `Identity`. */
-export const sharingIdentityInstalled = (): boolean => original !== undefined;
