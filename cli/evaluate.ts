@@ -20,7 +20,8 @@ import { deriveSeed, rng } from '../io/random.ts';
 import { readSafetensorsContents } from '../io/safetensors.ts';
 import type { HostTensor } from '../io/tensor.ts';
 import { selectBackend, shutdownBackend, type BackendName } from '../interpreters/tfjs/backend.ts';
-import { disposeState, samplingWeights, stateFromFile } from '../interpreters/tfjs/train/state.ts';
+import type { Compiled } from '../interpreters/tfjs/forward.ts';
+import { disposeState, samplingWeights, stateFromFile, type VarStore } from '../interpreters/tfjs/train/state.ts';
 import { makeTrainer } from '../interpreters/tfjs/train/step.ts';
 import { sampleOf, samplerKind, translateLatent, translateReference, translateV1, v1Targets } from '../interpreters/tfjs/train/sampling.ts';
 import { CHECKPOINT } from './train.ts';
@@ -34,6 +35,49 @@ const images = (xs: readonly Float32Array[], size: number): HostTensor => {
 };
 
 const mean = (xs: readonly number[]): number => (xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length);
+
+/**
+ * v1 on the synthetic data: every held-out image (`seed`'s test stream) translated to each official
+ * test target by G with the given weights, judged analytically.
+ */
+export const judgeV1 = (spec: Spec, g: Compiled, weights: VarStore, seed: number, count = 100): Result<Metrics> => {
+  const size = Number(spec.settings['imageSize']);
+  const batch = 25;
+  const width = g.inputs.find((i) => i.name === 'c')!.shape[0]!;
+  const ds = spec.training.datasets[0]!;
+  const lw = ds.fields.find((f) => f.name === 'label')!.size;
+  if (lw !== 5) return E.left([specError(spec.name, `its labels have ${lw} entries; the synthetic v1 data has 5`)]);
+  const exact: number[] = [];
+  const perAttr: number[] = [];
+  const ious: number[] = [];
+  for (let b0 = 0; b0 < count; b0 += batch) {
+    const n = Math.min(batch, count - b0);
+    const smp = Array.from({ length: n }, (_, i) => v1Sample(seed, b0 + i, size));
+    const label: HostTensor = { dtype: 'float32', shape: [n, 5], data: Float32Array.from(smp.flatMap((s) => [...s.label])) };
+    const targets = v1Targets(spec, label, 5).map((t) => {
+      if (width === 5) return t;
+      const out = new Float32Array(n * width);
+      for (let i = 0; i < n; i++) {
+        out.set(t.subarray(i * 5, (i + 1) * 5), i * width);
+        out[i * width + width - 2] = 1;
+      }
+      return out;
+    });
+    const outs = translateV1(g, weights, images(smp.map((s) => s.x), size), targets);
+    outs.forEach((o, ti) => {
+      for (let i = 0; i < n; i++) {
+        const r = readImage(sampleOf(o, i), size, smp[i]!.mask);
+        const got = readAttributes(r);
+        const want = targets[ti]!.subarray(i * width, i * width + 5);
+        const hits = [...got].map((v, k) => (v === want[k] ? 1 : 0));
+        exact.push(hits.every((h) => h === 1) ? 1 : 0);
+        perAttr.push(mean(hits));
+        ious.push(iou(r.mask, smp[i]!.mask));
+      }
+    });
+  }
+  return E.right({ domain_accuracy: mean(exact), attribute_accuracy: mean(perAttr), content_iou: mean(ious), translations: exact.length });
+};
 
 export const evaluateRun = async (dir: string, backendName: BackendName, count = 100): Promise<Result<{ spec: Spec; metrics: Metrics }>> => {
   const specText = await readFile(join(dir, 'spec.json'), 'utf8').catch(() => null);
@@ -61,44 +105,9 @@ export const evaluateRun = async (dir: string, backendName: BackendName, count =
   const batch = 25;
   try {
     if (kind === 'v1') {
-      const g = trainer.right.nets.get('generator')!;
-      const width = g.inputs.find((i) => i.name === 'c')!.shape[0]!;
-      const ds = spec.right.training.datasets[0]!;
-      const lw = ds.fields.find((f) => f.name === 'label')!.size;
-      if (lw !== 5) return E.left([specError(dir, `its labels have ${lw} entries; the synthetic v1 data has 5`)]);
-      const exact: number[] = [];
-      const perAttr: number[] = [];
-      const ious: number[] = [];
-      for (let b0 = 0; b0 < count; b0 += batch) {
-        const n = Math.min(batch, count - b0);
-        const smp = Array.from({ length: n }, (_, i) => v1Sample(seed, b0 + i, size));
-        const label: HostTensor = { dtype: 'float32', shape: [n, 5], data: Float32Array.from(smp.flatMap((s) => [...s.label])) };
-        const targets = v1Targets(spec.right, label, 5).map((t) => {
-          if (width === 5) return t;
-          const out = new Float32Array(n * width);
-          for (let i = 0; i < n; i++) {
-            out.set(t.subarray(i * 5, (i + 1) * 5), i * width);
-            out[i * width + width - 2] = 1;
-          }
-          return out;
-        });
-        const outs = translateV1(g, w('generator'), images(smp.map((s) => s.x), size), targets);
-        outs.forEach((o, ti) => {
-          for (let i = 0; i < n; i++) {
-            const r = readImage(sampleOf(o, i), size, smp[i]!.mask);
-            const got = readAttributes(r);
-            const want = targets[ti]!.subarray(i * width, i * width + 5);
-            const hits = [...got].map((v, k) => (v === want[k] ? 1 : 0));
-            exact.push(hits.every((h) => h === 1) ? 1 : 0);
-            perAttr.push(mean(hits));
-            ious.push(iou(r.mask, smp[i]!.mask));
-          }
-        });
-      }
-      metrics['domain_accuracy'] = mean(exact);
-      metrics['attribute_accuracy'] = mean(perAttr);
-      metrics['content_iou'] = mean(ious);
-      metrics['translations'] = exact.length;
+      const r = judgeV1(spec.right, trainer.right.nets.get('generator')!, w('generator'), seed, count);
+      if (E.isLeft(r)) return E.left(r.left.map((e) => ({ ...e, where: dir })));
+      Object.assign(metrics, r.right);
     } else if (kind === 'v2') {
       const ds = spec.right.training.datasets[0]!;
       const k = ds.fields.find((f) => f.name === 'y')!.size;

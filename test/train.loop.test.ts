@@ -112,11 +112,13 @@ before(async () => {
 });
 after(() => shutdownBackend());
 
-for (const [name, set, n] of [
-  ['stargan-v1', V1, 4],
-  ['stargan-v2', V2, 4],
+for (const [label, name, set, n] of [
+  ['stargan-v1', 'stargan-v1', V1, 4],
+  ['stargan-v1 with an EMA of G (gEmaBeta)', 'stargan-v1', { ...V1, gEmaBeta: 0.9 }, 4],
+  ['stargan-v2', 'stargan-v2', V2, 4],
 ] as const) {
-  describe(name, () => {
+  const hasEma = name === 'stargan-v2' || 'gEmaBeta' in set;
+  describe(label, () => {
     test(`exact resume: ${n} steps = ${n / 2} + checkpoint + ${n / 2}, bit for bit; no tensor leaks`, async (t) => {
       const c = context(name, set);
       const straight = await train(c, right(initState(c.spec, 7)), n);
@@ -133,13 +135,17 @@ for (const [name, set, n] of [
       assertSameBytes(snapshot(c, rest.state), want, 'resumed run');
       assert.deepEqual([...half.losses, ...rest.losses], straight.losses, 'logged losses');
 
-      // The comparison has teeth: moments are non-zero, EMA copies (v2) differ from the weights,
+      // The comparison has teeth: moments are non-zero, EMA copies differ from the weights,
       // and the state moved between the checkpoint and the end.
       const moment = [...want.keys()].find((k) => k.startsWith('adam.') && k.includes('.v.'))!;
       assert.ok(new Float32Array(want.get(moment)!.buffer.slice(want.get(moment)!.byteOffset, want.get(moment)!.byteOffset + want.get(moment)!.byteLength)).some((v) => v > 0));
       const ema = [...want.keys()].filter((k) => k.startsWith('ema.'));
-      assert.equal(ema.length > 0, name === 'stargan-v2');
+      assert.equal(ema.length > 0, hasEma);
       for (const k of ema) assert.ok(!want.get(k)!.equals(want.get(k.slice(4))!), `${k} equals the live weights`);
+      // Exactly the networks the spec keeps EMA copies of, every parameter of each.
+      const emaNets = new Set(c.spec.training.ema.map((e) => e.net));
+      const live = [...want.keys()].filter((k) => emaNets.has(k.split('.')[0]!));
+      assert.deepEqual(ema.map((k) => k.slice(4)).sort(), live.sort());
       assert.ok([...want.keys()].some((k) => !k.startsWith('__') && !want.get(k)!.equals(mid.get(k)!)));
       assert.equal(want.get('__metadata__.step')!.toString(), String(n));
       t.diagnostic(`${want.size - 4} tensors compared; adam steps ${want.get('__metadata__.adam_steps')!.toString()}; ${straight.tensors[0]} live tensors per step`);
