@@ -77,22 +77,24 @@ export const detach = (x: tf.Tensor): tf.Tensor =>
   }))(x);
 
 /**
- * 2-D convolution with PyTorch's symmetric zero padding `p`: an explicit `tf.pad`, then a
- * 'valid' convolution. `filter` is HWIO.
+ * 2-D convolution with PyTorch's symmetric zero padding `p`, as one convolution with explicit
+ * padding (no separate pad op forward, nor its slice backward: on wasm those two cost as much as
+ * a small convolution). `filter` is HWIO.
  */
 export const conv2d = (x: tf.Tensor4D, filter: tf.Tensor4D, stride: number, padding: number): tf.Tensor4D =>
-  tf.tidy(() => {
-    const padded =
-      padding > 0
-        ? tf.pad(x, [
-            [0, 0],
-            [padding, padding],
-            [padding, padding],
-            [0, 0],
-          ])
-        : x;
-    return tf.conv2d(padded, filter, stride, 'valid');
-  });
+  tf.conv2d(
+    x,
+    filter,
+    stride,
+    padding > 0
+      ? [
+          [0, 0],
+          [padding, padding],
+          [padding, padding],
+          [0, 0],
+        ]
+      : 'valid',
+  );
 
 /**
  * PyTorch's ConvTranspose2d (output_padding 0, dilation 1): output size (H - 1) * s - 2p + k.
