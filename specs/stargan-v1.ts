@@ -64,6 +64,7 @@ export const settings: readonly SettingDecl[] = [
   { key: 'dConvDim', doc: 'discriminator base width', type: { kind: 'int', min: 1 }, default: 64, nets: D },
   { key: 'gRepeatNum', doc: 'generator residual blocks', type: { kind: 'int', min: 0 }, default: 6, nets: G },
   { key: 'gDownNum', doc: 'generator stride-2 down-sampling (and up-sampling) layers; 2 in the official code', type: { kind: 'int', min: 0 }, default: 2, nets: G },
+  { key: 'gOuterKernel', doc: "kernel size of G's first and last convolutions (odd; 7 in the official code)", type: { kind: 'int', min: 1 }, default: 7, nets: G },
   { key: 'dRepeatNum', doc: 'discriminator stride-2 convolutions', type: { kind: 'int', min: 1 }, default: 6, nets: D },
   // Training (solver.py defaults)
   { key: 'batchSize', doc: 'mini-batch size', type: { kind: 'int', min: 1 }, default: 16 },
@@ -110,13 +111,14 @@ export const generator = (s: Settings): Network => {
       relu(at()),
     );
   };
-  cbr(3 + labelWidths(s).g, conv, 7, 1, 3);
+  const ko = num(s, 'gOuterKernel');
+  cbr(3 + labelWidths(s).g, conv, ko, 1, (ko - 1) / 2);
   let cur = conv;
   const down = num(s, 'gDownNum');
   for (let k = 0; k < down; k++, cur *= 2) cbr(cur, cur * 2, 4, 2, 1);
   for (let r = 0; r < num(s, 'gRepeatNum'); r++) h = v1ResidualBlock(at(), cur, h);
   for (let k = 0; k < down; k++, cur = Math.floor(cur / 2)) cbr(cur, Math.floor(cur / 2), 4, 2, 1, true);
-  h = pipe(h, conv2d({ path: at(), in: cur, out: 3, k: 7, s: 1, p: 3, bias: false }), tanh(at()));
+  h = pipe(h, conv2d({ path: at(), in: cur, out: 3, k: ko, s: 1, p: (ko - 1) / 2, bias: false }), tanh(at()));
   return network('generator', { out: h }, { inputOrder: ['x', 'c'], init: 'torch-default' });
 };
 
@@ -303,6 +305,8 @@ const validate = (s: Settings): readonly SpecError[] => {
       specError('--set cDim', `cDim is ${num(s, 'cDim')} but ${attrs.length} attributes are selected for ${ds}`, 'set selectedAttrs instead; its length sets cDim'),
     );
   if (new Set(attrs).size !== attrs.length) errs.push(specError('--set selectedAttrs', 'an attribute is listed twice'));
+  if (num(s, 'gOuterKernel') % 2 !== 1)
+    errs.push(specError('--set gOuterKernel', `gOuterKernel is ${num(s, 'gOuterKernel')}; it must be odd so that G keeps the image size`, 'use 3, 5 or 7 (the official value)'));
   return errs;
 };
 

@@ -5,6 +5,8 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { checkSpec } from '../dsl/check.ts';
 import { ignoredKeys, parameterCount, parameters } from '../dsl/params.ts';
+import { buildSpec } from '../dsl/settings.ts';
+import { builtinSpecs } from '../specs/index.ts';
 import { FIXTURE_CASES, fixturesDir, haveFixtures, net, spec } from './helpers/specs.ts';
 
 // ../shared/reference/STARGAN.md, "Parameter counts of the official code".
@@ -71,4 +73,17 @@ test('stargan-v1 gDownNum (a variant knob; 2 is the official layout): G keeps th
     assert.ok(E.isRight(checkSpec(s)), `gDownNum ${down} checks`);
   }
   assert.equal(parameterCount(net(spec('stargan-v1', { gDownNum: 2 }), 'generator')), 8_430_528);
+});
+
+test('stargan-v1 gOuterKernel (a variant knob; 7 is the official layout): the count follows the kernel, even sizes are refused', () => {
+  const count = (k: number): number => parameterCount(net(spec('stargan-v1', { imageSize: 32, gConvDim: 8, gRepeatNum: 1, gDownNum: 0, gOuterKernel: k }), 'generator'));
+  for (const k of [1, 3, 5, 7]) {
+    const expected = k * k * (3 + 5) * 8 + 2 * 8 + 2 * (9 * 8 * 8 + 2 * 8) + k * k * 8 * 3;
+    assert.equal(count(k), expected, `gOuterKernel ${k}`);
+    assert.ok(E.isRight(checkSpec(spec('stargan-v1', { imageSize: 32, gConvDim: 8, gRepeatNum: 1, gOuterKernel: k, dRepeatNum: 4 }))), `gOuterKernel ${k} checks`);
+  }
+  const even = buildSpec(builtinSpecs.get('stargan-v1')!, { gOuterKernel: 4 });
+  assert.ok(E.isLeft(even));
+  assert.match(even.left.map((e) => e.message).join('\n'), /gOuterKernel is 4; it must be odd/);
+  assert.equal(parameterCount(net(spec('stargan-v1', { gOuterKernel: 7 }), 'generator')), 8_430_528);
 });
