@@ -106,7 +106,7 @@ export const evaluateRun = async (dir: string, backendName: BackendName, count =
   try {
     if (kind === 'v1') {
       const r = judgeV1(spec.right, trainer.right.nets.get('generator')!, w('generator'), seed, count);
-      if (E.isLeft(r)) return E.left(r.left.map((e) => ({ ...e, where: dir })));
+      if (E.isLeft(r)) return E.left(r.left.map((e) => ({ ...e, path: dir })));
       Object.assign(metrics, r.right);
     } else if (kind === 'v2') {
       const ds = spec.right.training.datasets[0]!;
