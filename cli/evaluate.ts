@@ -34,6 +34,9 @@ const images = (xs: readonly Float32Array[], size: number): HostTensor => {
   return { dtype: 'float32', shape: [xs.length, 3, size, size], data };
 };
 
+/** Translations per forward pass while judging. */
+const BATCH = 25;
+
 const mean = (xs: readonly number[]): number => (xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length);
 
 /**
@@ -42,7 +45,6 @@ const mean = (xs: readonly number[]): number => (xs.length === 0 ? NaN : xs.redu
  */
 export const judgeV1 = (spec: Spec, g: Compiled, weights: VarStore, seed: number, count = 100): Result<Metrics> => {
   const size = Number(spec.settings['imageSize']);
-  const batch = 25;
   const width = g.inputs.find((i) => i.name === 'c')!.shape[0]!;
   const ds = spec.training.datasets[0]!;
   const lw = ds.fields.find((f) => f.name === 'label')!.size;
@@ -50,8 +52,8 @@ export const judgeV1 = (spec: Spec, g: Compiled, weights: VarStore, seed: number
   const exact: number[] = [];
   const perAttr: number[] = [];
   const ious: number[] = [];
-  for (let b0 = 0; b0 < count; b0 += batch) {
-    const n = Math.min(batch, count - b0);
+  for (let b0 = 0; b0 < count; b0 += BATCH) {
+    const n = Math.min(BATCH, count - b0);
     const smp = Array.from({ length: n }, (_, i) => v1Sample(seed, b0 + i, size));
     const label: HostTensor = { dtype: 'float32', shape: [n, 5], data: Float32Array.from(smp.flatMap((s) => [...s.label])) };
     const targets = v1Targets(spec, label, 5).map((t) => {
@@ -102,7 +104,6 @@ export const evaluateRun = async (dir: string, backendName: BackendName, count =
   const seed = deriveSeed(run.dataSeed ?? spec.right.training.seed, 'test');
   const kind = samplerKind(spec.right);
   const metrics: Record<string, number> = { step: state.right.step };
-  const batch = 25;
   try {
     if (kind === 'v1') {
       const r = judgeV1(spec.right, trainer.right.nets.get('generator')!, w('generator'), seed, count);
@@ -116,8 +117,8 @@ export const evaluateRun = async (dir: string, backendName: BackendName, count =
       const closer: number[] = [];
       const ious: number[] = [];
       const latentHits: number[] = [];
-      for (let b0 = 0; b0 < count; b0 += batch) {
-        const n = Math.min(batch, count - b0);
+      for (let b0 = 0; b0 < count; b0 += BATCH) {
+        const n = Math.min(BATCH, count - b0);
         const a = Array.from({ length: n }, () => r.int(k));
         const bdom = a.map((d) => (d + 1 + r.int(k - 1)) % k);
         const src = a.map((d, i) => v2Sample(seed, d, 1_000_000 + b0 + i, size));
