@@ -9,23 +9,37 @@
  * walks the expression DAG once (sharing by object identity, e.g. a residual's `x` used twice)
  * and lays it out as the IR's flat node list. Nothing here touches tensors or files.
  */
-import type { DType, Network, Node } from './ir.ts';
+import type { DType, Network, Node, NodeOf } from './ir.ts';
+import { mapOperands, operandsOf, type Op, type RefField, type RefsField } from './ops.ts';
 
 /** A symbolic tensor: a node whose inputs are other symbolic tensors. */
 export interface Sym {
   readonly def: SymDef;
 }
 
-type RefFields = 'input' | 'style' | 'label' | 'index' | 'inputs';
-type Symify<N> = {
-  readonly [K in keyof N]: K extends 'inputs' ? readonly Sym[] : K extends RefFields ? Sym : N[K];
+/** A node of op `O` with its references (ops.ts: `ref()` / `refs()` fields) as Syms. */
+type SymOf<O extends Op> = {
+  readonly [K in keyof NodeOf<O>]: K extends RefField<O> ? Sym : K extends RefsField<O> ? readonly Sym[] : NodeOf<O>[K];
 };
-type DistributeSymify<N> = N extends Node ? Symify<N> : never;
-export type SymDef = DistributeSymify<Node>;
+export type SymDef = { [O in Op]: SymOf<O> }[Op];
 
 const sym = (def: SymDef): Sym => ({ def });
 
 export type Layer = (x: Sym) => Sym;
+
+/**
+ * A layer waiting for its path: an entry of `sequential`, which numbers it. Every layer
+ * constructor gives one when its path is left out (`relu`, `conv2d({ in: 3, out: 64, k: 7 })`).
+ */
+export type Module = (path: string) => Layer;
+
+/** Constructors taking `{ path, ... }` give a Layer; without `path`, a Module. */
+interface Pathed<A> {
+  (a: A & { readonly path: string }): Layer;
+  (a: A): Module;
+}
+const pathed = <A extends object>(make: (a: A, path: string) => Layer): Pathed<A> =>
+  ((a: A & { readonly path?: string }) => (a.path === undefined ? (path: string) => make(a, path) : make(a, a.path))) as Pathed<A>;
 
 // ---------------------------------------------------------------------------------------------
 // Inputs
@@ -40,7 +54,6 @@ export const indexInput = (name: string): Sym => input(name, [], 'index');
 // Layers (curried so they compose with fp-ts `pipe`)
 
 export interface ConvArgs {
-  readonly path: string;
   readonly in: number;
   readonly out: number;
   readonly k: number;
@@ -50,13 +63,11 @@ export interface ConvArgs {
 }
 
 /** Both convolutions take the same arguments; only the op differs. */
-const convOf =
-  (op: 'conv2d' | 'convTranspose2d') =>
-  (a: ConvArgs): Layer =>
-  (x) =>
+const convOf = (op: 'conv2d' | 'convTranspose2d') =>
+  pathed<ConvArgs>((a, path) => (x) =>
     sym({
       op,
-      path: a.path,
+      path,
       input: x,
       inChannels: a.in,
       outChannels: a.out,
@@ -64,72 +75,67 @@ const convOf =
       stride: a.s ?? 1,
       padding: a.p ?? 0,
       bias: a.bias ?? true,
-    });
+    }),
+  );
 
 export const conv2d = convOf('conv2d');
 /** PyTorch ConvTranspose2d (output_padding 0): output size (H - 1) * s - 2p + k. */
 export const convTranspose2d = convOf('convTranspose2d');
 
 export interface NormArgs {
-  readonly path: string;
   readonly channels: number;
   readonly affine?: boolean;
   readonly runningStats?: boolean;
   readonly eps?: number;
 }
 
-export const instanceNorm =
-  (a: NormArgs): Layer =>
-  (x) =>
-    sym({
-      op: 'instanceNorm',
-      path: a.path,
-      input: x,
-      channels: a.channels,
-      affine: a.affine ?? false,
-      eps: a.eps ?? 1e-5,
-      runningStats: a.runningStats ?? false,
-    });
+export const instanceNorm = pathed<NormArgs>((a, path) => (x) =>
+  sym({
+    op: 'instanceNorm',
+    path,
+    input: x,
+    channels: a.channels,
+    affine: a.affine ?? false,
+    eps: a.eps ?? 1e-5,
+    runningStats: a.runningStats ?? false,
+  }),
+);
 
-export const adain =
-  (a: { path: string; channels: number; styleDim: number; style: Sym; eps?: number }): Layer =>
-  (x) =>
-    sym({
-      op: 'adain',
-      path: a.path,
-      input: x,
-      style: a.style,
-      channels: a.channels,
-      styleDim: a.styleDim,
-      eps: a.eps ?? 1e-5,
-    });
+export const adain = pathed<{ readonly channels: number; readonly styleDim: number; readonly style: Sym; readonly eps?: number }>((a, path) => (x) =>
+  sym({
+    op: 'adain',
+    path,
+    input: x,
+    style: a.style,
+    channels: a.channels,
+    styleDim: a.styleDim,
+    eps: a.eps ?? 1e-5,
+  }),
+);
 
-export const linear =
-  (a: { path: string; in: number; out: number; bias?: boolean }): Layer =>
-  (x) =>
-    sym({
-      op: 'linear',
-      path: a.path,
-      input: x,
-      inFeatures: a.in,
-      outFeatures: a.out,
-      bias: a.bias ?? true,
-    });
+export const linear = pathed<{ readonly in: number; readonly out: number; readonly bias?: boolean }>((a, path) => (x) =>
+  sym({
+    op: 'linear',
+    path,
+    input: x,
+    inFeatures: a.in,
+    outFeatures: a.out,
+    bias: a.bias ?? true,
+  }),
+);
 
-export const relu =
-  (path: string): Layer =>
-  (x) =>
-    sym({ op: 'relu', path, input: x });
+/** `relu(path)`; `relu` itself is a Module. */
+export const relu: Module = (path) => (x) => sym({ op: 'relu', path, input: x });
 
-export const leakyRelu =
-  (path: string, alpha: number): Layer =>
-  (x) =>
-    sym({ op: 'leakyRelu', path, input: x, alpha });
+/** `leakyRelu(path, slope)`, or `leakyRelu(slope)` as a Module. */
+export function leakyRelu(path: string, alpha: number): Layer;
+export function leakyRelu(alpha: number): Module;
+export function leakyRelu(a: string | number, b?: number): Layer | Module {
+  const make = (path: string, alpha: number): Layer => (x) => sym({ op: 'leakyRelu', path, input: x, alpha });
+  return typeof a === 'string' ? make(a, b!) : (path: string) => make(path, a);
+}
 
-export const tanh =
-  (path: string): Layer =>
-  (x) =>
-    sym({ op: 'tanh', path, input: x });
+export const tanh: Module = (path) => (x) => sym({ op: 'tanh', path, input: x });
 
 export const avgPool =
   (path: string, size = 2): Layer =>
@@ -141,10 +147,7 @@ export const upsampleNearest =
   (x) =>
     sym({ op: 'upsampleNearest', path, input: x, scale });
 
-export const flatten =
-  (path: string): Layer =>
-  (x) =>
-    sym({ op: 'flatten', path, input: x });
+export const flatten: Module = (path) => (x) => sym({ op: 'flatten', path, input: x });
 
 /** Replicate `label` (N, L) spatially and concatenate it to x's channels. */
 export const concatLabel = (path: string, x: Sym, label: Sym): Sym =>
@@ -166,6 +169,19 @@ export const seq =
   (x) =>
     layers.reduce((h, f) => f(h), x);
 
+/**
+ * PyTorch's `nn.Sequential` at `prefix`: entry i gets the path `${prefix}.${i}`, activations
+ * included, so a spec lists its layers as the official module (and the paper's table) does:
+ *
+ *   sequential('main', [conv2d({ in: 3, out: 64, k: 4, s: 2, p: 1 }), leakyRelu(0.01), ...])
+ */
+export const sequential = (prefix: string, modules: readonly Module[]): Layer =>
+  seq(...modules.map((m, i) => m(`${prefix}.${i}`)));
+
+/** `count` entries made by `entry(i)`, flattened: the repeated rows of a table. */
+export const times = <A>(count: number, entry: (i: number) => A | readonly A[]): A[] =>
+  Array.from({ length: count }, (_, i) => entry(i)).flat() as A[];
+
 /** A multi-branch head: one branch per domain, stacked, then the branch of `index` selected. */
 export const branches = (
   path: string,
@@ -186,14 +202,7 @@ export const branches = (
 // ---------------------------------------------------------------------------------------------
 // Networks
 
-const refsOf = (d: SymDef): readonly Sym[] => {
-  const out: Sym[] = [];
-  for (const [k, v] of Object.entries(d)) {
-    if (k === 'inputs') out.push(...(v as readonly Sym[]));
-    else if (k === 'input' || k === 'style' || k === 'label' || k === 'index') out.push(v as Sym);
-  }
-  return out;
-};
+const refsOf = (d: SymDef): readonly Sym[] => operandsOf<Sym>(d.op, d).map((o) => o.ref);
 
 /**
  * Lay out the expression DAG reachable from `outputs` as a flat, topologically ordered node
@@ -240,7 +249,7 @@ export const network = (
     ids.set(s, id);
     return id;
   };
-  inputs.forEach((s) => emit(s, s.def as Node));
+  inputs.forEach((s) => emit(s, s.def as NodeOf<'input'>));
 
   // Iterative post-order walk (deep networks must not overflow the stack).
   const visit = (root: Sym): number => {
@@ -258,14 +267,7 @@ export const network = (
         continue;
       }
       work.pop();
-      const resolved: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(top.s.def)) {
-        if (k === 'inputs') resolved[k] = (v as readonly Sym[]).map((d) => ids.get(d)!);
-        else if (k === 'input' || k === 'style' || k === 'label' || k === 'index')
-          resolved[k] = ids.get(v as Sym)!;
-        else resolved[k] = v;
-      }
-      emit(top.s, resolved as unknown as Node);
+      emit(top.s, mapOperands(top.s.def.op, top.s.def, (d: Sym) => ids.get(d)!) as unknown as Node);
     }
     return ids.get(root)!;
   };

@@ -5,6 +5,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, type Result } from '../../dsl/errors.ts';
 import type { Network, Node } from '../../dsl/ir.ts';
+import { isWeighted } from '../../dsl/ops.ts';
 import { numel, paramsOfNode } from '../../dsl/params.ts';
 import { inferShapes, showShape, type Shape } from '../../dsl/shapes.ts';
 import { reachable, refsOf } from '../../dsl/walk.ts';
@@ -30,8 +31,13 @@ export interface NetworkSummary {
   readonly layers: readonly LayerRow[];
 }
 
-/** MACs of one node at batch 1, from its input and output shapes. */
+/**
+ * MACs of one node at batch 1, from its input and output shapes. Only ops with a weight multiply
+ * (ops.ts `isWeighted`); norms, activations, pooling and merges count 0. A new op with a weight
+ * fails to compile here until its MACs are written down.
+ */
 export const macsOf = (n: Node, inShape: Shape | undefined, outShape: Shape): number => {
+  if (!isWeighted(n)) return 0;
   switch (n.op) {
     case 'conv2d':
       return n.outChannels * n.inChannels * n.kernel * n.kernel * (outShape[1] ?? 0) * (outShape[2] ?? 0);
@@ -42,19 +48,6 @@ export const macsOf = (n: Node, inShape: Shape | undefined, outShape: Shape): nu
       return n.inFeatures * n.outFeatures;
     case 'adain':
       return n.styleDim * 2 * n.channels;
-    case 'input':
-    case 'instanceNorm':
-    case 'relu':
-    case 'leakyRelu':
-    case 'tanh':
-    case 'avgPool':
-    case 'upsampleNearest':
-    case 'concatLabel':
-    case 'add':
-    case 'flatten':
-    case 'stack':
-    case 'select':
-      return 0;
     default:
       return absurd(n);
   }

@@ -14,7 +14,7 @@ import { absurd, type Result } from '../../dsl/errors.ts';
 import type { Network, Node } from '../../dsl/ir.ts';
 import { numel, paramsOfNode } from '../../dsl/params.ts';
 import { inferShapes, showShape, type Shape } from '../../dsl/shapes.ts';
-import { reachable, refsOf } from '../../dsl/walk.ts';
+import { operands, reachable, refsOf } from '../../dsl/walk.ts';
 
 export interface DotOptions {
   /** Draw each block (e.g. `encode.0`) as one box with its in/out shapes and parameter total. */
@@ -151,29 +151,6 @@ export const viewOf = (n: Node, net: Network): OpView => {
   }
 };
 
-/** The edges a node reads, flagged when the operand conditions rather than carries the data. */
-const operands = (n: Node): ReadonlyArray<{ ref: number; cond: boolean }> => {
-  switch (n.op) {
-    case 'adain':
-      return [
-        { ref: n.input, cond: false },
-        { ref: n.style, cond: true },
-      ];
-    case 'concatLabel':
-      return [
-        { ref: n.input, cond: false },
-        { ref: n.label, cond: true },
-      ];
-    case 'select':
-      return [
-        { ref: n.input, cond: false },
-        { ref: n.index, cond: true },
-      ];
-    default:
-      return refsOf(n).map((ref) => ({ ref, cond: false }));
-  }
-};
-
 // ---------------------------------------------------------------------------------------------
 // Formatting helpers
 
@@ -292,7 +269,7 @@ const spineOf = (net: Network, live: readonly boolean[]): ReadonlySet<number> =>
   const prev: (number | null)[] = [];
   net.nodes.forEach((n, i) => {
     let best: number | null = null;
-    for (const { ref, cond } of operands(n))
+    for (const { ref, conditioning: cond } of operands(n))
       if (!cond && ref >= 0 && ref < i && (best === null || depth[ref]! > depth[best]!)) best = ref;
     depth.push(best === null ? 1 : depth[best]! + 1);
     prev.push(best);
@@ -431,7 +408,7 @@ const blockStmt = (c: Ctx, b: Block, id: string): string => {
       .join(', ');
   // Style / label inputs are conditioning: list only the data inputs on the in → out line.
   const dataIns = ins.filter((r) =>
-    b.members.some((m) => operands(c.net.nodes[m]!).some((o) => o.ref === r && !o.cond)),
+    b.members.some((m) => operands(c.net.nodes[m]!).some((o) => o.ref === r && !o.conditioning)),
   );
   const strip = b.members
     .map((i) => {
@@ -472,7 +449,7 @@ const blockStmt = (c: Ctx, b: Block, id: string): string => {
 const legend = (c: Ctx, title: string, collapsed: number): string => {
   const total = c.params.reduce((a, b) => a + b, 0);
   const deadCount = c.live.filter((l) => !l).length;
-  const hasCond = c.net.nodes.some((n) => operands(n).some((o) => o.cond));
+  const hasCond = c.net.nodes.some((n) => operands(n).some((o) => o.conditioning));
   const swatch = (fill: string, border: string, color: string, text: string, style = ''): string =>
     `<td bgcolor="${fill}" border="1" color="${border}"${style ? ` style="${style}"` : ''} cellpadding="4">${font(esc(text), { size: 10, color })}</td>`;
   const cells = [
@@ -526,7 +503,7 @@ const render = (net: Network, shapes: readonly Shape[], opts: DotOptions): strin
   const consumers = new Map<number, Set<string>>();
   net.nodes.forEach((n, j) => {
     if (!live[j]) return;
-    for (const { ref, cond } of operands(n))
+    for (const { ref, conditioning: cond } of operands(n))
       if (cond && net.nodes[ref]?.op === 'input') consumers.set(ref, (consumers.get(ref) ?? new Set()).add(repr(j)));
   });
   const tagged = new Map([...consumers].filter(([, s]) => s.size >= TAG_THRESHOLD).map(([r, s]) => [r, s.size]));
@@ -544,7 +521,7 @@ const render = (net: Network, shapes: readonly Shape[], opts: DotOptions): strin
   const emitTags = (members: readonly number[], at: string, depth: number): void => {
     const refs = new Set<number>();
     for (const j of members)
-      if (live[j]) for (const { ref, cond } of operands(net.nodes[j]!)) if (cond && tagged.has(ref)) refs.add(ref);
+      if (live[j]) for (const { ref, conditioning: cond } of operands(net.nodes[j]!)) if (cond && tagged.has(ref)) refs.add(ref);
     // The tag sits on its consumer's rank, to its right, with a short arrow pointing at it: no
     // extra rank, so the block it belongs to does not grow upwards into the previous one.
     refs.forEach((r) => {
@@ -658,7 +635,7 @@ const render = (net: Network, shapes: readonly Shape[], opts: DotOptions): strin
   // Edges: deduplicated by drawn endpoints (collapsed blocks merge many edges into one).
   const edges = new Map<string, { from: string; to: string; cond: boolean; live: boolean; shape: string }>();
   net.nodes.forEach((n, j) => {
-    for (const { ref, cond } of operands(n)) {
+    for (const { ref, conditioning: cond } of operands(n)) {
       const to = repr(j);
       const from = repr(ref);
       if (from === to || (cond && c.live[j] && tagged.has(ref))) continue;

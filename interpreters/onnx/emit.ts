@@ -21,7 +21,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result, type SpecError } from '../../dsl/errors.ts';
 import type { Network, Node, NodeOf } from '../../dsl/ir.ts';
-import { paramsOfNode } from '../../dsl/params.ts';
+import { paramSpec, paramsOfNode, type ParamSpec } from '../../dsl/params.ts';
 import type { Inferred } from '../../dsl/shapes.ts';
 import { reachable, refsOf } from '../../dsl/walk.ts';
 import type { Graph } from './graph.ts';
@@ -49,18 +49,14 @@ interface Site {
   readonly name: string;
   readonly shapes: Inferred['shapes'];
   /** Register a weight as an initializer (once) and return its name. */
-  readonly param: (key: string, dims: readonly number[]) => string;
+  readonly param: (p: ParamSpec) => string;
   /** A fresh intermediate tensor name under this node. */
   readonly tmp: (suffix: string) => string;
 }
 
 const emitConv = (x: Site, n: NodeOf<'conv2d'> | NodeOf<'convTranspose2d'>): void => {
-  const wShape =
-    n.op === 'conv2d'
-      ? [n.outChannels, n.inChannels, n.kernel, n.kernel]
-      : [n.inChannels, n.outChannels, n.kernel, n.kernel];
-  const ins = [x.ins[0]!, x.param(`${n.path}.weight`, wShape)];
-  if (n.bias) ins.push(x.param(`${n.path}.bias`, [n.outChannels]));
+  const ins = [x.ins[0]!, x.param(paramSpec(n, 'weight'))];
+  if (n.bias) ins.push(x.param(paramSpec(n, 'bias')));
   x.g.node(n.op === 'conv2d' ? 'Conv' : 'ConvTranspose', ins, [x.out], x.name, [
     attrInts('kernel_shape', [n.kernel, n.kernel]),
     attrInts('strides', [n.stride, n.stride]),
@@ -87,7 +83,7 @@ const emitOne = (x: Site, n: Node): void => {
       return emitConv(x, n);
     case 'instanceNorm': {
       const [scale, bias] = n.affine
-        ? [x.param(`${n.path}.weight`, [n.channels]), x.param(`${n.path}.bias`, [n.channels])]
+        ? [x.param(paramSpec(n, 'scale')), x.param(paramSpec(n, 'shift'))]
         : normConsts(g, n.channels);
       g.node('InstanceNormalization', [in0, scale, bias], [x.out], x.name, [attrFloat('epsilon', n.eps)]);
       return;
@@ -97,7 +93,7 @@ const emitOne = (x: Site, n: Node): void => {
       const h = x.tmp('fc');
       g.node(
         'Gemm',
-        [x.ins[1]!, x.param(`${n.path}.fc.weight`, [2 * c, n.styleDim]), x.param(`${n.path}.fc.bias`, [2 * c])],
+        [x.ins[1]!, x.param(paramSpec(n, 'weight')), x.param(paramSpec(n, 'bias'))],
         [h],
         `${x.name}.fc`,
         [attrInt('transB', 1)],
@@ -118,8 +114,8 @@ const emitOne = (x: Site, n: Node): void => {
       return;
     }
     case 'linear': {
-      const ins = [in0, x.param(`${n.path}.weight`, [n.outFeatures, n.inFeatures])];
-      if (n.bias) ins.push(x.param(`${n.path}.bias`, [n.outFeatures]));
+      const ins = [in0, x.param(paramSpec(n, 'weight'))];
+      if (n.bias) ins.push(x.param(paramSpec(n, 'bias')));
       g.node('Gemm', ins, [x.out], x.name, [attrInt('transB', 1)]);
       return;
     }
@@ -233,14 +229,14 @@ export const emitNetwork = (
     if (ins.some((t) => t === undefined)) return; // an upstream error is already reported
     const name = `${e.prefix}${n.path || `#${i}`}`;
     const out = wanted.get(i) ?? g.fresh(name);
-    const param = (key: string, dims: readonly number[]): string => {
+    const param = ({ key, shape }: ParamSpec): string => {
       const full = `${e.prefix}${key}`;
       if (!registered.has(full)) {
         const data = e.weights(key);
         if (data === undefined) {
-          errors.push(specError(full, `weight missing at export time (expected shape [${dims.join(', ')}])`));
+          errors.push(specError(full, `weight missing at export time (expected shape [${shape.join(', ')}])`));
         } else {
-          g.initializer(floatTensor(full, dims, data));
+          g.initializer(floatTensor(full, shape, data));
         }
         registered.add(full);
       }

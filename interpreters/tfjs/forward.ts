@@ -14,6 +14,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, type Result } from '../../dsl/errors.ts';
 import type { Network, Node } from '../../dsl/ir.ts';
+import type { ParamName } from '../../dsl/ops.ts';
+import { paramKey } from '../../dsl/params.ts';
 import { inferShapes, type Shape } from '../../dsl/shapes.ts';
 import { consumerCounts, reachable, refsOf } from '../../dsl/walk.ts';
 import { registerGradients } from './gradients.ts';
@@ -107,34 +109,29 @@ export const compileNetwork = (net: Network): Result<Compiled> => {
     const owned: boolean[] = net.nodes.map(() => false);
     const remaining = [...consumers];
 
-    const param = (key: string): tf.Tensor => need(params.get(key), `parameter '${key}' is not in the store`);
+    const param = <N extends Node>(n: N, name: ParamName<N['op']>): tf.Tensor => {
+      const key = paramKey(n, name);
+      return need(params.get(key), `parameter '${key}' is not in the store`);
+    };
     const value = (r: number): tf.Tensor => need(values[r], `node ${r} (${net.nodes[r]?.path}) has no value`);
     const image = (r: number): tf.Tensor4D => value(r) as tf.Tensor4D;
-    const biased = (y: tf.Tensor, path: string, bias: boolean): tf.Tensor => (bias ? tf.add(y, param(`${path}.bias`)) : y);
+    const biased = (y: tf.Tensor, n: Extract<Node, { op: 'conv2d' | 'convTranspose2d' }>): tf.Tensor => (n.bias ? tf.add(y, param(n, 'bias')) : y);
 
     const evalNode = (node: Exclude<Node, { op: 'input' }>): tf.Tensor => {
       switch (node.op) {
         case 'conv2d':
-          return biased(
-            L.conv2d(image(node.input), param(`${node.path}.weight`) as tf.Tensor4D, node.stride, node.padding),
-            node.path,
-            node.bias,
-          );
+          return biased(L.conv2d(image(node.input), param(node, 'weight') as tf.Tensor4D, node.stride, node.padding), node);
         case 'convTranspose2d':
-          return biased(
-            L.conv2dTranspose(image(node.input), param(`${node.path}.weight`) as tf.Tensor4D, node.stride, node.padding),
-            node.path,
-            node.bias,
-          );
+          return biased(L.conv2dTranspose(image(node.input), param(node, 'weight') as tf.Tensor4D, node.stride, node.padding), node);
         case 'instanceNorm': {
           const y = L.instanceNorm(image(node.input), node.eps);
-          return node.affine ? tf.add(tf.mul(y, param(`${node.path}.weight`)), param(`${node.path}.bias`)) : y;
+          return node.affine ? tf.add(tf.mul(y, param(node, 'scale')), param(node, 'shift')) : y;
         }
         case 'adain': {
           const h = L.linear(
             value(node.style) as tf.Tensor2D,
-            param(`${node.path}.fc.weight`) as tf.Tensor2D,
-            param(`${node.path}.fc.bias`) as tf.Tensor1D,
+            param(node, 'weight') as tf.Tensor2D,
+            param(node, 'bias') as tf.Tensor1D,
           );
           const n = h.shape[0];
           const [gamma, beta] = tf.split(h, 2, 1) as [tf.Tensor, tf.Tensor];
@@ -145,8 +142,8 @@ export const compileNetwork = (net: Network): Result<Compiled> => {
         case 'linear':
           return L.linear(
             value(node.input) as tf.Tensor2D,
-            param(`${node.path}.weight`) as tf.Tensor2D,
-            node.bias ? (param(`${node.path}.bias`) as tf.Tensor1D) : undefined,
+            param(node, 'weight') as tf.Tensor2D,
+            node.bias ? (param(node, 'bias') as tf.Tensor1D) : undefined,
           );
         case 'relu':
           return tf.relu(value(node.input));
