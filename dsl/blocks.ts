@@ -2,25 +2,27 @@
  * Reusable blocks of the official StarGAN networks, as functions of their settings.
  * Paths follow the official module names so parameters land on the official state_dict keys.
  */
-import { add, adain, avgPool, conv2d, instanceNorm, leakyRelu, relu, upsampleNearest, type Sym } from './builder.ts';
+import { add, adain, avgPool, conv2d, instanceNorm, leakyRelu, relu, sequential, upsampleNearest, type Module, type Sym } from './builder.ts';
 
 const SQRT1_2 = Math.SQRT1_2;
 
 /**
  * StarGAN v1 `ResidualBlock(dim_in, dim_out)`: x + main(x), main = conv3x3 (no bias) -> IN(affine,
- * running stats) -> ReLU -> conv3x3 -> IN. Sequential indices count the ReLU: main.0, .1, .3, .4.
+ * running stats) -> ReLU -> conv3x3 -> IN, an nn.Sequential (main.0, .1, .2 (the ReLU), .3, .4).
+ * `v1ResidualBlock(dim)` is the block as an entry of an enclosing `sequential`.
  */
-export const v1ResidualBlock = (path: string, dim: number, x: Sym): Sym => {
-  const h0 = conv2d({ path: `${path}.main.0`, in: dim, out: dim, k: 3, s: 1, p: 1, bias: false })(x);
-  const h1 = instanceNorm({ path: `${path}.main.1`, channels: dim, affine: true, runningStats: true })(h0);
-  const h2 = relu(`${path}.main.2`)(h1);
-  const h3 = conv2d({ path: `${path}.main.3`, in: dim, out: dim, k: 3, s: 1, p: 1, bias: false })(h2);
-  const h4 = instanceNorm({ path: `${path}.main.4`, channels: dim, affine: true, runningStats: true })(h3);
-  return add(`${path}`, [x, h4]);
-};
+export function v1ResidualBlock(path: string, dim: number, x: Sym): Sym;
+export function v1ResidualBlock(dim: number): Module;
+export function v1ResidualBlock(a: string | number, b?: number, c?: Sym): Sym | Module {
+  const block = (path: string, dim: number, x: Sym): Sym => {
+    const norm = instanceNorm({ channels: dim, affine: true, runningStats: true });
+    const conv = conv2d({ in: dim, out: dim, k: 3, s: 1, p: 1, bias: false });
+    return add(path, [x, sequential(`${path}.main`, [conv, norm, relu, conv, norm])(x)]);
+  };
+  return typeof a === 'string' ? block(a, b!, c!) : (path: string) => (x: Sym) => block(path, a, x);
+}
 
 export interface ResBlkArgs {
-  readonly path: string;
   readonly dimIn: number;
   readonly dimOut: number;
   readonly normalize: boolean;
@@ -33,8 +35,15 @@ export interface ResBlkArgs {
  * StarGAN v2 `ResBlk`: out = (shortcut(x) + residual(x)) / sqrt(2).
  * shortcut = [conv1x1 no bias if dimIn != dimOut] -> [avgpool 2 if downsample];
  * residual = [IN1] -> lrelu -> conv1 3x3 (in->in) -> [avgpool] -> [IN2] -> lrelu -> conv2 3x3 (in->out).
+ * Without `path`, the block as an entry of an enclosing `sequential`.
  */
-export const resBlk = (a: ResBlkArgs, x: Sym): Sym => {
+export function resBlk(a: ResBlkArgs & { readonly path: string }, x: Sym): Sym;
+export function resBlk(a: ResBlkArgs): Module;
+export function resBlk(a: ResBlkArgs & { readonly path?: string }, x?: Sym): Sym | Module {
+  return a.path !== undefined && x !== undefined ? resBlkAt({ ...a, path: a.path }, x) : (path: string) => (h: Sym) => resBlkAt({ ...a, path }, h);
+}
+
+const resBlkAt = (a: ResBlkArgs & { readonly path: string }, x: Sym): Sym => {
   const alpha = a.alpha ?? 0.2;
   const learned = a.dimIn !== a.dimOut;
   let sc = x;
