@@ -6,7 +6,7 @@ import { readSafetensorsContentsFile, writeBytesAtomic } from '../io/files.ts';
 import type { HostTensor, TensorMap } from '../io/tensor.ts';
 import { deploymentWeights, withPrefix } from '../io/weights.ts';
 import { exportOnnx } from '../interpreters/onnx/index.ts';
-import { initParams } from '../io/init.ts';
+import { initParams } from '../dsl/init.ts';
 
 /** Fresh seeded weights for every network, with `NAME.` prefixes (pipelines need several). */
 const freshWeights = (spec: Spec, seed: number): TensorMap => {

@@ -21,7 +21,7 @@ import { folderProvider } from '../io/datasets/folders.ts';
 import { syntheticProvider, type HostBatch, type Provider } from '../io/datasets/provider.ts';
 import { writeBytesAtomic } from '../io/files.ts';
 import { gridPng, svgToPng } from '../io/images.ts';
-import { lossPlotSvg, type Series } from '../io/plot.ts';
+import { lossPlotSvg, type Series } from './plot.ts';
 import { readSafetensorsContents, writeSafetensors } from '../io/safetensors.ts';
 import type { HostTensor } from '../io/tensor.ts';
 import { selectBackend, shutdownBackend, type BackendName } from '../interpreters/tfjs/backend.ts';

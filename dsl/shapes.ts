@@ -5,7 +5,7 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result, type SpecError } from './errors.ts';
-import type { Network, Node } from './ir.ts';
+import type { Network } from './ir.ts';
 
 /** Per-sample shape: the batch dimension N is implicit and symbolic. */
 export type Shape = readonly number[];
@@ -216,5 +216,3 @@ export const inferShapes = (net: Network): Result<Inferred> => {
 
 const sameShape = (a: Shape, b: Shape): boolean =>
   a.length === b.length && a.every((d, i) => d === b[i]);
-
-export const nodeLabel = (n: Node): string => n.path;

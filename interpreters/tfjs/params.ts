@@ -13,6 +13,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import type { Result } from '../../dsl/errors.ts';
+import { initParams as freshParams } from '../../dsl/init.ts';
 import type { Network } from '../../dsl/ir.ts';
 import type { ParamSpec } from '../../dsl/params.ts';
 import { toFloat32, type HostTensor, type TensorMap } from '../../io/tensor.ts';
@@ -117,5 +118,5 @@ export const disposeParams = (store: ParamStore): void => {
 // ---------------------------------------------------------------------------------------------
 // Initialisation
 
-/** Seeded initialisation as the official code: see io/init.ts (plain JS, shared with export). */
-export { initParams } from '../../io/init.ts';
+/** Seeded initialisation as the official code (dsl/init.ts: plain JS, shared with export), as host tensors. */
+export const initParams = (net: Network, seed: number): TensorMap => freshParams(net, seed);

@@ -17,7 +17,7 @@ import { specError, type Result, type SpecError } from '../../dsl/errors.ts';
 import type { Spec } from '../../dsl/ir.ts';
 import { IMAGE_EXTENSIONS, loadImage, type ImagePrep } from '../images.ts';
 import { pyRandom } from '../pyrandom.ts';
-import { deriveSeed, rng, type Rng } from '../random.ts';
+import { deriveSeed, rng, type Rng } from '../../dsl/random.ts';
 import type { HostTensor } from '../tensor.ts';
 import type { HostBatch, Provider } from './provider.ts';
 

@@ -6,7 +6,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result } from '../../dsl/errors.ts';
 import type { Dataset, Spec } from '../../dsl/ir.ts';
-import { deriveSeed, rng } from '../random.ts';
+import { deriveSeed, rng } from '../../dsl/random.ts';
 import type { HostTensor } from '../tensor.ts';
 import { v1Sample, v2Sample, V1_ATTRIBUTES, type SyntheticImage } from './synthetic.ts';
 

@@ -12,7 +12,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result, type SpecError } from '../../../dsl/errors.ts';
 import type { Spec } from '../../../dsl/ir.ts';
 import type { HostTensor, TensorMap } from '../../../io/tensor.ts';
-import { initParams } from '../../../io/init.ts';
+import { initParams } from '../../../dsl/init.ts';
 import { loadParams, toTfParam, toTorchParam } from '../params.ts';
 import { adamSlots, type AdamSlots } from './adam.ts';
 

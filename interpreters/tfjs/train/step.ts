@@ -9,7 +9,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result, type SpecError } from '../../../dsl/errors.ts';
 import type { RandomSource, Spec } from '../../../dsl/ir.ts';
 import { scheduleAt } from '../../../dsl/schedule.ts';
-import { deriveSeed, rng } from '../../../io/random.ts';
+import { deriveSeed, rng } from '../../../dsl/random.ts';
 import { compileNetwork, type Compiled } from '../forward.ts';
 import { adamUpdate, emaUpdate } from './adam.ts';
 import { phaseLoss, type EvalEnv } from './objective.ts';

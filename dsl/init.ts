@@ -8,13 +8,19 @@
  *   uniform in +-1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5)).
  * Norm scales are ones and shifts zeros under both.
  */
-import type { Network } from '../dsl/ir.ts';
-import { numel, parameters } from '../dsl/params.ts';
+import type { Network } from './ir.ts';
+import { numel, parameters } from './params.ts';
 import { deriveSeed, rng } from './random.ts';
-import type { HostTensor, TensorMap } from './tensor.ts';
 
-export const initParams = (net: Network, seed: number): TensorMap => {
-  const out = new Map<string, HostTensor>();
+/** A fresh parameter: float32, PyTorch layout (a host tensor as io/tensor.ts has them). */
+export interface FreshTensor {
+  readonly dtype: 'float32';
+  readonly shape: readonly number[];
+  readonly data: Float32Array;
+}
+
+export const initParams = (net: Network, seed: number): ReadonlyMap<string, FreshTensor> => {
+  const out = new Map<string, FreshTensor>();
   for (const p of parameters(net)) {
     const data = new Float32Array(numel(p.shape));
     const r = rng(deriveSeed(seed, 'init', p.key));
