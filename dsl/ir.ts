@@ -225,12 +225,13 @@ export const Spec = strict('Spec', {
   format: t.literal('starspec/ir@1'),
   name: t.string,
   /**
-   * The resolved settings the spec was built from. The networks and the training below are what
-   * interpreters run; the data edges also read a few settings from here that the IR does not
-   * carry otherwise: `imageSize` (the size images are loaded at: cli/train, cli/evaluate,
-   * io/datasets, bench), `selectedAttrs` (CelebA attribute names: io/datasets, the sample grids,
-   * cli/translate) and `numDomains` (cli/translate's fallback domain count). ONNX export copies
-   * them into the model's metadata.
+   * The resolved settings the spec was built from. Not mere metadata: the networks and training
+   * below are what interpreters run, but the edges read a few settings from here that the IR does
+   * not carry otherwise: `imageSize` (the size images are loaded at: cli/train, cli/evaluate,
+   * io/datasets, bench), `selectedAttrs` (CelebA attribute names: io/datasets, the tfjs sample
+   * grids, cli/translate), `numDomains` (cli/translate's fallback domain count) and `styleDim`
+   * (bench inputs). `summary --json` prints them and ONNX export copies them into the model's
+   * metadata. `check` does not validate them against the networks.
    */
   settings: t.readonly(t.record(t.string, SettingValue)),
   networks: t.readonlyArray(Network),
