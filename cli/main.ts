@@ -5,14 +5,15 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import * as E from 'fp-ts/lib/Either.js';
-import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { checkSpec } from '../dsl/check.ts';
 import { formatError, specError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { Network, Spec } from '../dsl/ir.ts';
 import { renderTable, summarize, fmtInt } from '../interpreters/analysis/summary.ts';
 import { loadChecked, loadSpec } from './load.ts';
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+// By package name (self-reference): the same path from the sources and from dist/.
+const pkg = createRequire(import.meta.url)('starspec/package.json') as { version: string };
 
 /** Thrown only inside this file to unwind to the single exit point. */
 class Exit extends Error {
