@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, extname, resolve } from 'node:path';
 import { checkNetworks } from '../dsl/check.ts';
 import { decodeSpec, parseJson } from '../dsl/codec.ts';
-import { specError, type Result } from '../dsl/errors.ts';
+import { specError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { SettingValue, Spec } from '../dsl/ir.ts';
 import { buildSpec, isSpecDef, parseSetArgs, type SettingDecl, type SpecDef } from '../dsl/settings.ts';
 import { builtinSpecs } from '../specs/index.ts';
@@ -56,8 +56,35 @@ const fromModuleValue = (v: unknown, origin: string): Result<Loaded> => {
   ]);
 };
 
-/** `{"extends": ..., "set": {...}}` (from a JSON file or an object). */
-const fromExtends = async (u: Record<string, unknown>, origin: string, from: string, depth: number): Promise<Result<Loaded>> => {
+/**
+ * In a JSON file a setting value has its JSON type (the `--set` strings and case-insensitive
+ * enum values are for the command line): what the JSON Schema says, checked here.
+ */
+const jsonTypeProblem = (d: SettingDecl, v: unknown): string | null => {
+  const ty = d.type;
+  switch (ty.kind) {
+    case 'int':
+      return typeof v === 'number' && Number.isInteger(v) ? null : 'an integer';
+    case 'number':
+      return typeof v === 'number' ? null : 'a number';
+    case 'bool':
+      return typeof v === 'boolean' ? null : 'true or false';
+    case 'enum':
+      return typeof v === 'string' && ty.values.includes(v) ? null : `one of ${ty.values.map((x) => JSON.stringify(x)).join(', ')}`;
+    case 'list':
+      return Array.isArray(v) && v.every((x) => typeof x === 'string') ? null : 'an array of strings';
+  }
+};
+
+const checkJsonSet = (def: SpecDef, set: Readonly<Record<string, unknown>>, origin: string): readonly SpecError[] =>
+  def.settings.flatMap((d) => {
+    if (!Object.prototype.hasOwnProperty.call(set, d.key)) return [];
+    const want = jsonTypeProblem(d, set[d.key]);
+    return want === null ? [] : [specError(`${origin}.set.${d.key}`, `${JSON.stringify(set[d.key])} is not ${want}`, `${d.key}: ${d.doc}`)];
+  });
+
+/** `{"extends": ..., "set": {...}}` (from a JSON file, `json`, or an object). */
+const fromExtends = async (u: Record<string, unknown>, origin: string, from: string, depth: number, json = false): Promise<Result<Loaded>> => {
   const base = u['extends'];
   if (typeof base !== 'string' && !isSpecDef(base)) return E.left([specError(`${origin}.extends`, 'must be a built-in spec name or a path')]);
   const extra = Object.keys(u).filter((k) => k !== 'extends' && k !== 'set' && k !== SCHEMA_KEY);
@@ -67,6 +94,8 @@ const fromExtends = async (u: Record<string, unknown>, origin: string, from: str
   const loaded = typeof base === 'string' ? await load(base, from, depth + 1) : E.right<never, Loaded>({ kind: 'def', def: base, set: {}, origin: base.name });
   if (E.isLeft(loaded)) return loaded;
   if (loaded.right.kind === 'ir') return E.left([specError(origin, `extends ${String(typeof base === 'string' ? base : base.name)}, a resolved IR, which has no settings to set`)]);
+  const typed = json ? checkJsonSet(loaded.right.def, set, origin) : [];
+  if (typed.length > 0) return E.left(typed);
   return E.right({ ...loaded.right, set: { ...loaded.right.set, ...set }, origin });
 };
 
@@ -87,7 +116,7 @@ export const load = async (arg: string, from = process.cwd(), depth = 0): Promis
     const parsed = parseJson(text, arg);
     if (E.isLeft(parsed)) return parsed;
     const u = parsed.right;
-    if (isObject(u) && 'extends' in u) return fromExtends(u, arg, dirname(path), depth);
+    if (isObject(u) && 'extends' in u) return fromExtends(u, arg, dirname(path), depth, true);
     if (!isObject(u)) return E.left([specError(arg, 'is neither a spec IR nor an {"extends": ..., "set": {...}} object')]);
     return fromIr(u, arg);
   }
@@ -162,13 +191,20 @@ export interface SettingInfo {
   readonly nets?: readonly string[];
 }
 
-/** The settings of a spec source (a resolved IR has none), with defaults resolved in order. */
-export const settingsOf = async (source: SpecSource, options: Pick<ResolveOptions, 'from'> = {}): Promise<Result<{ readonly name: string; readonly doc: string; readonly settings: readonly SettingInfo[] }>> => {
+/**
+ * The settings of a spec source (a resolved IR has none), with defaults resolved in order; `set`
+ * values (validated) stand in for their defaults, and derived defaults follow them.
+ */
+export const settingsOf = async (source: SpecSource, options: ResolveOptions = {}): Promise<Result<{ readonly name: string; readonly doc: string; readonly settings: readonly SettingInfo[] }>> => {
   const src = await loadSource(source, options.from);
   if (E.isLeft(src)) return src;
   if (src.right.kind === 'ir') return E.right({ name: src.right.spec.name, doc: 'a fully resolved IR: no settings', settings: [] });
-  const { def, set } = src.right;
+  const extra = overridesOf(options.set);
+  if (E.isLeft(extra)) return extra;
+  const def = src.right.def;
+  const set = { ...src.right.set, ...extra.right };
   const spec = buildLoaded(def, set, src.right.origin);
+  if (E.isLeft(spec) && hasOverrides(options.set)) return spec;
   const resolved = E.isRight(spec) ? spec.right.settings : {};
   return E.right({
     name: def.name,

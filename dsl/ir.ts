@@ -177,7 +177,8 @@ export const tagged = <A>(name: string, tag: string, members: ReadonlyArray<t.Ty
     if (lit?.value !== undefined) byTag.set(lit.value, m);
   }
   const known = [...byTag.keys()].join(', ');
-  return new t.Type<A, A, unknown>(
+  // `tag` and `members` stay readable (the JSON Schema of api/schema.ts walks them).
+  const codec = new t.Type<A, A, unknown>(
     name,
     (u): u is A => typeof u === 'object' && u !== null && (byTag.get((u as Record<string, string>)[tag] ?? '')?.is(u) ?? false),
     (u, c) => {
@@ -190,6 +191,7 @@ export const tagged = <A>(name: string, tag: string, members: ReadonlyArray<t.Ty
     },
     t.identity,
   );
+  return Object.assign(codec, { tag, members });
 };
 
 export const NodeCodec: t.Type<Node, Node, unknown> = tagged<Node>('Node', 'op', Node.types);
