@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { stat, unlink, writeFile } from 'node:fs/promises';
 import { createRequire, isBuiltin } from 'node:module';
-import { basename, dirname, join, relative } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { specError, type Result, type SpecError } from '../dsl/errors.ts';
 
@@ -73,8 +73,16 @@ const imports: Plugin = {
 /** Byte column (0-based) to a character column (1-based). */
 const charColumn = (lineText: string, byteColumn: number): number => Buffer.from(lineText).subarray(0, byteColumn).toString().length + 1;
 
-const fromMessage = (m: Message, display: string): SpecError => {
-  const where = m.location ? `${m.location.file}:${m.location.line}:${charColumn(m.location.lineText, m.location.column)}` : display;
+/** The spec as the user named it; another file relative to the working directory (or absolute). */
+const shownPath = (file: string, path: string, display: string): string => {
+  const abs = resolve(process.cwd(), file);
+  if (abs === path) return display;
+  const rel = relative(process.cwd(), abs);
+  return rel.startsWith('..') ? abs : rel;
+};
+
+const fromMessage = (m: Message, path: string, display: string): SpecError => {
+  const where = m.location ? `${shownPath(m.location.file, path, display)}:${m.location.line}:${charColumn(m.location.lineText, m.location.column)}` : display;
   const hint = typeof m.detail === 'string' ? m.detail : '';
   return specError(where, `cannot load the spec module: ${m.text}`, hint);
 };
@@ -107,7 +115,7 @@ export const importSpecModule = async (path: string, display: string): Promise<R
     code = out.outputFiles[0]!.text;
   } catch (e) {
     const errors = (e as { errors?: readonly Message[] }).errors;
-    if (Array.isArray(errors) && errors.length > 0) return E.left(errors.slice(0, 10).map((m) => fromMessage(m, display)));
+    if (Array.isArray(errors) && errors.length > 0) return E.left(errors.slice(0, 10).map((m) => fromMessage(m, path, display)));
     return E.left([specError(display, `cannot load the spec module: ${(e as Error).message.split('\n')[0]}`)]);
   }
   try {
@@ -122,19 +130,19 @@ export const importSpecModule = async (path: string, display: string): Promise<R
   try {
     return E.right((await import(pathToFileURL(tmp).href)) as Record<string, unknown>);
   } catch (e) {
-    return E.left([specError(display, `cannot load the spec module: ${describeLoadError(e, tmp, path)}`)]);
+    return E.left([specError(display, `cannot load the spec module: ${describeLoadError(e, tmp, path, display)}`)]);
   } finally {
     await unlink(tmp).catch(() => undefined);
   }
 };
 
 /** The first line of a load-time error, with the temporary file's name replaced by the spec's. */
-const describeLoadError = (e: unknown, tmp: string, path: string): string => {
+const describeLoadError = (e: unknown, tmp: string, path: string, display: string): string => {
   const err = e as Error;
   const msg = String(err?.message ?? e).split('\n')[0]!.split(tmp).join(path).split(pathToFileURL(tmp).href).join(path);
   const frame = String(err?.stack ?? '')
     .split('\n')
     .find((l) => l.includes(path) && /:\d+:\d+\)?$/.test(l));
-  const at = frame?.match(/([^\s(]+:\d+:\d+)\)?$/)?.[1];
-  return at ? `${msg} (at ${relative(process.cwd(), at.replace(/^file:\/\//, ''))})` : msg;
+  const at = frame?.match(/([^\s(]+):(\d+:\d+)\)?$/);
+  return at ? `${msg} (at ${shownPath(at[1]!.replace(/^file:\/\//, ''), path, display)}:${at[2]})` : msg;
 };

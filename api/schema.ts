@@ -88,8 +88,9 @@ const walker = () => {
       case 'ReadonlyArrayType':
         return { type: 'array', items: walk(c.type) };
       case 'TupleType': {
+        // io-ts tuples require their elements and tolerate (strip) more: so does the schema.
         const items = (c.types ?? []).map(walk);
-        return { type: 'array', items, minItems: items.length, maxItems: items.length };
+        return { type: 'array', items, minItems: items.length };
       }
       case 'UnionType':
         return { anyOf: (c.types ?? []).map(walk) };
