@@ -14,7 +14,7 @@
  * instances, and a spec in this repository (`examples/`) works on a clean clone, where the entries
  * are the TypeScript sources and no `dist/` exists yet.
  */
-import { build, type Message, type Plugin } from 'esbuild';
+import type { Message, Plugin } from 'esbuild';
 import * as E from 'fp-ts/lib/Either.js';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -99,6 +99,8 @@ export const importSpecModule = async (path: string, display: string): Promise<R
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.mjs`);
   let code: string;
   try {
+    // Loaded here, not at start-up: built-in names and JSON specs never need it.
+    const { build } = await import('esbuild');
     const out = await build({
       entryPoints: [path],
       absWorkingDir: process.cwd(),

@@ -42,7 +42,6 @@ const netOf = (spec: Spec, name: string): Network =>
 /** The command being parsed (for commander's own errors, which do not say). */
 let current = '';
 
-
 const program = new Command();
 program
   .name('starspec')

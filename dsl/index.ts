@@ -3,7 +3,8 @@
  * objectives and schedules as data, settings helpers, the IR's types and codecs, and the pure
  * checks. Re-exports only: each fact keeps its one owner in the module named below.
  *
- *   import { conv2d, input, network, pipe, withDefaults, type SpecDef } from 'starspec/dsl';
+ * A spec file imports from it by package name: `import { conv2d, network, pipe } ...` of
+ * `'starspec/dsl'`.
  */
 export { pipe, flow } from 'fp-ts/lib/function.js';
 export * from './builder.ts';
