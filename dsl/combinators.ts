@@ -53,16 +53,20 @@ export const nonNegInt = new IntType('non-negative integer', 0);
 export const int = new IntType('integer', null);
 
 /** A pair `[a, b]`, exactly two elements (io-ts's `t.tuple` drops extra ones silently). */
-export const pair = <A extends t.Mixed, B extends t.Mixed>(a: A, b: B): t.Type<readonly [t.TypeOf<A>, t.TypeOf<B>], readonly [t.OutputOf<A>, t.OutputOf<B>], unknown> => {
-  const inner = t.readonly(t.tuple([a, b]));
-  const name = `[${a.name}, ${b.name}]`;
-  return new t.Type(
-    name,
-    inner.is,
-    (u, c) => (Array.isArray(u) && u.length !== 2 ? t.failure(u, c, `expected a pair ${name}, got ${u.length} elements`) : inner.validate(u, c)),
-    inner.encode,
-  );
-};
+export class PairType<A extends t.Mixed, B extends t.Mixed> extends t.Type<readonly [t.TypeOf<A>, t.TypeOf<B>], readonly [t.OutputOf<A>, t.OutputOf<B>], unknown> {
+  readonly _tag = 'PairType' as const;
+  constructor(readonly types: readonly [A, B]) {
+    const inner = t.readonly(t.tuple([types[0], types[1]]));
+    const name = `[${types[0].name}, ${types[1].name}]`;
+    super(
+      name,
+      inner.is,
+      (u, c) => (Array.isArray(u) && u.length !== 2 ? t.failure(u, c, `expected a pair ${name}, got ${u.length} elements`) : inner.validate(u, c)),
+      inner.encode,
+    );
+  }
+}
+export const pair = <A extends t.Mixed, B extends t.Mixed>(a: A, b: B): PairType<A, B> => new PairType([a, b]);
 
 // ---------------------------------------------------------------------------------------------
 // References between nodes

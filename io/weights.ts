@@ -5,7 +5,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result } from '../dsl/errors.ts';
 import type { Network } from '../dsl/ir.ts';
-import { ignoredKeys, parameters, type ParamSpec } from '../dsl/params.ts';
+import { buffersOfNode, ignoredKeys, parameters, type ParamSpec } from '../dsl/params.ts';
 import { isFloatDType, type HostTensor, type TensorMap } from './tensor.ts';
 
 const showShape = (s: readonly number[]): string => `(${s.join(', ')})`;
@@ -92,4 +92,35 @@ export const deploymentWeights = (tensors: TensorMap, metadata: Readonly<Record<
     else if (!emaNets.has(k.slice(0, k.indexOf('.')))) out.set(k, v);
   }
   return out;
+};
+
+/**
+ * The buffers an official module's state_dict carries besides its parameters, at their initial
+ * values (computation never reads them): StarGAN v1's InstanceNorm `running_mean` (zeros),
+ * `running_var` (ones) and `num_batches_tracked` (int64 0, a scalar). With them a weights file
+ * loads into the official module with `load_state_dict(strict=True)`.
+ */
+export const officialBuffers = (net: Network): TensorMap => {
+  const out = new Map<string, HostTensor>();
+  for (const n of net.nodes) {
+    if (n.op !== 'instanceNorm') continue;
+    for (const key of buffersOfNode(n)) {
+      if (key.endsWith('.num_batches_tracked')) out.set(key, { dtype: 'int64', shape: [], data: new BigInt64Array(1) });
+      else out.set(key, { dtype: 'float32', shape: [n.channels], data: new Float32Array(n.channels).fill(key.endsWith('.running_var') ? 1 : 0) });
+    }
+  }
+  return out;
+};
+
+/**
+ * The weights of `net` in a map that may hold several networks under `NAME.` prefixes
+ * (`generator.from_rgb.weight`): the prefixed ones when no parameter is present unprefixed.
+ */
+export const networkWeights = (net: Network, weights: TensorMap): TensorMap => {
+  const keys = parameters(net).map((p) => p.key);
+  if (keys.some((k) => weights.has(k))) return weights;
+  const pre = `${net.name}.`;
+  const sub = new Map<string, HostTensor>();
+  for (const [k, v] of weights) if (k.startsWith(pre)) sub.set(k.slice(pre.length), v);
+  return sub.size > 0 ? sub : weights;
 };

@@ -33,8 +33,8 @@ test('dsl/ and specs/ import no framework, no onnx, no file system', () => {
   }
 });
 
-test('the loss chart (cli/plot.ts) is pure: SVG text from numbers, no imports', () => {
-  assert.deepEqual(importsIn(readFileSync(join(repoRoot, 'cli', 'plot.ts'), 'utf8')), []);
+test('the loss chart (api/plot.ts) is pure: SVG text from numbers, no imports', () => {
+  assert.deepEqual(importsIn(readFileSync(join(repoRoot, 'api', 'plot.ts'), 'utf8')), []);
 });
 
 /** `interpreters/X/...` -> X; other paths -> null. */

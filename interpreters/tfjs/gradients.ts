@@ -278,7 +278,7 @@ export const gradientConfigs: readonly tf.GradConfig[] = [
     gradFunc: (dy, saved, attrs) => {
       const x = saved[0]!;
       const a = attrs as Attrs;
-      const [begin, size] = tf.slice_util.parseSliceParams(x, a['begin'] as number[], a['size'] as number[]);
+      const [begin = [], size = []] = tf.slice_util.parseSliceParams(x, a['begin'] as number[], a['size'] as number[]);
       const paddings = x.shape.map((d, i) => [begin[i]!, d - begin[i]! - size[i]!] as [number, number]);
       return { x: () => tf.pad(dy as tf.Tensor, paddings) };
     },
