@@ -1,0 +1,457 @@
+/**
+ * fast-check arbitraries for the file readers: torch checkpoints (zip and legacy, flat, nested and
+ * `{'state_dict': sd}`, every dtype, strided and shared storages) with the tensors they must read
+ * as; byte-level mutations; safetensors headers, valid and hostile. Used by the property tests
+ * (test/io.props.test.ts) and by tools/fuzz.ts, with the same oracles (`judge*`).
+ */
+import fc from 'fast-check';
+import * as E from 'fp-ts/lib/Either.js';
+import type { Result } from '../../dsl/errors.ts';
+import type { SafetensorsContents } from '../../io/safetensors.ts';
+import { type DType, type HostTensor, type TensorMap, DTYPES, dtypeSize, numelOf } from '../../io/tensor.ts';
+import type { TorchCheckpoint } from '../../io/torch.ts';
+import { type FakeStorage, type W, concat, legacyFile, pickle, tensorW } from './torchfiles.ts';
+import { zipSync } from 'fflate';
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints
+
+const STORAGES: ReadonlyArray<readonly [string, DType]> = [
+  ['FloatStorage', 'float32'],
+  ['DoubleStorage', 'float64'],
+  ['HalfStorage', 'float16'],
+  ['BFloat16Storage', 'bfloat16'],
+  ['LongStorage', 'int64'],
+  ['IntStorage', 'int32'],
+  ['CharStorage', 'int8'],
+  ['ByteStorage', 'uint8'],
+  ['BoolStorage', 'bool'],
+];
+
+/** Expected tensors, as raw little-endian bytes per tensor (so any bits compare exactly). */
+export interface ExpectedTensor {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly bytes: Uint8Array;
+}
+
+export interface GeneratedCheckpoint {
+  readonly format: 'zip' | 'legacy';
+  readonly bytes: Uint8Array;
+  /** What a correct reader returns: flat tensors, or nets of tensors. */
+  readonly expected: { readonly kind: 'flat'; readonly tensors: ReadonlyMap<string, ExpectedTensor> } | { readonly kind: 'nested'; readonly nets: ReadonlyMap<string, ReadonlyMap<string, ExpectedTensor>> };
+}
+
+interface Geometry {
+  readonly name: string;
+  readonly storage: number;
+  readonly offset: number;
+  readonly size: readonly number[];
+  readonly stride: readonly number[];
+}
+
+/** Names that stress lookups: prototype names, DataParallel prefixes, unicode, dots. */
+const tensorName = fc.oneof(
+  fc.constantFrom('weight', 'main.0.weight', '__proto__', 'constructor', 'toString', 'hasOwnProperty', 'módulo.ß', 'a.b.c.d', '0'),
+  fc.stringMatching(/^[a-z_][a-z0-9_.]{0,12}$/),
+  fc.stringMatching(/^module\.[a-z]{1,6}$/),
+);
+
+const stripModule = (n: string): string => (n.startsWith('module.') ? n.slice(7) : n);
+
+const geometry = (storages: number): fc.Arbitrary<Omit<Geometry, 'name'>> =>
+  fc
+    .record({
+      storage: fc.nat({ max: storages - 1 }),
+      offset: fc.nat({ max: 6 }),
+      size: fc.array(fc.nat({ max: 4 }), { maxLength: 3 }),
+      contiguous: fc.boolean(),
+      strides: fc.array(fc.nat({ max: 5 }), { minLength: 3, maxLength: 3 }),
+    })
+    .map(({ storage, offset, size, contiguous, strides }) => {
+      let acc = 1;
+      const rowMajor = size.map(() => 0);
+      for (let d = size.length - 1; d >= 0; d--) {
+        rowMajor[d] = acc;
+        acc *= Math.max(1, size[d]!);
+      }
+      return { storage, offset, size, stride: contiguous ? rowMajor : size.map((_, d) => strides[d]!) };
+    });
+
+/** Elements from the storage start that a tensor needs (0 when it is empty). */
+const needed = (g: Omit<Geometry, 'name'>): number => {
+  if (g.size.includes(0)) return 0;
+  return g.offset + g.size.reduce((a, s, d) => a + (s - 1) * g.stride[d]!, 0) + 1;
+};
+
+/** Contiguous row-major bytes of a strided view over little-endian storage bytes. */
+const gatherBytes = (storage: Uint8Array, es: number, g: Omit<Geometry, 'name'>): Uint8Array => {
+  const n = numelOf(g.size);
+  const out = new Uint8Array(n * es);
+  for (let o = 0; o < n; o++) {
+    let rest = o;
+    let src = g.offset;
+    for (let d = g.size.length - 1; d >= 0; d--) {
+      src += (rest % g.size[d]!) * g.stride[d]!;
+      rest = Math.floor(rest / g.size[d]!);
+    }
+    out.set(storage.subarray(src * es, src * es + es), o * es);
+  }
+  return out;
+};
+
+const swapEach = (b: Uint8Array, es: number): Uint8Array => {
+  const out = new Uint8Array(b);
+  for (let i = 0; i < out.length; i += es) out.subarray(i, i + es).reverse();
+  return out;
+};
+
+/** Structurally valid checkpoints, in the shapes torch.save writes, with what they must read as. */
+export const arbCheckpoint: fc.Arbitrary<GeneratedCheckpoint> = fc
+  .record({
+    format: fc.constantFrom('zip' as const, 'legacy' as const),
+    storageTypes: fc.array(fc.nat({ max: STORAGES.length - 1 }), { minLength: 1, maxLength: 4 }),
+    layout: fc.constantFrom('flat' as const, 'nested' as const, 'state_dict' as const),
+    ordered: fc.boolean(),
+    archive: fc.constantFrom('archive', 'model', 'x'),
+    bigEndian: fc.boolean(),
+    netNames: fc.uniqueArray(fc.constantFrom('generator', 'mapping_network', 'style_encoder', 'fan'), { minLength: 1, maxLength: 3 }),
+  })
+  .chain((c) =>
+    fc
+      .record({
+        tensors: fc.uniqueArray(fc.tuple(tensorName, geometry(c.storageTypes.length)), { maxLength: 6, selector: ([n]) => stripModule(n) }),
+        extra: fc.array(fc.nat({ max: 3 }), { minLength: c.storageTypes.length, maxLength: c.storageTypes.length }),
+        netOf: fc.array(fc.nat({ max: c.netNames.length - 1 }), { minLength: 6, maxLength: 6 }),
+      })
+      .chain((t) => {
+        const numels = c.storageTypes.map((_, s) => Math.max(0, ...t.tensors.filter(([, g]) => g.storage === s).map(([, g]) => needed(g))) + t.extra[s]!);
+        return fc
+          .tuple(...numels.map((n, s) => fc.uint8Array({ minLength: n * dtypeSize(STORAGES[c.storageTypes[s]!]![1]), maxLength: n * dtypeSize(STORAGES[c.storageTypes[s]!]![1]) })))
+          .map((datas) => build(c, t, numels, datas));
+      }),
+  );
+
+const build = (
+  c: { format: 'zip' | 'legacy'; storageTypes: number[]; layout: 'flat' | 'nested' | 'state_dict'; ordered: boolean; archive: string; bigEndian: boolean; netNames: string[] },
+  t: { tensors: Array<[string, Omit<Geometry, 'name'>]>; netOf: number[] },
+  numels: number[],
+  datas: Uint8Array[],
+): GeneratedCheckpoint => {
+  const storages: FakeStorage[] = c.storageTypes.map((k, s) => {
+    const [type, dtype] = STORAGES[k]!;
+    const le = datas[s]!;
+    const bytes = c.format === 'zip' && c.bigEndian ? swapEach(le, dtypeSize(dtype)) : le;
+    return { key: String(s), type, numel: numels[s]!, bytes };
+  });
+  // Storages no tensor uses are left out (a legacy file may not carry them).
+  const used = new Set(t.tensors.map(([, g]) => g.storage));
+  const expectedOf = ([name, g]: [string, Omit<Geometry, 'name'>]): [string, ExpectedTensor] => {
+    const dtype = STORAGES[c.storageTypes[g.storage]!]![1];
+    return [stripModule(name), { dtype, shape: g.size, bytes: gatherBytes(datas[g.storage]!, dtypeSize(dtype), g) }];
+  };
+  const entry = ([name, g]: [string, Omit<Geometry, 'name'>]): readonly [W, W] => [name, tensorW(storages[g.storage]!, c.format, g.offset, g.size, g.stride)];
+  let main: W;
+  let expected: GeneratedCheckpoint['expected'];
+  if (c.layout === 'nested' && t.tensors.length > 0) {
+    const nets = new Map<string, Array<[string, Omit<Geometry, 'name'>]>>();
+    t.tensors.forEach((x, i) => {
+      const n = c.netNames[t.netOf[i]!]!;
+      nets.set(n, [...(nets.get(n) ?? []), x]);
+    });
+    main = { dict: [...nets].map(([n, xs]) => [n, { dict: xs.map(entry), ordered: c.ordered }] as const) };
+    expected = { kind: 'nested', nets: new Map([...nets].map(([n, xs]) => [n, new Map(xs.map(expectedOf))])) };
+  } else {
+    const sd: W = { dict: t.tensors.map(entry), ordered: c.ordered };
+    main = c.layout === 'state_dict' ? { dict: [['state_dict', sd]] } : sd;
+    expected = { kind: 'flat', tensors: new Map(t.tensors.map(expectedOf)) };
+  }
+  const kept = storages.filter((_, s) => used.has(s));
+  const bytes =
+    c.format === 'legacy'
+      ? legacyFile(main, kept.map((s) => ({ ...s })))
+      : zipSync(
+          {
+            [`${c.archive}/data.pkl`]: pickle(main),
+            ...Object.fromEntries(kept.map((s) => [`${c.archive}/data/${s.key}`, s.bytes])),
+            [`${c.archive}/version`]: new TextEncoder().encode('3\n'),
+            ...(c.bigEndian ? { [`${c.archive}/byteorder`]: new TextEncoder().encode('big') } : {}),
+          },
+          { level: 0 },
+        );
+  return { format: c.format, bytes, expected };
+};
+
+// ---------------------------------------------------------------------------------------------
+// Mutations
+
+export type Mutation =
+  | { readonly kind: 'set'; readonly at: number; readonly value: number }
+  | { readonly kind: 'flip'; readonly at: number; readonly bit: number }
+  | { readonly kind: 'truncate'; readonly at: number }
+  | { readonly kind: 'insert'; readonly at: number; readonly bytes: readonly number[] }
+  | { readonly kind: 'delete'; readonly at: number; readonly count: number }
+  | { readonly kind: 'int'; readonly at: number; readonly value: number };
+
+/** Positions as fractions of the length, so one mutation fits any file. */
+export const arbMutation: fc.Arbitrary<readonly Mutation[]> = fc.array(
+  fc.oneof(
+    fc.record({ kind: fc.constant('set' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), value: fc.nat({ max: 255 }) }),
+    fc.record({ kind: fc.constant('flip' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), bit: fc.nat({ max: 7 }) }),
+    fc.record({ kind: fc.constant('truncate' as const), at: fc.double({ min: 0, max: 1, noNaN: true }) }),
+    fc.record({ kind: fc.constant('insert' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), bytes: fc.array(fc.nat({ max: 255 }), { minLength: 1, maxLength: 16 }) }),
+    fc.record({ kind: fc.constant('delete' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), count: fc.integer({ min: 1, max: 16 }) }),
+    // A 32-bit little-endian field overwritten with an extreme value (sizes, offsets, counts).
+    fc.record({ kind: fc.constant('int' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), value: fc.constantFrom(0, 1, 0x7fffffff, 0xffffffff, 0x80000000, 0x10000) }),
+  ),
+  { minLength: 1, maxLength: 4 },
+);
+
+/**
+ * Apply mutations; `hot` optionally restricts positions to byte ranges (the structure of a file
+ * whose bulk is tensor data), as fractions map into their concatenation.
+ */
+export const mutate = (bytes: Uint8Array, ms: readonly Mutation[], hot?: ReadonlyArray<readonly [number, number]>): Uint8Array => {
+  let b = bytes;
+  for (const m of ms) {
+    const pos = (f: number): number => {
+      if (hot === undefined || hot.length === 0) return Math.min(b.length, Math.floor(f * b.length));
+      const total = hot.reduce((a, [s, e]) => a + (e - s), 0);
+      let k = Math.floor(f * total);
+      for (const [s, e] of hot) {
+        if (k < e - s) return Math.min(b.length, s + k);
+        k -= e - s;
+      }
+      return Math.min(b.length, hot.at(-1)![1]);
+    };
+    const at = pos(m.at);
+    switch (m.kind) {
+      case 'set':
+        if (at < b.length) (b = new Uint8Array(b))[at] = m.value;
+        break;
+      case 'flip':
+        if (at < b.length) (b = new Uint8Array(b))[at]! ^= 1 << m.bit;
+        break;
+      case 'truncate':
+        b = b.subarray(0, at);
+        break;
+      case 'insert':
+        b = concat([b.subarray(0, at), m.bytes, b.subarray(at)]);
+        break;
+      case 'delete':
+        b = concat([b.subarray(0, at), b.subarray(at + m.count)]);
+        break;
+      case 'int':
+        if (at + 4 <= b.length) {
+          b = new Uint8Array(b);
+          new DataView(b.buffer).setUint32(at, m.value, true);
+        }
+        break;
+    }
+  }
+  return b;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Oracles
+
+export type Verdict =
+  /** An error value with a message (the reader's own words). */
+  | { readonly outcome: 'refused'; readonly message: string }
+  /** Read, and exactly what the unmutated file holds. */
+  | { readonly outcome: 'same' }
+  /** Read, well-formed, but not what the original holds (a change the format cannot detect, or a missed corruption). */
+  | { readonly outcome: 'changed' }
+  /** A bug: an exception, an "unexpected failure" error, or a malformed result. */
+  | { readonly outcome: 'internal'; readonly message: string };
+
+const bytesOfTensor = (t: HostTensor): Uint8Array => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+
+const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+
+/** Why a host tensor is malformed, or undefined. */
+const malformed = (name: string, t: HostTensor): string | undefined => {
+  if (!DTYPES.includes(t.dtype)) return `tensor '${name}' has dtype ${String(t.dtype)}`;
+  if (t.data === undefined || t.data === null) return `tensor '${name}' has no data`;
+  if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) return `tensor '${name}' has shape [${t.shape.join(', ')}]`;
+  if (t.data.length !== numelOf(t.shape)) return `tensor '${name}' holds ${t.data.length} elements for shape [${t.shape.join(', ')}]`;
+  if (t.data.byteLength !== numelOf(t.shape) * dtypeSize(t.dtype)) return `tensor '${name}' has ${t.data.byteLength} bytes`;
+  return undefined;
+};
+
+const sameMap = (got: TensorMap, want: ReadonlyMap<string, ExpectedTensor>): boolean =>
+  got.size === want.size &&
+  [...want].every(([k, w]) => {
+    const g = got.get(k);
+    return g !== undefined && g.dtype === w.dtype && g.shape.length === w.shape.length && g.shape.every((d, i) => d === w.shape[i]) && sameBytes(bytesOfTensor(g), w.bytes);
+  });
+
+/** Expected tensors of a file as the reader returned them (to compare later reads against). */
+export const expectedOf = (c: TorchCheckpoint): GeneratedCheckpoint['expected'] => {
+  const conv = (m: TensorMap): ReadonlyMap<string, ExpectedTensor> =>
+    new Map([...m].map(([k, t]) => [k, { dtype: t.dtype, shape: [...t.shape], bytes: new Uint8Array(bytesOfTensor(t)) }]));
+  return c.kind === 'flat' ? { kind: 'flat', tensors: conv(c.tensors) } : { kind: 'nested', nets: new Map([...c.nets].map(([n, m]) => [n, conv(m)])) };
+};
+
+const INTERNAL = /unexpected failure|internal error/i;
+
+/** Judge one checkpoint read against what the unmutated file holds. */
+export const judgeCheckpoint = (read: () => Result<TorchCheckpoint>, original: GeneratedCheckpoint['expected']): Verdict => {
+  let r: Result<TorchCheckpoint>;
+  try {
+    r = read();
+  } catch (e) {
+    return { outcome: 'internal', message: `threw: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}` };
+  }
+  if (E.isLeft(r)) {
+    const message = r.left.map((e) => `${e.path}: ${e.message}`).join(' | ');
+    if (r.left.length === 0 || r.left.some((e) => typeof e.message !== 'string' || e.message === '')) return { outcome: 'internal', message: `empty error: ${message}` };
+    if (INTERNAL.test(message)) return { outcome: 'internal', message };
+    if (message.length > 5000) return { outcome: 'internal', message: `error of ${message.length} characters` };
+    return { outcome: 'refused', message };
+  }
+  const c = r.right;
+  const maps = c.kind === 'flat' ? [...c.tensors] : [...c.nets.values()].flatMap((m) => [...m]);
+  for (const [k, t] of maps) {
+    const why = malformed(k, t);
+    if (why !== undefined) return { outcome: 'internal', message: why };
+  }
+  const same =
+    c.kind === original.kind &&
+    (c.kind === 'flat'
+      ? sameMap(c.tensors, (original as { tensors: ReadonlyMap<string, ExpectedTensor> }).tensors)
+      : (() => {
+          const want = (original as { nets: ReadonlyMap<string, ReadonlyMap<string, ExpectedTensor>> }).nets;
+          return c.nets.size === want.size && [...want].every(([n, w]) => c.nets.has(n) && sameMap(c.nets.get(n)!, w));
+        })());
+  return same ? { outcome: 'same' } : { outcome: 'changed' };
+};
+
+// ---------------------------------------------------------------------------------------------
+// safetensors headers
+
+const SAFE_CODES: ReadonlyArray<readonly [string, DType]> = [
+  ['F32', 'float32'],
+  ['F64', 'float64'],
+  ['F16', 'float16'],
+  ['BF16', 'bfloat16'],
+  ['I64', 'int64'],
+  ['I32', 'int32'],
+  ['I8', 'int8'],
+  ['U8', 'uint8'],
+  ['BOOL', 'bool'],
+];
+
+export interface GeneratedSafetensors {
+  readonly bytes: Uint8Array;
+  /** Set when the file is valid by construction: what it must read as. */
+  readonly expected?: ReadonlyMap<string, ExpectedTensor>;
+}
+
+/** Valid files: consistent headers (any order, padding, metadata) over random data. */
+const arbValidSafetensors: fc.Arbitrary<GeneratedSafetensors> = fc
+  .record({
+    tensors: fc.uniqueArray(fc.tuple(tensorName, fc.nat({ max: SAFE_CODES.length - 1 }), fc.array(fc.nat({ max: 4 }), { maxLength: 3 })), { maxLength: 5, selector: ([n]) => n }),
+    meta: fc.option(fc.dictionary(fc.oneof(fc.constantFrom('__proto__', 'format', 'constructor'), fc.string({ maxLength: 6 })), fc.string({ maxLength: 8 }), { maxKeys: 3 }), { nil: undefined }),
+    pad: fc.nat({ max: 9 }),
+  })
+  .filter(({ tensors }) => !tensors.some(([n]) => n === '__metadata__'))
+  .chain(({ tensors, meta, pad }) =>
+    fc.tuple(...tensors.map(([, k, shape]) => fc.uint8Array({ minLength: numelOf(shape) * dtypeSize(SAFE_CODES[k]![1]), maxLength: numelOf(shape) * dtypeSize(SAFE_CODES[k]![1]) }))).map((datas) => {
+      let off = 0;
+      const parts: string[] = [];
+      if (meta !== undefined) parts.push(`"__metadata__":{${Object.entries(meta).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',')}}`);
+      const expected = new Map<string, ExpectedTensor>();
+      tensors.forEach(([name, k, shape], i) => {
+        const d = datas[i]!;
+        parts.push(`${JSON.stringify(name)}:{"dtype":"${SAFE_CODES[k]![0]}","shape":[${shape.join(',')}],"data_offsets":[${off},${off + d.length}]}`);
+        expected.set(name, { dtype: SAFE_CODES[k]![1], shape, bytes: d });
+        off += d.length;
+      });
+      return { bytes: safetensorsFile(`{${parts.join(',')}}${' '.repeat(pad)}`, concat(datas)), expected };
+    }),
+  );
+
+/** JSON values that are not what a field wants. */
+const junk = fc.oneof(
+  fc.constantFrom(null, true, -1, 1.5, 2 ** 53, 1e300, '', 'F32', 'constructor', '__proto__', 'toString', [], {}, [0], [-1, 2], [0, 2 ** 60], ['1'], [[1]]),
+  fc.integer(),
+  fc.string({ maxLength: 8 }),
+);
+
+/** Hostile headers: wrong types, prototype-chain names, huge and negative sizes, bad tilings, bad JSON. */
+const arbHostileSafetensors: fc.Arbitrary<GeneratedSafetensors> = fc
+  .record({
+    entries: fc.array(
+      fc.tuple(
+        fc.oneof(tensorName, fc.constant('__metadata__')),
+        fc.record(
+          {
+            dtype: fc.oneof(fc.constantFrom(...SAFE_CODES.map(([c]) => c), 'constructor', '__proto__', 'toString', 'valueOf', 'f32', 'F32 ', 'I16', 'F8_E4M3'), junk),
+            shape: fc.oneof(fc.array(fc.nat({ max: 5 }), { maxLength: 3 }), fc.array(fc.integer({ min: -3, max: 2 ** 31 }), { maxLength: 70 }), junk),
+            data_offsets: fc.oneof(fc.tuple(fc.nat({ max: 80 }), fc.nat({ max: 80 })), junk),
+            extra: junk,
+          },
+          { requiredKeys: [] },
+        ),
+      ),
+      { maxLength: 5 },
+    ),
+    dataLength: fc.nat({ max: 96 }),
+    headerTweak: fc.oneof({ arbitrary: fc.constant('none'), weight: 12 }, fc.constantFrom('truncate', 'not-json', 'array', 'nested', 'length-lie', 'bad-utf8')),
+  })
+  .chain(({ entries, dataLength, headerTweak }) =>
+    fc.uint8Array({ minLength: dataLength, maxLength: dataLength }).map((data) => {
+      let json = `{${entries.map(([n, e]) => `${JSON.stringify(n)}:${JSON.stringify(e)}`).join(',')}}`;
+      if (headerTweak === 'truncate') json = json.slice(0, Math.max(0, json.length - 3));
+      if (headerTweak === 'not-json') json = `{'x': 1,}`;
+      if (headerTweak === 'array') json = `[${json}]`;
+      if (headerTweak === 'nested') json = '['.repeat(5000) + ']'.repeat(5000);
+      const file = safetensorsFile(json, data);
+      if (headerTweak === 'length-lie') new DataView(file.buffer).setBigUint64(0, 2n ** 63n + 5n, true);
+      if (headerTweak === 'bad-utf8' && file.length > 9) file[9] = 0xff;
+      return { bytes: file };
+    }),
+  );
+
+export const arbSafetensors: fc.Arbitrary<GeneratedSafetensors> = fc.oneof(arbValidSafetensors, arbHostileSafetensors);
+
+export const safetensorsFile = (header: string, data: Uint8Array): Uint8Array => {
+  const json = new TextEncoder().encode(header);
+  const out = new Uint8Array(8 + json.length + data.length);
+  new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
+  out.set(json, 8);
+  out.set(data, 8 + json.length);
+  return out;
+};
+
+/**
+ * Judge one safetensors read: a refusal with a message; or a result that is exactly the expected one
+ * (valid files), and in any case well-formed tensors whose bytes are the file's own, tiling its data.
+ */
+export const judgeSafetensors = (read: () => Result<SafetensorsContents>, file: GeneratedSafetensors): Verdict => {
+  let r: Result<SafetensorsContents>;
+  try {
+    r = read();
+  } catch (e) {
+    return { outcome: 'internal', message: `threw: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}` };
+  }
+  if (E.isLeft(r)) {
+    const message = r.left.map((e) => `${e.path}: ${e.message}`).join(' | ');
+    if (r.left.length === 0 || INTERNAL.test(message)) return { outcome: 'internal', message };
+    if (message.length > 5000) return { outcome: 'internal', message: `error of ${message.length} characters` };
+    if (file.expected !== undefined) return { outcome: 'internal', message: `valid file refused: ${message}` };
+    return { outcome: 'refused', message };
+  }
+  let total = 0;
+  for (const [k, t] of r.right.tensors) {
+    const why = malformed(k, t);
+    if (why !== undefined) return { outcome: 'internal', message: why };
+    total += t.data.byteLength;
+  }
+  if (!Object.values(r.right.metadata).every((v) => typeof v === 'string')) return { outcome: 'internal', message: 'non-string metadata' };
+  const n = Number(new DataView(file.bytes.buffer, file.bytes.byteOffset).getBigUint64(0, true));
+  if (total !== file.bytes.length - 8 - n) return { outcome: 'internal', message: `tensors hold ${total} bytes of a ${file.bytes.length - 8 - n}-byte data area` };
+  if (file.expected !== undefined) return sameMap(r.right.tensors, file.expected) ? { outcome: 'same' } : { outcome: 'internal', message: 'valid file read differently' };
+  return { outcome: 'changed' };
+};
