@@ -355,8 +355,16 @@ export interface GeneratedSafetensors {
   readonly expected?: ReadonlyMap<string, ExpectedTensor>;
 }
 
-/** Valid files: consistent headers (any order, padding, metadata) over random data. */
-const arbValidSafetensors: fc.Arbitrary<GeneratedSafetensors> = fc
+interface SafetensorsParts {
+  readonly entries: ReadonlyArray<{ name: string; fields: Record<string, unknown> }>;
+  readonly meta: Record<string, string> | undefined;
+  readonly pad: number;
+  readonly data: Uint8Array;
+  readonly expected: Map<string, ExpectedTensor>;
+}
+
+/** Consistent headers (any order, padding, metadata) over random data, as parts to render or spoil. */
+const arbSafetensorsParts: fc.Arbitrary<SafetensorsParts> = fc
   .record({
     tensors: fc.uniqueArray(fc.tuple(tensorName, fc.nat({ max: SAFE_CODES.length - 1 }), fc.array(fc.nat({ max: 4 }), { maxLength: 3 })), { maxLength: 5, selector: ([n]) => n }),
     meta: fc.option(fc.dictionary(fc.oneof(fc.constantFrom('__proto__', 'format', 'constructor'), fc.string({ maxLength: 6 })), fc.string({ maxLength: 8 }), { maxKeys: 3 }), { nil: undefined }),
@@ -366,18 +374,28 @@ const arbValidSafetensors: fc.Arbitrary<GeneratedSafetensors> = fc
   .chain(({ tensors, meta, pad }) =>
     fc.tuple(...tensors.map(([, k, shape]) => fc.uint8Array({ minLength: numelOf(shape) * dtypeSize(SAFE_CODES[k]![1]), maxLength: numelOf(shape) * dtypeSize(SAFE_CODES[k]![1]) }))).map((datas) => {
       let off = 0;
-      const parts: string[] = [];
-      if (meta !== undefined) parts.push(`"__metadata__":{${Object.entries(meta).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',')}}`);
       const expected = new Map<string, ExpectedTensor>();
-      tensors.forEach(([name, k, shape], i) => {
+      const entries = tensors.map(([name, k, shape], i) => {
         const d = datas[i]!;
-        parts.push(`${JSON.stringify(name)}:{"dtype":"${SAFE_CODES[k]![0]}","shape":[${shape.join(',')}],"data_offsets":[${off},${off + d.length}]}`);
         expected.set(name, { dtype: SAFE_CODES[k]![1], shape, bytes: d });
+        const fields = { dtype: SAFE_CODES[k]![0], shape, data_offsets: [off, off + d.length] };
         off += d.length;
+        return { name, fields };
       });
-      return { bytes: safetensorsFile(`{${parts.join(',')}}${' '.repeat(pad)}`, concat(datas)), expected };
+      return { entries, meta, pad, data: concat(datas), expected };
     }),
   );
+
+/** The header's JSON, written by hand so that `__proto__` keys stay keys (JSON.stringify of an object would not have them). */
+const renderHeader = (p: Pick<SafetensorsParts, 'entries' | 'meta' | 'pad'>): string => {
+  const parts: string[] = [];
+  if (p.meta !== undefined) parts.push(`"__metadata__":{${Object.entries(p.meta).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',')}}`);
+  for (const e of p.entries) parts.push(`${JSON.stringify(e.name)}:{${Object.entries(e.fields).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',')}}`);
+  return `{${parts.join(',')}}${' '.repeat(p.pad)}`;
+};
+
+/** Valid files: what they must read as is known. */
+const arbValidSafetensors: fc.Arbitrary<GeneratedSafetensors> = arbSafetensorsParts.map((p) => ({ bytes: safetensorsFile(renderHeader(p), p.data), expected: p.expected }));
 
 /** JSON values that are not what a field wants. */
 const junk = fc.oneof(
@@ -421,7 +439,30 @@ const arbHostileSafetensors: fc.Arbitrary<GeneratedSafetensors> = fc
     }),
   );
 
-export const arbSafetensors: fc.Arbitrary<GeneratedSafetensors> = fc.oneof(arbValidSafetensors, arbHostileSafetensors);
+/** A valid header with one field of one entry replaced (a prototype-chain dtype, a junk shape, ...): everything else passes. */
+const arbSpoiledSafetensors: fc.Arbitrary<GeneratedSafetensors> = arbSafetensorsParts
+  .filter((p) => p.entries.length > 0)
+  .chain((p) =>
+    fc
+      .record({
+        which: fc.nat({ max: p.entries.length - 1 }),
+        field: fc.constantFrom('dtype', 'shape', 'data_offsets', 'name', 'drop'),
+        value: fc.oneof(fc.constantFrom('constructor', '__proto__', 'toString', 'valueOf', 'hasOwnProperty', '__metadata__'), junk),
+      })
+      .map(({ which, field, value }) => {
+        const entries = p.entries.map((e, i) => {
+          if (i !== which) return e;
+          if (field === 'name') return { ...e, name: String(value) };
+          const fields = { ...e.fields };
+          if (field === 'drop') delete fields['dtype'];
+          else fields[field] = value;
+          return { ...e, fields };
+        });
+        return { bytes: safetensorsFile(renderHeader({ ...p, entries }), p.data) };
+      }),
+  );
+
+export const arbSafetensors: fc.Arbitrary<GeneratedSafetensors> = fc.oneof(arbValidSafetensors, arbHostileSafetensors, arbSpoiledSafetensors);
 
 export const safetensorsFile = (header: string, data: Uint8Array): Uint8Array => {
   const json = new TextEncoder().encode(header);
