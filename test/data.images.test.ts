@@ -6,9 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as zlib from 'node:zlib';
 import * as E from 'fp-ts/lib/Either.js';
+import fc from 'fast-check';
 import sharp from 'sharp';
 import { celebaSplit, folderProvider } from '../io/datasets/folders.ts';
 import { checkImage, checkImages, loadImage, mapBounded } from '../io/images.ts';
+import { arbImageSpec, arbMutation, imageBytes, judgeImage, mutate } from './helpers/arbitraries.ts';
 import { spec } from './helpers/specs.ts';
 
 const noise = (w: number, h: number, seed = 1): Buffer => {
@@ -177,5 +179,21 @@ test('a CelebA attribute list shorter than the split is a clear error, not an in
     assert.ok(E.isLeft(checked));
     assert.deepEqual(checked.left.slice(0, -1).map((e) => e.message), ['missing: does not exist', 'missing: does not exist']);
     assert.match(checked.left.at(-1)!.message, /2 of 2003 image files cannot be used \(2 missing\)/);
+  });
+});
+
+test('property: generated and mutated image files: the check and the loader agree, nothing throws', async () => {
+  await withDir(async (dir) => {
+    let k = 0;
+    await fc.assert(
+      fc.asyncProperty(arbImageSpec, arbMutation, fc.boolean(), async (s, ms, keep) => {
+        const original = await imageBytes(s);
+        const path = join(dir, `${k++}.${s.format}`);
+        writeFileSync(path, keep ? original : mutate(original, ms));
+        const v = await judgeImage(path, (p) => checkImage(p), (p) => loadImage(p, { size: 16 }), keep);
+        assert.notEqual(v.outcome, 'internal', JSON.stringify(v));
+      }),
+      { numRuns: 120, interruptAfterTimeLimit: 4000, markInterruptAsFailure: false },
+    );
   });
 });

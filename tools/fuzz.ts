@@ -28,13 +28,14 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import * as E from 'fp-ts/lib/Either.js';
 import fc from 'fast-check';
+import { checkImage, loadImage } from '../io/images.ts';
 import { readSafetensorsContents } from '../io/safetensors.ts';
 import type { HostTensor, TensorMap } from '../io/tensor.ts';
 import { type TorchCheckpoint, readTorchCheckpoint } from '../io/torch.ts';
@@ -42,11 +43,14 @@ import {
   type GeneratedCheckpoint,
   type Verdict,
   arbCheckpoint,
+  arbImageSpec,
   arbMutation,
   arbSafetensors,
   expectedOf,
   fraction,
+  imageBytes,
   judgeCheckpoint,
+  judgeImage,
   judgeSafetensors,
   mutate,
 } from '../test/helpers/arbitraries.ts';
@@ -60,7 +64,7 @@ const FIXTURES = fileURLToPath(new URL('../../shared/fixtures/torch', import.met
 interface CaseResult {
   readonly outcome: Outcome;
   readonly message?: string;
-  readonly format?: 'zip' | 'legacy' | 'safetensors';
+  readonly format?: string;
   readonly file?: Uint8Array;
   readonly read?: TorchCheckpoint;
 }
@@ -70,7 +74,7 @@ const fromVerdict = (v: Verdict): Pick<CaseResult, 'outcome' | 'message'> => ('m
 interface Target {
   readonly description: string;
   readonly defaultCount: number;
-  readonly run: (index: number, seed: number) => CaseResult;
+  readonly run: (index: number, seed: number) => CaseResult | Promise<CaseResult>;
 }
 
 /** One value of `arb` for this (seed, index): cases are reproducible one by one. */
@@ -107,6 +111,9 @@ interface Official {
   readonly hot: ReadonlyArray<readonly [number, number]>;
   readonly expected?: GeneratedCheckpoint['expected'];
 }
+
+let imageDirCache: string | undefined;
+const imageDir = (): string => (imageDirCache ??= mkdtempSync(join(tmpdir(), 'starspec-fuzz-images-')));
 
 let officialCache: Official[] | undefined;
 /** The small official fixture files (the big ones only repeat their structure). */
@@ -177,6 +184,25 @@ const TARGETS: ReadonlyMap<string, Target> = new Map<string, Target>([
     },
   ],
   [
+    'image-files',
+    {
+      description: 'generated PNG, JPEG, WebP, GIF and TIFF files, 80% mutated: checkImage and loadImage agree, never throw',
+      defaultCount: 1000,
+      run: async (i, seed) => {
+        const [spec, ms, keep] = sampleOne(fc.tuple(arbImageSpec, arbMutation, fraction), seed, i);
+        const original = await imageBytes(spec);
+        const bytes = keep < 0.2 ? original : mutate(original, ms);
+        const path = join(imageDir(), `case-${i}.${spec.format}`);
+        writeFileSync(path, bytes);
+        try {
+          return { ...fromVerdict(await judgeImage(path, (p) => checkImage(p), (p) => loadImage(p, { size: 16 }), keep < 0.2)), format: spec.format };
+        } finally {
+          rmSync(path, { force: true });
+        }
+      },
+    },
+  ],
+  [
     'safetensors-official',
     {
       description: 'mutations of the official fixture safetensors files, 70% in their headers',
@@ -209,7 +235,7 @@ const digestOf = (c: TorchCheckpoint): { kind: string; tensors: Digest } => {
 };
 const sha = (t: HostTensor): string => createHash('sha256').update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)).digest('hex');
 
-const runChild = (target: string, from: number, count: number, seed: number, keepDir: string): void => {
+const runChild = async (target: string, from: number, count: number, seed: number, keepDir: string): Promise<void> => {
   const t = TARGETS.get(target)!;
   const line = (o: object): void => {
     process.stdout.write(`${JSON.stringify(o)}\n`);
@@ -217,10 +243,10 @@ const runChild = (target: string, from: number, count: number, seed: number, kee
   for (let i = from; i < from + count; i++) {
     line({ t: 'start', i });
     const t0 = performance.now();
-    const r = t.run(i, seed);
+    const r = await t.run(i, seed);
     const ms = performance.now() - t0;
     let kept: string | undefined;
-    if (r.file !== undefined && r.format !== 'safetensors') {
+    if (r.file !== undefined && (r.format === 'zip' || r.format === 'legacy')) {
       kept = join(keepDir, `${target}-${seed}-${i}.ckpt`);
       writeFileSync(kept, r.file);
       if (r.read !== undefined) writeFileSync(`${kept}.json`, JSON.stringify(digestOf(r.read)));
@@ -260,7 +286,7 @@ const runTarget = async (target: string, o: Options, keepDir: string): Promise<T
   const total = o.count ?? TARGETS.get(target)!.defaultCount;
   const tally: Tally = { counts: new Map(), problems: [], kept: [], slowest: { i: -1, ms: 0 }, peakRss: 0, cases: 0 };
   const record = (i: number, outcome: Outcome, format: string | undefined, message = ''): void => {
-    const key = format !== undefined && format !== 'safetensors' ? `${outcome} (${format})` : outcome;
+    const key = format === 'zip' || format === 'legacy' ? `${outcome} (${format})` : outcome;
     tally.counts.set(key, (tally.counts.get(key) ?? 0) + 1);
     tally.cases++;
     if (BAD.has(outcome)) tally.problems.push({ i, outcome, message });
@@ -394,7 +420,7 @@ const parse = (argv: readonly string[]): Options | 'list' => {
 const main = async (): Promise<number> => {
   const argv = process.argv.slice(2);
   if (argv[0] === '--child') {
-    runChild(argv[1]!, Number(argv[2]), Number(argv[3]), Number(argv[4]), argv[5]!);
+    await runChild(argv[1]!, Number(argv[2]), Number(argv[3]), Number(argv[4]), argv[5]!);
     return 0;
   }
   const o = parse(argv);

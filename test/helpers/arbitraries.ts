@@ -503,3 +503,63 @@ export const judgeSafetensors = (read: () => Result<SafetensorsContents>, file: 
   if (file.expected !== undefined) return sameMap(r.right.tensors, file.expected) ? { outcome: 'same' } : { outcome: 'internal', message: 'valid file read differently' };
   return { outcome: 'changed' };
 };
+
+// ---------------------------------------------------------------------------------------------
+// Image files
+
+export interface ImageSpec {
+  readonly format: 'png' | 'jpeg' | 'webp' | 'gif' | 'tiff';
+  readonly width: number;
+  readonly height: number;
+  readonly channels: 1 | 3 | 4;
+  readonly seed: number;
+}
+
+export const arbImageSpec: fc.Arbitrary<ImageSpec> = fc.record({
+  format: fc.constantFrom('png' as const, 'jpeg' as const, 'webp' as const, 'gif' as const, 'tiff' as const),
+  width: fc.integer({ min: 1, max: 48 }),
+  height: fc.integer({ min: 1, max: 48 }),
+  channels: fc.constantFrom(1 as const, 3 as const, 4 as const),
+  seed: fc.nat(),
+});
+
+/** The file bytes of an image made of seeded noise (sharp encodes it). */
+export const imageBytes = async (s: ImageSpec): Promise<Uint8Array> => {
+  const { default: sharp } = await import('sharp');
+  const raw = Buffer.alloc(s.width * s.height * s.channels);
+  let x = s.seed | 1;
+  for (let i = 0; i < raw.length; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) | 0;
+    raw[i] = (x >>> 16) & 0xff;
+  }
+  const img = sharp(raw, { raw: { width: s.width, height: s.height, channels: s.channels } });
+  return new Uint8Array(await img.toFormat(s.format).toBuffer());
+};
+
+/**
+ * Judge one image file: `checkImage` and `loadImage` never throw; a decoded image is finite, in
+ * [-1, 1] and of the asked size; and a file the check passes must load (else the check is useless).
+ */
+export const judgeImage = async (
+  path: string,
+  check: (p: string) => Promise<{ kind: string; reason: string } | undefined>,
+  load: (p: string) => Promise<Result<{ data: Float32Array; height: number; width: number }>>,
+  unmutated: boolean,
+): Promise<Verdict> => {
+  let bad: { kind: string; reason: string } | undefined;
+  let loaded: Result<{ data: Float32Array; height: number; width: number }>;
+  try {
+    bad = await check(path);
+    loaded = await load(path);
+  } catch (e) {
+    return { outcome: 'internal', message: `threw: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}` };
+  }
+  if (E.isRight(loaded)) {
+    const { data, height, width } = loaded.right;
+    if (height !== 16 || width !== 16 || data.length !== 3 * 16 * 16) return { outcome: 'internal', message: `decoded ${width} x ${height} (${data.length} values)` };
+    if (!data.every((v) => Number.isFinite(v) && v >= -1 && v <= 1)) return { outcome: 'internal', message: 'decoded values outside [-1, 1]' };
+  } else if (INTERNAL.test(loaded.left.map((e) => e.message).join(' '))) return { outcome: 'internal', message: loaded.left[0]!.message };
+  if (bad === undefined && E.isLeft(loaded)) return { outcome: 'internal', message: `passes the check but does not load: ${loaded.left[0]!.message}` };
+  if (bad !== undefined) return unmutated ? { outcome: 'internal', message: `valid image refused: ${bad.kind}: ${bad.reason}` } : { outcome: 'refused', message: `${bad.kind}: ${bad.reason}` };
+  return unmutated ? { outcome: 'same' } : { outcome: 'changed' };
+};
