@@ -439,7 +439,7 @@ const main = async (): Promise<number> => {
     const counts = [...tally.counts].sort().map(([k, n]) => `${k} ${n}`).join(', ');
     console.log(`${target}: ${tally.cases} cases in ${secs.toFixed(1)} s (seed ${o.seed}, from ${o.from}): ${counts}`);
     console.log(`  slowest case ${tally.slowest.ms.toFixed(0)} ms (#${tally.slowest.i}); peak child RSS ${(tally.peakRss / 2 ** 20).toFixed(0)} MB (limit ${(o.memoryLimit / 2 ** 20).toFixed(0)} MB)`);
-    if (o.torchOracle) {
+    if (o.torchOracle && target.startsWith('checkpoint')) {
       const checkpoints = tally.kept.filter((k) => k.format === 'legacy' || k.format === 'zip');
       const r = torchOracle(checkpoints);
       if (r.unavailable) console.log(`  PyTorch oracle: ${r.unavailable}`);
