@@ -113,6 +113,15 @@ test("issue 14: safetensors dtypes 'constructor', '__proto__', 'toString' are re
   assert.deepEqual([...c.tensors.keys()], ['__proto__']);
 });
 
+test('safetensors headers above 16 MiB are refused before parsing (a 96 MB one took 2.1 GB)', () => {
+  const file = new Uint8Array(8 + 17 * 2 ** 20);
+  new DataView(file.buffer).setBigUint64(0, BigInt(17 * 2 ** 20), true);
+  file.fill(0x20, 8);
+  const t0 = performance.now();
+  assert.match(leftText(readSafetensorsContents(file, 'big.safetensors')), /header length 17825792 exceeds the 16777216-byte limit/);
+  assert.ok(performance.now() - t0 < 100);
+});
+
 test('safetensors errors echo at most a bounded part of the file', () => {
   const long = 'n'.repeat(1_000_000);
   const file = rawSafetensors(`{"${long}":{"dtype":"${long}","shape":[1],"data_offsets":[0,4]}}`, new Uint8Array(4));
