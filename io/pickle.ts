@@ -156,6 +156,13 @@ export interface PickleLimits {
   readonly maxLongBytes: number;
   /** Length of a text line (GLOBAL names, protocol-0 numbers). */
   readonly maxLine: number;
+  /**
+   * Values pushed in all (each opcode's result): bounds the VM's memory, which is not otherwise
+   * proportional to the input (a 1-byte EMPTY_DICT makes a ~240-byte Map).
+   */
+  readonly maxValues: number;
+  /** Of those, containers and other objects (dicts, lists, tuples, sets, bytes, hook values). */
+  readonly maxObjects: number;
 }
 
 export const DEFAULT_PICKLE_LIMITS: PickleLimits = {
@@ -164,6 +171,10 @@ export const DEFAULT_PICKLE_LIMITS: PickleLimits = {
   maxMemo: 1 << 20,
   maxLongBytes: 256,
   maxLine: 4096,
+  // A state_dict takes about 10 objects per tensor: room for ~100,000 tensors. Worst cases measured
+  // at the caps: 2^20 empty dicts, 270 MB above the baseline; 2^22 one-letter strings, 35 MB.
+  maxValues: 1 << 22,
+  maxObjects: 1 << 20,
 };
 
 export interface UnpickleOptions {
@@ -197,6 +208,8 @@ const OPCODE_NAMES: ReadonlyMap<number, string> = new Map([
   [0x94, 'MEMOIZE'], [0x95, 'FRAME'], [0x96, 'BYTEARRAY8'], [0x97, 'NEXT_BUFFER'],
   [0x98, 'READONLY_BUFFER'],
 ]);
+
+const TOO_BIG_HINT = 'far more than a state_dict holds: not a weights checkpoint, or a hostile one';
 
 const opName = (op: number): string =>
   OPCODE_NAMES.get(op) ?? `unknown opcode 0x${op.toString(16).padStart(2, '0')}`;
@@ -312,8 +325,12 @@ export const unpickle = <X>(
     }
   };
 
+  let values = 0;
+  let objects = 0;
   const push = (v: PValue<X>): void => {
     if (++stackSize > limits.maxStack) fail(`stack exceeds ${limits.maxStack} items`);
+    if (++values > limits.maxValues) fail(`more than ${limits.maxValues} values`, TOO_BIG_HINT);
+    if (typeof v === 'object' && v !== null && ++objects > limits.maxObjects) fail(`more than ${limits.maxObjects} objects`, TOO_BIG_HINT);
     stack.push(v);
   };
   const pop = (): PValue<X> => {

@@ -33,6 +33,7 @@ import {
   type PGlobal,
   type PValue,
   type PickleHooks,
+  type PickleLimits,
   PickleError,
   clipMessage,
   describe,
@@ -459,22 +460,24 @@ const loadLegacy = (bytes: Uint8Array, where: string): Loaded => {
   const registry: StorageRegistry = new Map();
   const hooks = makeHooks('legacy', registry);
   let pos = 0;
-  const next = (what: string): TValue => {
-    const r = unpickle(bytes, hooks, { where: `${where} (${what})`, start: pos });
+  const next = (what: string, limits?: Partial<PickleLimits>): TValue => {
+    const r = unpickle(bytes, hooks, { where: `${where} (${what})`, start: pos, ...(limits ? { limits } : {}) });
     if (E.isLeft(r)) throw new ResultError(r.left);
     pos = r.right.end;
     return r.right.value;
   };
-  const magic = next('magic number');
+  // The small records get small limits; the key list can only name storages the main pickle declared.
+  const small: Partial<PickleLimits> = { maxValues: 4096, maxObjects: 512 };
+  const magic = next('magic number', small);
   if (magic !== LEGACY_MAGIC) {
     refuse(`starts with a pickle of ${describe(magic)} instead of torch's magic number: not a torch.save file`);
   }
-  const protocol = next('protocol version');
+  const protocol = next('protocol version', small);
   if (protocol !== LEGACY_PROTOCOL) refuse(`unsupported legacy protocol version ${describe(protocol)} (expected 1001)`);
-  const sysInfo = next('sys_info');
+  const sysInfo = next('sys_info', small);
   if (!isObject(sysInfo) || sysInfo.tag !== 'dict') refuse(`sys_info is ${describe(sysInfo)}, not a dict`);
   const root = next('main pickle');
-  const keys = next('storage keys');
+  const keys = next('storage keys', { maxValues: 2 * registry.size + 64, maxObjects: 64 });
   if (!isObject(keys) || keys.tag !== 'list') return refuse(`storage key list is ${describe(keys)}, not a list`);
 
   // Storage records follow, in key-list order: u64 element count, then the bytes.

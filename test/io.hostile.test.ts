@@ -85,6 +85,25 @@ test('issue 14: stride-0 expansions are capped at the declared data plus a fixed
   assert.match(leftText(readTorchCheckpoint(zipFile({ dict: [['x', tensorW(one, 'zip', 0, [1 << 20], [0])]] }, [one]), 'b', { maxOutputBytes: 1000 })), /output budget/);
 });
 
+test('a pickle of millions of tiny containers is refused at a value cap, not after gigabytes', () => {
+  // 3 MB of EMPTY_DICT opcodes in a list: each 1-byte opcode made a ~250-byte Map (10 MB took 2.8 GB).
+  const body: number[] = [0x80, 2, 0x5d];
+  for (let k = 0; k < 30; k++) {
+    body.push(0x28);
+    for (let j = 0; j < 100_000; j++) body.push(0x7d);
+    body.push(0x65);
+  }
+  body.push(0x2e);
+  const file = zipSync({ 'archive/data.pkl': new Uint8Array(body) }, { level: 0 });
+  const before = peakRss();
+  const msg = leftText(readTorchCheckpoint(file, 'dicts.ckpt'));
+  assert.match(msg, /EMPTY_DICT\): more than 1048576 objects/);
+  assert.ok(peakRss() - before < 700 * 2 ** 20, `${((peakRss() - before) / 2 ** 20).toFixed(0)} MB`);
+  // The legacy format's small records (magic number, protocol, sys_info) get small caps.
+  const legacy = new Uint8Array([0x80, 2, 0x5d, 0x28, ...new Array<number>(5000).fill(0x4e), 0x65, 0x2e]);
+  assert.match(leftText(readTorchCheckpoint(legacy, 'l.ckpt')), /magic number.*more than 4096 values/);
+});
+
 // ---------------------------------------------------------------------------------------------
 // safetensors: dtype strings from Object.prototype, metadata keys
 
