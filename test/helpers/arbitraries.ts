@@ -563,3 +563,76 @@ export const judgeImage = async (
   if (bad !== undefined) return unmutated ? { outcome: 'internal', message: `valid image refused: ${bad.kind}: ${bad.reason}` } : { outcome: 'refused', message: `${bad.kind}: ${bad.reason}` };
   return unmutated ? { outcome: 'same' } : { outcome: 'changed' };
 };
+
+// ---------------------------------------------------------------------------------------------
+// Repetitive pickles: amplification and quadratic-time probes
+
+/** Opcode snippets that build values from nothing (each complete, or closing what an earlier one opened). */
+const SNIPPETS: readonly (readonly number[])[] = [
+  [0x7d], // EMPTY_DICT
+  [0x5d], // EMPTY_LIST
+  [0x29], // EMPTY_TUPLE
+  [0x8f], // EMPTY_SET
+  [0x4e], // NONE
+  [0x4b, 7], // BININT1
+  [0x8c, 1, 0x61], // SHORT_BINUNICODE 'a'
+  [0x43, 2, 0, 1], // SHORT_BINBYTES
+  [0x28], // MARK
+  [0x74], // TUPLE
+  [0x6c], // LIST
+  [0x64], // DICT
+  [0x65], // APPENDS
+  [0x75], // SETITEMS
+  [0x91], // FROZENSET
+  [0x90], // ADDITEMS
+  [0x85], // TUPLE1
+  [0x86], // TUPLE2
+  [0x32], // DUP
+  [0x94], // MEMOIZE
+  [0x68, 0], // BINGET 0
+  [0x30], // POP
+  [0x31], // POP_MARK
+  [0x61], // APPEND
+];
+
+export interface RepeatedPickle {
+  readonly format: 'zip' | 'legacy';
+  readonly bytes: Uint8Array;
+  readonly pattern: string;
+}
+
+/** Snippets that each push one new value. */
+const PUSHERS = [0, 1, 2, 3, 4, 5, 6, 7];
+/** Ways to fold a MARK frame into the list below it: APPENDS, or TUPLE/LIST then APPEND. */
+const CLOSERS: readonly (readonly number[])[] = [[0x65], [0x74, 0x61], [0x6c, 0x61]];
+
+/**
+ * A short opcode pattern repeated up to 6 million times, as a checkpoint's main pickle: random
+ * snippets after an open MARK (most fail early), or growing ones (MARK, a few new values, folded
+ * into the list below) that stay valid however often they repeat, so only the VM's caps stop them.
+ */
+export const arbRepeatedPickle: fc.Arbitrary<RepeatedPickle> = fc
+  .record({
+    format: fc.constantFrom('zip' as const, 'legacy' as const),
+    grow: fc.boolean(),
+    random: fc.array(fc.nat({ max: SNIPPETS.length - 1 }), { minLength: 1, maxLength: 6 }),
+    pushers: fc.array(fc.constantFrom(...PUSHERS), { minLength: 1, maxLength: 4 }),
+    closer: fc.constantFrom(...CLOSERS),
+    times: fc.oneof(fc.integer({ min: 1, max: 1000 }), fc.integer({ min: 100_000, max: 6_000_000 })),
+  })
+  .map(({ format, grow, random, pushers, closer, times }) => {
+    const unit = grow ? [0x28, ...pushers.flatMap((k) => SNIPPETS[k]!), ...closer] : random.flatMap((k) => SNIPPETS[k]!);
+    // PROTO 2, EMPTY_LIST, MEMOIZE (so BINGET 0 finds it), and for random snippets an open MARK.
+    const prefix = grow ? [0x80, 2, 0x5d, 0x94] : [0x80, 2, 0x5d, 0x94, 0x28];
+    const body = new Uint8Array(prefix.length + unit.length * times + 1);
+    body.set(prefix, 0);
+    let o = prefix.length;
+    for (let t = 0; t < times; t++) {
+      body.set(unit, o);
+      o += unit.length;
+    }
+    body[o] = 0x2e; // STOP
+    const main = body.subarray(0, o + 1);
+    const bytes = format === 'zip' ? zipSync({ 'archive/data.pkl': main }, { level: 0 }) : concat([pickle(0x1950a86a20f9469cfc6cn), pickle(1001), pickle({ dict: [['protocol_version', 1001]] }), main]);
+    return { format, bytes, pattern: `${unit.map((b) => b.toString(16)).join(' ')} x ${times}` };
+  });
