@@ -10,7 +10,8 @@
  * refused outright.
  *
  * Every read is bounds-checked, lengths are checked against the bytes that remain before anything is
- * allocated, and the stack, mark stack and memo are capped, so a truncated, corrupt or hostile pickle
+ * allocated, and the stack, mark stack, memo and the values built are capped (so memory follows the
+ * input, not 250 bytes per 1-byte EMPTY_DICT), so a truncated, corrupt or hostile pickle
  * yields an error value. The VM runs one opcode per loop iteration and each opcode consumes at least
  * one byte, so it always terminates; its work is linear in the input (pops-to-mark consume items
  * that earlier opcodes pushed).

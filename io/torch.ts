@@ -12,8 +12,14 @@
  *   then per key in that order an 8-byte little-endian element count and the raw little-endian bytes.
  *
  * Globals resolve against a fixed allowlist (OrderedDict, torch's tensor/parameter rebuild functions
- * and the storage types); anything else is refused by name. Tensors are materialized as contiguous
- * row-major copies honouring storage offsets and strides, under a total output budget.
+ * and the storage types), looked up in Maps (never `name in {...}`, which finds Object.prototype's
+ * names); anything else is refused by name. Zip members are read through io/zip.ts, CRC-32 checked.
+ * Tensors are materialized as contiguous row-major copies honouring storage offsets and strides,
+ * under an output budget of the file's own storage bytes plus OUTPUT_MARGIN, so a small file cannot
+ * ask for gigabytes; the pickle VM caps the values it builds (io/pickle.ts).
+ *
+ * The top level may be a state_dict, a dict of state_dicts ({generator: sd, ...}, StarGAN v2's
+ * CheckpointIO), or `{'state_dict': sd}` (the published wing.ckpt), read as a flat state_dict.
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { type Result, type SpecError, specError } from '../dsl/errors.ts';
