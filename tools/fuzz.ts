@@ -69,7 +69,16 @@ interface CaseResult {
   readonly format?: string;
   readonly file?: Uint8Array;
   readonly read?: TorchCheckpoint;
+  /** Time spent in the reader itself (the case's total, generation included, when absent). */
+  readonly readMs?: number;
 }
+
+/** `f()`, and how long it took. */
+const timed = <A>(f: () => A): { value: A; ms: number } => {
+  const t0 = performance.now();
+  const value = f();
+  return { value, ms: performance.now() - t0 };
+};
 
 const fromVerdict = (v: Verdict): Pick<CaseResult, 'outcome' | 'message'> => ('message' in v ? { outcome: v.outcome, message: v.message } : { outcome: v.outcome });
 
@@ -82,15 +91,18 @@ interface Target {
 /** One value of `arb` for this (seed, index): cases are reproducible one by one. */
 const sampleOne = <A>(arb: fc.Arbitrary<A>, seed: number, index: number): A => fc.sample(arb, { seed: (seed * 1_000_003 + index) | 0, numRuns: 1 })[0]!;
 
-const readChecked = (bytes: Uint8Array, name: string): { read: () => ReturnType<typeof readTorchCheckpoint>; last: () => TorchCheckpoint | undefined } => {
+const readChecked = (bytes: Uint8Array, name: string): { read: () => ReturnType<typeof readTorchCheckpoint>; last: () => TorchCheckpoint | undefined; ms: () => number } => {
   let last: TorchCheckpoint | undefined;
+  let ms = 0;
   return {
     read: () => {
-      const r = readTorchCheckpoint(bytes, name);
+      const { value: r, ms: t } = timed(() => readTorchCheckpoint(bytes, name));
+      ms = t;
       if (E.isRight(r)) last = r.right;
       return r;
     },
     last: () => last,
+    ms: () => ms,
   };
 };
 
@@ -101,8 +113,8 @@ const checkpointCase = (bytes: Uint8Array, format: 'zip' | 'legacy', expected: G
   // Changed reads are kept for the PyTorch oracle.
   const keep = verdict.outcome === 'changed' && read !== undefined ? { file: bytes, read } : {};
   // A zip archive checksums every member it reads: a changed read is a missed corruption.
-  if (verdict.outcome === 'changed' && format === 'zip') return { outcome: 'corruption', message: 'zip archive read as different tensors', format, ...keep };
-  return { ...fromVerdict(verdict), format, ...keep };
+  if (verdict.outcome === 'changed' && format === 'zip') return { outcome: 'corruption', message: 'zip archive read as different tensors', format, readMs: r.ms(), ...keep };
+  return { ...fromVerdict(verdict), format, readMs: r.ms(), ...keep };
 };
 
 interface Official {
@@ -179,9 +191,15 @@ const TARGETS: ReadonlyMap<string, Target> = new Map<string, Target>([
       description: 'generated safetensors headers, valid and hostile, half of them then mutated',
       defaultCount: 1500,
       run: (i, seed) => {
-        const [f, ms, keep] = sampleOne(fc.tuple(arbSafetensors, arbMutation, fc.boolean()), seed, i);
-        const file = keep ? f : { bytes: mutate(f.bytes, ms) };
-        return { ...fromVerdict(judgeSafetensors(() => readSafetensorsContents(file.bytes, 'gen.safetensors'), file)), format: 'safetensors' };
+        const [f, mutations, keep] = sampleOne(fc.tuple(arbSafetensors, arbMutation, fc.boolean()), seed, i);
+        const file = keep ? f : { bytes: mutate(f.bytes, mutations) };
+        let ms = 0;
+        const v = judgeSafetensors(() => {
+          const t = timed(() => readSafetensorsContents(file.bytes, 'gen.safetensors'));
+          ms = t.ms;
+          return t.value;
+        }, file);
+        return { ...fromVerdict(v), format: 'safetensors', readMs: ms };
       },
     },
   ],
@@ -192,9 +210,9 @@ const TARGETS: ReadonlyMap<string, Target> = new Map<string, Target>([
       defaultCount: 300,
       run: (i, seed) => {
         const p = sampleOne(arbRepeatedPickle, seed, i);
-        const v = judgeCheckpoint(() => readTorchCheckpoint(p.bytes, 'repeat.ckpt'), { kind: 'flat', tensors: new Map() });
-        const r = fromVerdict(v);
-        return { ...r, format: p.format, ...(r.outcome === 'internal' ? { message: `${r.message ?? ''} [${p.pattern}]` } : {}) };
+        const c = readChecked(p.bytes, 'repeat.ckpt');
+        const r = fromVerdict(judgeCheckpoint(c.read, { kind: 'flat', tensors: new Map() }));
+        return { ...r, format: p.format, readMs: c.ms(), ...(r.outcome === 'internal' ? { message: `${r.message ?? ''} [${p.pattern}]` } : {}) };
       },
     },
   ],
@@ -210,7 +228,9 @@ const TARGETS: ReadonlyMap<string, Target> = new Map<string, Target>([
         const path = join(imageDir(), `case-${i}.${spec.format}`);
         writeFileSync(path, bytes);
         try {
-          return { ...fromVerdict(await judgeImage(path, (p) => checkImage(p), (p) => loadImage(p, { size: 16 }), keep < 0.2)), format: spec.format };
+          const t0 = performance.now();
+          const v = await judgeImage(path, (p) => checkImage(p), (p) => loadImage(p, { size: 16 }), keep < 0.2);
+          return { ...fromVerdict(v), format: spec.format, readMs: performance.now() - t0 };
         } finally {
           rmSync(path, { force: true });
         }
@@ -227,7 +247,13 @@ const TARGETS: ReadonlyMap<string, Target> = new Map<string, Target>([
         const m = sampleOne(arbOfficialMutation, seed, i);
         const o = sts[m.which % sts.length]!;
         const bytes = mutate(o.bytes, m.mutation, m.anywhere < 0.3 ? undefined : o.hot);
-        return { ...fromVerdict(judgeSafetensors(() => readSafetensorsContents(bytes, o.name), { bytes })), format: 'safetensors' };
+        let ms = 0;
+        const v = judgeSafetensors(() => {
+          const t = timed(() => readSafetensorsContents(bytes, o.name));
+          ms = t.ms;
+          return t.value;
+        }, { bytes });
+        return { ...fromVerdict(v), format: 'safetensors', readMs: ms };
       },
     },
   ],
@@ -259,7 +285,7 @@ const runChild = async (target: string, from: number, count: number, seed: numbe
     line({ t: 'start', i });
     const t0 = performance.now();
     const r = await t.run(i, seed);
-    const ms = performance.now() - t0;
+    const ms = r.readMs ?? performance.now() - t0;
     let kept: string | undefined;
     if (r.file !== undefined && (r.format === 'zip' || r.format === 'legacy')) {
       kept = join(keepDir, `${target}-${seed}-${i}.ckpt`);
@@ -464,7 +490,7 @@ const main = async (): Promise<number> => {
     const secs = (performance.now() - t0) / 1000;
     const counts = [...tally.counts].sort().map(([k, n]) => `${k} ${n}`).join(', ');
     console.log(`${target}: ${tally.cases} cases in ${secs.toFixed(1)} s (seed ${o.seed}, from ${o.from}): ${counts}`);
-    console.log(`  slowest case ${tally.slowest.ms.toFixed(0)} ms (#${tally.slowest.i}); peak RSS of a child over its cases ${(tally.peakRss / 2 ** 20).toFixed(0)} MB (limit ${(o.memoryLimit / 2 ** 20).toFixed(0)} MB)`);
+    console.log(`  slowest read ${tally.slowest.ms.toFixed(0)} ms (#${tally.slowest.i}); peak RSS of a child over its cases ${(tally.peakRss / 2 ** 20).toFixed(0)} MB (limit ${(o.memoryLimit / 2 ** 20).toFixed(0)} MB)`);
     if (o.torchOracle && target.startsWith('checkpoint')) {
       const checkpoints = tally.kept.filter((k) => k.format === 'legacy' || k.format === 'zip');
       const r = torchOracle(checkpoints);
