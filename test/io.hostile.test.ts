@@ -14,8 +14,9 @@ import { readSafetensorsContents } from '../io/safetensors.ts';
 import { type TorchCheckpoint, readTorchCheckpoint } from '../io/torch.ts';
 import { crc32Js, readZipDirectory } from '../io/zip.ts';
 import { type FakeStorage, type W, f32Storage, legacyFile, pickle, tensorW, zipFile } from './helpers/torchfiles.ts';
+import { fixturesDir } from './helpers/specs.ts';
 
-const FIXTURES = '/work/shared/fixtures/torch';
+const FIXTURES = fixturesDir;
 
 const leftText = <A>(r: Result<A>): string => {
   if (E.isRight(r)) assert.fail('expected Left, got Right');

@@ -10,8 +10,9 @@ import fc from 'fast-check';
 import { readSafetensorsContents } from '../io/safetensors.ts';
 import { readTorchCheckpoint } from '../io/torch.ts';
 import { arbCheckpoint, arbMutation, arbSafetensors, expectedOf, judgeCheckpoint, judgeSafetensors, mutate } from './helpers/arbitraries.ts';
+import { fixturesDir } from './helpers/specs.ts';
 
-const FIXTURES = '/work/shared/fixtures/torch';
+const FIXTURES = fixturesDir;
 /** Each property stops after this long, whatever its count (CI machines are shared). */
 const TIME = { interruptAfterTimeLimit: 4000, markInterruptAsFailure: false } as const;
 
