@@ -82,7 +82,7 @@ export const withPrefix = (tensors: TensorMap, name: string): TensorMap =>
  * else its live weights, under `NAME.`; any other file is returned as it is.
  */
 export const deploymentWeights = (tensors: TensorMap, metadata: Readonly<Record<string, string>>): TensorMap => {
-  if (metadata['format'] !== 'starspec/checkpoint@1') return tensors;
+  if (!Object.hasOwn(metadata, 'format') || metadata['format'] !== 'starspec/checkpoint@1') return tensors;
   const out = new Map<string, HostTensor>();
   const emaNets = new Set<string>();
   for (const k of tensors.keys()) if (k.startsWith('ema.')) emaNets.add(k.slice(4, k.indexOf('.', 4)));
