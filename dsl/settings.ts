@@ -4,6 +4,7 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import * as t from 'io-ts';
+import { show } from './combinators.ts';
 import { specError, type Result, type SpecError } from './errors.ts';
 import type { SettingValue, Spec } from './ir.ts';
 
@@ -110,7 +111,7 @@ const describe = (ty: SettingType): string => {
 /** Decode one setting value (a `--set` string or a JSON value) to its declared type. */
 export const decodeSetting = (decl: SettingDecl, raw: unknown): Result<SettingValue> => {
   const bad = (why: string): Result<SettingValue> =>
-    E.left([specError(`--set ${decl.key}`, `${JSON.stringify(raw)} is not valid: ${why}`, `${decl.key} is ${describe(decl.type)}`)]);
+    E.left([specError(`--set ${decl.key}`, `${show(raw)} is not valid: ${why}`, `${decl.key} is ${describe(decl.type)}`)]);
   const ty = decl.type;
   switch (ty.kind) {
     case 'int':
@@ -119,6 +120,7 @@ export const decodeSetting = (decl: SettingDecl, raw: unknown): Result<SettingVa
       if (E.isLeft(r)) return bad('not a number');
       const v = r.right;
       if (ty.kind === 'int' && !Number.isInteger(v)) return bad('not an integer');
+      if (ty.kind === 'int' && !Number.isSafeInteger(v)) return bad('too large an integer (at most 2^53 - 1)');
       if (ty.min !== undefined && v < ty.min) return bad(`below the minimum ${ty.min}`);
       if (ty.max !== undefined && v > ty.max) return bad(`above the maximum ${ty.max}`);
       return E.right(v);
