@@ -7,14 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import * as E from 'fp-ts/lib/Either.js';
-import { decodeSpec } from '../dsl/codec.ts';
+import { decodeSpec, encodeSpec } from '../dsl/codec.ts';
 import { readSafetensorsContents } from '../io/safetensors.ts';
-import { repoRoot } from './helpers/specs.ts';
+import { repoRoot, spec } from './helpers/specs.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'starspec-train-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -40,7 +40,8 @@ const starspec = (args: readonly string[], onStart?: (kill: (s: NodeJS.Signals) 
   });
 
 const sets = (o: Record<string, string | number>): string[] => Object.entries(o).flatMap(([k, v]) => ['--set', `${k}=${v}`]);
-const V1 = sets({ imageSize: 16, gConvDim: 4, gRepeatNum: 1, dConvDim: 4, dRepeatNum: 3, batchSize: 2, nCritic: 2, logEvery: 1, sampleEvery: 2, checkpointEvery: 2 });
+const V1_SETTINGS = { imageSize: 16, gConvDim: 4, gRepeatNum: 1, dConvDim: 4, dRepeatNum: 3, batchSize: 2, nCritic: 2, logEvery: 1, sampleEvery: 2, checkpointEvery: 2 };
+const V1 = sets(V1_SETTINGS);
 const V2 = sets({ imageSize: 8, baseDim: 4, maxConvDim: 4, styleDim: 3, latentDim: 3, hiddenDim: 8, numDomains: 2, wHpf: 0, batchSize: 2, logEvery: 1, sampleEvery: 2, checkpointEvery: 2 });
 const train = (spec: string, out: string, steps: number, set: readonly string[], ...more: string[]): Promise<Run> =>
   starspec(['train', spec, '--data', 'synthetic', '--out', out, '--steps', String(steps), '--backend', 'cpu', '--quiet', ...set, ...more]);
@@ -171,8 +172,14 @@ describe('starspec train / evaluate', { concurrency: true }, () => {
 
   test('a non-finite loss stops the run, exits non-zero and keeps the last good checkpoint', async () => {
     const dir = join(tmp, 'nan');
-    // D's first Adam step with lr 1e30 sends its weights to ~1e30: the next D loss overflows.
-    const r = await train('stargan-v1', dir, 10, [...V1, '--set', 'dLr=1e30', '--set', 'checkpointEvery=1']);
+    // Learning rates are bounded (check refuses lr > 1), so the overflow comes from the objective:
+    // D's classification weight jumps to 3e38 at the second step, past float32's range.
+    const ir = JSON.parse(encodeSpec(spec('stargan-v1', { ...V1_SETTINGS, checkpointEvery: 1 }))) as { training: { phases: Array<{ loss: Array<{ name: string; weight: unknown }> }> } };
+    const cls = ir.training.phases[0]!.loss.find((w) => w.name === 'loss_cls')!;
+    cls.weight = { kind: 'piecewiseLinear', points: [[0, 1], [1, 3e38]], every: 1 };
+    const file = join(tmp, 'nan.json');
+    writeFileSync(file, JSON.stringify(ir));
+    const r = await train(file, dir, 10, []);
     assert.notEqual(r.code, 0);
     assert.match(r.err, /step 2: the d loss is (NaN|-?Infinity) \(non-finite: .*d\/total\).*last good checkpoint is kept/);
     assert.doesNotMatch(r.err, /at .*\.ts:\d+/, 'no stack trace');
