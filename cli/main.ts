@@ -210,9 +210,11 @@ program
   .option('--overwrite', 'replace a run already in --out')
   .option('--quiet', 'no progress bar')
   .option('--time-limit <minutes>', 'stop with a checkpoint after this many minutes (a normal end; --resume continues)')
+  .addOption(new Option('--check-images <how>', 'check image folders before step 1: decode every file (finds truncated ones), read headers only, or none').choices(['decode', 'header', 'none']).default('decode'))
+  .option('--skip-bad-images', 'leave out image files that cannot be used (a warning lists them) instead of stopping')
   .addOption(backendOption())
   .option('--threads <n>', 'wasm backend: XNNPACK threads, 1-8 (default 1; 2 pays off from about 64 px or official widths)')
-  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; data: string[]; attrs?: string; out: string; steps?: string; dataSeed?: string; resume?: boolean; overwrite?: boolean; quiet?: boolean; timeLimit?: string; backend: string; threads?: string }) => {
+  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; data: string[]; attrs?: string; out: string; steps?: string; dataSeed?: string; resume?: boolean; overwrite?: boolean; quiet?: boolean; timeLimit?: string; backend: string; threads?: string; checkImages: 'decode' | 'header' | 'none'; skipBadImages?: boolean }) => {
     const spec = ok(await loadSpec(specArg, o.set, o));
     const steps = o.steps === undefined ? undefined : Number(o.steps);
     if (steps !== undefined && !(Number.isInteger(steps) && steps > 0)) die('--steps', `${o.steps} is not a positive integer`);
@@ -236,6 +238,8 @@ program
         overwrite: o.overwrite ?? false,
         quiet: o.quiet ?? false,
         ...(minutes !== undefined ? { timeLimit: minutes * 60 } : {}),
+        checkImages: o.checkImages,
+        skipBadImages: o.skipBadImages ?? false,
         argv: process.argv.slice(2),
       }),
     );
