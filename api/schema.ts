@@ -122,6 +122,7 @@ const walker = () => {
         };
       }
       case 'DictionaryType':
+      case 'SortedRecordType':
         return { type: 'object', additionalProperties: walk(c.codomain) };
       case 'RecursiveType': {
         // A recursive tagged union is already a named definition; anything else becomes one.

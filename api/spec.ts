@@ -8,6 +8,7 @@ import { open } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { dirname, extname, resolve } from 'node:path';
 import { checkNetworks } from '../dsl/check.ts';
+import { show } from '../dsl/combinators.ts';
 import { decodeSpec, parseJson, scanDocument } from '../dsl/codec.ts';
 import { specError, type Result, type SpecError } from '../dsl/errors.ts';
 import { IR_FORMAT, type SettingValue, type Spec } from '../dsl/ir.ts';
@@ -126,7 +127,7 @@ const checkJsonSet = (def: SpecDef, set: Readonly<Record<string, unknown>>, orig
   def.settings.flatMap((d) => {
     if (!Object.prototype.hasOwnProperty.call(set, d.key)) return [];
     const want = jsonTypeProblem(d, set[d.key]);
-    return want === null ? [] : [specError(`${origin}.set.${d.key}`, `${JSON.stringify(set[d.key])} is not ${want}`, `${d.key}: ${d.doc}`)];
+    return want === null ? [] : [specError(`${origin}.set.${d.key}`, `${show(set[d.key])} is not ${want}`, `${d.key}: ${d.doc}`)];
   });
 
 /** `{"extends": ..., "set": {...}}` (from a JSON file, `json`, or an object). */
@@ -217,7 +218,7 @@ const buildLoaded = async (def: SpecDef, overrides: Readonly<Record<string, unkn
 /** What is wrong with a built IR's outline (the parts every command reads), or null. */
 const irOutline = (u: unknown): string | null => {
   if (!isObject(u)) return 'a value that is not an object';
-  if (u['format'] !== IR_FORMAT) return `format ${JSON.stringify(u['format'])?.slice(0, 40)} (expected ${IR_FORMAT})`;
+  if (u['format'] !== IR_FORMAT) return `format ${show(u['format'], 40)} (expected ${IR_FORMAT})`;
   if (typeof u['name'] !== 'string') return 'no name';
   if (!isObject(u['settings'])) return 'no settings object';
   if (!Array.isArray(u['networks']) || !u['networks'].every((n) => isObject(n) && typeof n['name'] === 'string' && Array.isArray(n['nodes']) && Array.isArray(n['outputs'])))

@@ -13,6 +13,7 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { scanDocument } from './codec.ts';
+import { show } from './combinators.ts';
 import { absurd, specError, type Result, type SpecError } from './errors.ts';
 import type { CallExpr, DataExpr, DataField, Expr, Network, Phase, Schedule, Spec, Term } from './ir.ts';
 import { OPERANDS } from './ops.ts';
@@ -91,6 +92,7 @@ const checkNetworkSizes = (net: Network, inferred: Inferred): readonly SpecError
   };
   let total = 0;
   net.nodes.forEach((node, i) => {
+    const shared = new Map<number, string[]>();
     for (const p of paramsOfNode(node)) {
       const n = numel(p.shape);
       if (!(p.shape.every(Number.isSafeInteger) && n <= MAX_ELEMENTS)) {
@@ -101,11 +103,16 @@ const checkNetworkSizes = (net: Network, inferred: Inferred): readonly SpecError
       if (owner === undefined) {
         owners.set(p.key, i);
         total += n;
-      } else if (fieldsOf(owner) !== fieldsOf(i))
-        errors.push(
-          specError(at(i), `parameter key ${p.key} is also node ${owner}'s (${net.nodes[owner]!.op} at '${net.nodes[owner]!.path}'), which differs: the two would share one tensor`, 'give each module its own path; only the same module called twice shares a path'),
-        );
+      } else if (fieldsOf(owner) !== fieldsOf(i)) shared.set(owner, [...(shared.get(owner) ?? []), p.key]);
     }
+    for (const [owner, keys] of shared)
+      errors.push(
+        specError(
+          at(i),
+          `parameter key${keys.length > 1 ? 's' : ''} ${keys.join(', ')} ${keys.length > 1 ? 'are' : 'is'} also node ${owner}'s (${net.nodes[owner]!.op} at '${net.nodes[owner]!.path}'), which differs: the two would share one tensor`,
+          'give each module its own path; only the same module called twice shares a path',
+        ),
+      );
   });
   if (total > MAX_PARAMS) errors.push(specError(net.name, `has ${total} parameters, more than ${MAX_PARAMS} (2^34)`));
   return errors;
@@ -165,10 +172,10 @@ const networksChecked = (spec: Spec, names?: readonly string[]): Result<Readonly
 
 /**
  * Ids by structure (hash-consing): two expressions get the same id exactly when they are the same
- * operation on the same arguments, whatever order their objects' keys were written in. Each
- * expression object is keyed once, from its own fields and its children's ids, so ids cost time
- * linear in the expression's size. A call's inputs are taken in their given order: that is the
- * order the training interpreter, which keys expressions by their (decoded, canonical) JSON, sees.
+ * operation on the same arguments, whatever order their objects' keys (a call's inputs included)
+ * were written in: decoding puts them in one order (combinators.ts), which is what the training
+ * interpreter, keying expressions by their JSON text, then sees. Each expression object is keyed
+ * once, from its own fields and its children's ids, so ids cost time linear in the size.
  */
 export const exprIds = (): { readonly id: (x: Expr) => number; readonly callId: (x: CallExpr) => number } => {
   const objects = new WeakMap<object, number>();
@@ -185,7 +192,7 @@ export const exprIds = (): { readonly id: (x: Expr) => number; readonly callId: 
       case 'random':
         return JSON.stringify(x.name);
       case 'call':
-        return JSON.stringify([x.net, x.weights, x.output, Object.keys(x.inputs)]);
+        return JSON.stringify([x.net, x.weights, x.output, names(x)]);
       case 'oneHot':
         return String(x.depth);
       case 'fill':
@@ -201,17 +208,16 @@ export const exprIds = (): { readonly id: (x: Expr) => number; readonly callId: 
         return absurd(x);
     }
   };
-  /** Children as the interpreter reads them (a call's inputs in their given order). */
-  const args = (x: Expr): readonly Expr[] => (x.e === 'call' ? Object.values(x.inputs) : children(x));
+  const names = (x: CallExpr): readonly string[] => Object.keys(x.inputs).sort();
   const id = (x: Expr): number => {
     const hit = objects.get(x);
     if (hit !== undefined) return hit;
-    const v = intern(`${x.e}|${own(x)}|${args(x).map(id).join(',')}`);
+    const v = intern(`${x.e}|${own(x)}|${children(x).map(id).join(',')}`);
     objects.set(x, v);
     return v;
   };
   /** A call regardless of the output read: G(x, c) read twice is one evaluation. */
-  const callId = (x: CallExpr): number => intern(`call|${JSON.stringify([x.net, x.weights, Object.keys(x.inputs)])}|${Object.values(x.inputs).map(id).join(',')}`);
+  const callId = (x: CallExpr): number => intern(`call|${JSON.stringify([x.net, x.weights, names(x)])}|${children(x).map(id).join(',')}`);
   return { id, callId };
 };
 
@@ -226,7 +232,7 @@ const dependsOn = (ids: ReturnType<typeof exprIds>, of: Expr, wrt: Expr): boolea
     if (i === target) return true;
     if (seen.has(i)) continue;
     seen.add(i);
-    stack.push(...(x.e === 'call' ? Object.values(x.inputs) : children(x)));
+    stack.push(...children(x));
   }
   return false;
 };
@@ -679,7 +685,7 @@ export const checkSettings = (spec: Spec, images: PhaseCheck['images'] = []): re
   const intIn = (k: string, max: number): number | null => {
     const v = s[k];
     if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 1 && v <= max) return v;
-    errors.push(specError(`settings.${k}`, `must be an integer from 1 to ${max}; got ${JSON.stringify(v)?.slice(0, 40)}`));
+    errors.push(specError(`settings.${k}`, `must be an integer from 1 to ${max}; got ${show(v, 40)}`));
     return null;
   };
   const tr = spec.training;

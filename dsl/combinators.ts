@@ -176,6 +176,38 @@ export class StrictType<P extends t.Props> extends t.Type<TypeOfProps<P>, Output
 /** `strict('Phase', { name: t.string, ... })`: the name appears in messages (`Phase takes ...`). */
 export const strict = <P extends t.Props>(name: string, props: P): StrictType<P> => new StrictType(name, props);
 
+/**
+ * A record of `codomain` values by string key, decoded with its keys sorted: two records with the
+ * same entries are the same data whatever order a file wrote them in (a call's inputs: the
+ * training interpreter keys expressions by their JSON text).
+ */
+export class SortedRecordType<C extends t.Mixed> extends t.Type<Readonly<Record<string, t.TypeOf<C>>>, Readonly<Record<string, t.OutputOf<C>>>, unknown> {
+  readonly _tag = 'SortedRecordType' as const;
+  constructor(
+    name: string,
+    readonly codomain: C,
+  ) {
+    super(
+      name,
+      (u): u is Readonly<Record<string, t.TypeOf<C>>> => isRecord(u) && Object.values(u).every((v) => codomain.is(v)),
+      (u, c) => {
+        if (!isRecord(u)) return t.failure(u, c, `expected an object of ${codomain.name}, got ${show(u)}`);
+        const errors: t.Errors = [];
+        const out: Record<string, t.TypeOf<C>> = {};
+        for (const k of Object.keys(u).sort()) {
+          const r = codomain.validate(u[k], t.appendContext(c, k, codomain, u[k]));
+          if (r._tag === 'Left') errors.push(...r.left);
+          else Object.defineProperty(out, k, { value: r.right, enumerable: true, writable: true, configurable: true });
+        }
+        return errors.length > 0 ? t.failures(errors) : t.success(out);
+      },
+      (a) => Object.fromEntries(Object.entries(a).map(([k, v]) => [k, codomain.encode(v)])),
+    );
+  }
+}
+
+export const sortedRecord = <C extends t.Mixed>(name: string, codomain: C): SortedRecordType<C> => new SortedRecordType(name, codomain);
+
 // ---------------------------------------------------------------------------------------------
 // Tagged unions
 

@@ -12,7 +12,7 @@
  * No framework, no file system, no closures: interpreters fold over this data.
  */
 import * as t from 'io-ts';
-import { int, nonNegInt, pair, posInt, strict, tagged } from './combinators.ts';
+import { int, nonNegInt, pair, posInt, sortedRecord, strict, tagged } from './combinators.ts';
 import { NodeCodec } from './ops.ts';
 
 export { DType, NodeCodec, type Node, type NodeOf, type Op } from './ops.ts';
@@ -67,6 +67,7 @@ export interface CallExpr {
   readonly net: string;
   /** Which copy of the weights: the trained ones or the EMA copy. */
   readonly weights: 'live' | 'ema';
+  /** Arguments by the network's input names (decoded with the names sorted). */
   readonly inputs: Readonly<Record<string, Expr>>;
   readonly output: string;
 }
@@ -104,7 +105,7 @@ export const Expr: t.Type<Expr> = t.recursion('Expr', () =>
       e: t.literal('call'),
       net: t.string,
       weights: t.keyof({ live: null, ema: null }),
-      inputs: t.readonly(t.record(t.string, Expr)),
+      inputs: sortedRecord('inputs', Expr),
       output: t.string,
     }),
     detach: strict('detach', { e: t.literal('detach'), x: Expr }),

@@ -96,9 +96,11 @@ const ListLike = new t.Type<readonly string[], readonly string[], unknown>(
 const describe = (ty: SettingType): string => {
   switch (ty.kind) {
     case 'int':
-      return `an integer${ty.min !== undefined ? ` >= ${ty.min}` : ''}${ty.max !== undefined ? ` <= ${ty.max}` : ''}`;
-    case 'number':
-      return `a number${ty.min !== undefined ? ` >= ${ty.min}` : ''}${ty.max !== undefined ? ` <= ${ty.max}` : ''}`;
+    case 'number': {
+      const what = ty.kind === 'int' ? 'an integer' : 'a number';
+      if (ty.min !== undefined && ty.max !== undefined) return `${what} from ${ty.min} to ${ty.max}`;
+      return `${what}${ty.min !== undefined ? ` >= ${ty.min}` : ''}${ty.max !== undefined ? ` <= ${ty.max}` : ''}`;
+    }
     case 'bool':
       return 'true or false';
     case 'enum':
@@ -120,9 +122,9 @@ export const decodeSetting = (decl: SettingDecl, raw: unknown): Result<SettingVa
       if (E.isLeft(r)) return bad('not a number');
       const v = r.right;
       if (ty.kind === 'int' && !Number.isInteger(v)) return bad('not an integer');
-      if (ty.kind === 'int' && !Number.isSafeInteger(v)) return bad('too large an integer (at most 2^53 - 1)');
       if (ty.min !== undefined && v < ty.min) return bad(`below the minimum ${ty.min}`);
       if (ty.max !== undefined && v > ty.max) return bad(`above the maximum ${ty.max}`);
+      if (ty.kind === 'int' && !Number.isSafeInteger(v)) return bad('too large an integer (at most 2^53 - 1)');
       return E.right(v);
     }
     case 'bool': {
@@ -178,17 +180,17 @@ export const resolveSettings = (def: SpecDef, overrides: Readonly<Record<string,
       );
     }
   }
-  const s: Record<string, SettingValue> = {};
+  // Every override decoded first: a derived default must never see a setting that failed.
+  const decoded = new Map<string, SettingValue>();
   for (const d of def.settings) {
-    if (Object.prototype.hasOwnProperty.call(overrides, d.key)) {
-      const r = decodeSetting(d, overrides[d.key]);
-      if (E.isLeft(r)) errors.push(...r.left);
-      else s[d.key] = r.right;
-    } else {
-      s[d.key] = typeof d.default === 'function' ? d.default(s) : d.default;
-    }
+    if (!Object.prototype.hasOwnProperty.call(overrides, d.key)) continue;
+    const r = decodeSetting(d, overrides[d.key]);
+    if (E.isLeft(r)) errors.push(...r.left);
+    else decoded.set(d.key, r.right);
   }
   if (errors.length > 0) return E.left(errors);
+  const s: Record<string, SettingValue> = {};
+  for (const d of def.settings) s[d.key] = decoded.has(d.key) ? decoded.get(d.key)! : typeof d.default === 'function' ? d.default(s) : d.default;
   const rules = def.validate?.(s) ?? [];
   return rules.length > 0 ? E.left(rules) : E.right(s);
 };
