@@ -2,7 +2,8 @@
  * `starspec train` and `starspec evaluate` end to end, as a user runs them (bin/starspec.mjs in a
  * child process, the synthetic data, the cpu backend, tiny specs): the run directory's files,
  * `--resume` continuing exactly where the run stopped, `evaluate --json`, Ctrl-C (SIGINT: a
- * checkpoint, exit code 130) and a non-finite loss (non-zero exit, the last good checkpoint kept).
+ * checkpoint, exit code 130), SIGTERM and SIGHUP (the same, 143 and 129), the leftovers of a
+ * kill, and a non-finite loss (non-zero exit, the last good checkpoint kept).
  * The tests spawn processes, so they run concurrently.
  */
 import assert from 'node:assert/strict';
@@ -168,6 +169,45 @@ describe('starspec train / evaluate', { concurrency: true }, () => {
     assert.ok(cp.step > 0 && cp.step < 100000, `checkpoint step ${cp.step}`);
     assert.ok(cp.finite);
     assert.equal(log(dir).at(-1)!.step, cp.step);
+  });
+
+  for (const [sig, code] of [['SIGTERM', 143], ['SIGHUP', 129]] as const)
+    test(`${sig} behaves like Ctrl-C: a checkpoint, then exit ${code}`, async () => {
+      const dir = join(tmp, sig);
+      const logPath = join(dir, 'log.jsonl');
+      let timer: NodeJS.Timeout | undefined;
+      const r = await starspec(['train', 'stargan-v1', '--data', 'synthetic', '--out', dir, '--steps', '100000', '--backend', 'cpu', '--quiet', ...V1], (kill) => {
+        const started = Date.now();
+        timer = setInterval(() => {
+          if ((existsSync(logPath) && readFileSync(logPath, 'utf8').includes('\n')) || Date.now() - started > 60_000) {
+            clearInterval(timer);
+            kill(sig);
+          }
+        }, 50);
+      });
+      clearInterval(timer);
+      assert.equal(r.code, code, `exit ${r.code} (${r.signal}): ${r.err}`);
+      assert.match(r.err, new RegExp(`interrupted \\(${sig}\\) at step \\d+; checkpoint written`));
+      const cp = checkpoint(dir);
+      assert.ok(cp.step > 0 && cp.finite, `checkpoint step ${cp.step}`);
+      assert.equal(log(dir).at(-1)!.step, cp.step);
+    });
+
+  test('after a kill: stale temporary files are removed and the resumed log has each step once', async () => {
+    const dir = join(tmp, 'killed');
+    const first = await train('stargan-v1', dir, 4, V1);
+    assert.equal(first.code, 0, first.err);
+    // What a SIGKILL after step 6 leaves when the last checkpoint is step 4: log lines past it (the
+    // last cut short), and the temporary file of a checkpoint write that never finished.
+    const logPath = join(dir, 'log.jsonl');
+    const extra = log(dir).at(-1)!;
+    writeFileSync(logPath, `${readFileSync(logPath, 'utf8')}${JSON.stringify({ ...extra, step: 5 })}\n${JSON.stringify({ ...extra, step: 6 }).slice(0, 30)}`);
+    const stale = join(dir, '.checkpoint.safetensors.999999999.0123456789ab.tmp');
+    writeFileSync(stale, 'half a checkpoint');
+    const resumed = await train('stargan-v1', dir, 6, V1, '--resume');
+    assert.equal(resumed.code, 0, resumed.err);
+    assert.equal(existsSync(stale), false, 'the stale temporary file is gone');
+    assert.deepEqual(log(dir).map((l) => l.step), [1, 2, 3, 4, 5, 6]);
   });
 
   test('a non-finite loss stops the run, exits non-zero and keeps the last good checkpoint', async () => {
