@@ -28,7 +28,7 @@ export const fail = <A = never>(path: string, message: string, hint = ''): Resul
  * The longest path, message or hint a printed error keeps (characters): an error line stays
  * readable, and bounded, when it echoes a 10 MB string from a hostile file.
  */
-export const MAX_ERROR_PART = 400;
+export const MAX_ERROR_PART = 2000;
 
 /** `s` cut to `max` characters, its middle elided with the count of characters left out. */
 export const clip = (s: string, max = MAX_ERROR_PART): string => {
