@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result, type SpecError } from '../../dsl/errors.ts';
 import type { Network, Spec } from '../../dsl/ir.ts';
-import { parameters } from '../../dsl/params.ts';
+import { stateDict } from '../../dsl/params.ts';
 import { showShape } from '../../dsl/shapes.ts';
 import { findNetwork } from '../../dsl/walk.ts';
 import { isFloatDType, toFloat32, type HostTensor, type TensorMap } from '../../io/tensor.ts';
@@ -19,7 +19,7 @@ import { disposeParams, loadParams } from './params.ts';
  * (`generator.from_rgb.weight`): the prefixed ones when no parameter is present unprefixed.
  */
 export const networkWeights = (net: Network, weights: TensorMap): TensorMap => {
-  const keys = parameters(net).map((p) => p.key);
+  const keys = stateDict(net).map((p) => p.key);
   if (keys.some((k) => weights.has(k))) return weights;
   const pre = `${net.name}.`;
   const sub = new Map<string, HostTensor>();
