@@ -77,6 +77,15 @@ export const parameters = (net: Network): readonly ParamSpec[] => once(net.nodes
  */
 export const stateDict = (net: Network): readonly ParamSpec[] => once(net.nodes.flatMap(stateOfNode));
 
+/**
+ * Parameters per node, each key counted at its first node only: a module called twice (nodes
+ * sharing a path) has its parameters once, as PyTorch's parameters() does. Sums to parameterCount.
+ */
+export const paramCountsByNode = (net: Network): readonly number[] => {
+  const seen = new Set<string>();
+  return net.nodes.map((n) => paramsOfNode(n).reduce((a, p) => (seen.has(p.key) ? a : (seen.add(p.key), a + numel(p.shape))), 0));
+};
+
 export const ignoredKeys = (net: Network): ReadonlySet<string> =>
   new Set([...net.nodes.flatMap(buffersOfNode), ...net.ignoredBuffers]);
 

@@ -78,9 +78,10 @@ def randn(*shape, scale=1.0):
 CASES = []
 
 
-def case(name, inputs, outputs, op=None, args=None, net=None, weights=None, stored=None, strides=None, tol=None):
-    """One case. `inputs`: name -> tensor; `stored`: name -> pattern spec (inputs not stored)."""
-    c = {'name': name}
+def case(name, inputs, outputs, op=None, args=None, net=None, weights=None, stored=None, strides=None, tol=None, modules=()):
+    """One case. `inputs`: name -> tensor; `stored`: name -> pattern spec (inputs not stored);
+    `modules`: the nn.Modules whose parameters it has (their count: sum of p.numel() over parameters())."""
+    c = {'name': name, 'params': sum(p.numel() for m in modules for p in m.parameters())}
     if op is not None:
         c['op'] = op
         c['args'] = args or {}
@@ -187,7 +188,7 @@ def conv_case(name, cin, cout, k, s=1, p=0, bias=True, hw=(7, 9), transposed=Fal
     x = randn(2, cin, *hw)
     w = {f'op.{k_}': v for k_, v in m.state_dict().items()}
     case(name, {'x': x}, {'out': m(x)}, op='convTranspose2d' if transposed else 'conv2d',
-         args={'in': cin, 'out': cout, 'k': k, 's': s, 'p': p, 'bias': bias}, weights=w)
+         args={'in': cin, 'out': cout, 'k': k, 's': s, 'p': p, 'bias': bias}, weights=w, modules=[m])
 
 
 conv_case('conv2d_square', 3, 4, 3, 1, 1)
@@ -210,7 +211,7 @@ def bn_case(name, c, eps, affine):
     m.eval()
     x = randn(2, c, 5, 4)
     sd = {f'op.{k}': v for k, v in m.state_dict().items() if k != 'num_batches_tracked'}
-    case(name, {'x': x}, {'out': m(x)}, op='batchNorm2d', args={'channels': c, 'eps': eps, 'affine': affine}, weights=sd)
+    case(name, {'x': x}, {'out': m(x)}, op='batchNorm2d', args={'channels': c, 'eps': eps, 'affine': affine}, weights=sd, modules=[m])
 
 
 bn_case('batchNorm2d_eps1e-5', 5, 1e-5, True)
@@ -392,7 +393,7 @@ with torch.no_grad():
 blk.eval()
 x = randn(2, 8, 6, 6)
 case('fan_conv_block', {'x': x}, {'out': blk(x)}, net='convBlock', args={'in': 8, 'out': 16},
-     weights={f'block.{k}': v for k, v in blk.state_dict().items() if not k.endswith('num_batches_tracked')})
+     weights={f'block.{k}': v for k, v in blk.state_dict().items() if not k.endswith('num_batches_tracked')}, modules=[blk])
 
 # metrics/lpips.py's LPIPS, one layer: normalise the input, conv + ReLU features, channel-normalise,
 # squared difference, the 1x1 head, mean over H, W (per sample: LPIPS also averages the batch).
@@ -409,7 +410,7 @@ fy = l2_normalize(F.relu(conv((y - mu_t) / sigma_t)))
 d = nn.AdaptiveAvgPool2d(1)(head((fx - fy) ** 2))
 sd = {f'features.{k}': v for k, v in conv.state_dict().items()}
 sd.update({f'head.{k}': v for k, v in head.state_dict().items()})
-case('lpips_layer', {'x': x, 'y': y}, {'out': d}, net='lpipsLayer', weights=sd)
+case('lpips_layer', {'x': x, 'y': y}, {'out': d}, net='lpipsLayer', weights=sd, modules=[conv, head])
 
 with open(OUT, 'w') as f:
     json.dump({

@@ -6,7 +6,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { absurd, type Result } from '../../dsl/errors.ts';
 import type { Network, Node } from '../../dsl/ir.ts';
 import { isWeighted } from '../../dsl/ops.ts';
-import { numel, paramsOfNode } from '../../dsl/params.ts';
+import { paramCountsByNode } from '../../dsl/params.ts';
 import { inferShapes, pairOf, show2, showShape, type Shape } from '../../dsl/shapes.ts';
 import { reachable, refsOf } from '../../dsl/walk.ts';
 
@@ -142,6 +142,7 @@ export const describeNode = (n: Node): string => {
 export const summarize = (net: Network): Result<NetworkSummary> =>
   E.map((inf: { shapes: readonly Shape[] }) => {
     const live = reachable(net);
+    const counts = paramCountsByNode(net);
     const layers: LayerRow[] = net.nodes.map((n, i) => {
       const first = refsOf(n)[0];
       const shape = inf.shapes[i]!;
@@ -150,7 +151,7 @@ export const summarize = (net: Network): Result<NetworkSummary> =>
         op: n.op,
         detail: describeNode(n),
         shape,
-        params: paramsOfNode(n).reduce((a, p) => a + numel(p.shape), 0),
+        params: counts[i]!,
         macs: live[i] ? macsOf(n, first === undefined ? undefined : inf.shapes[first], shape) : 0,
         used: live[i]!,
       };

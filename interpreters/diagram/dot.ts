@@ -12,7 +12,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, type Result } from '../../dsl/errors.ts';
 import type { Network, Node } from '../../dsl/ir.ts';
-import { numel, paramsOfNode, stateOfNode } from '../../dsl/params.ts';
+import { paramCountsByNode, stateOfNode } from '../../dsl/params.ts';
 import { inferShapes, showShape, type Shape } from '../../dsl/shapes.ts';
 import { operands, reachable, refsOf } from '../../dsl/walk.ts';
 
@@ -561,7 +561,7 @@ const render = (net: Network, shapes: readonly Shape[], opts: DotOptions): strin
     net,
     shapes,
     live,
-    params: net.nodes.map((n) => paramsOfNode(n).reduce((a, p) => a + numel(p.shape), 0)),
+    params: paramCountsByNode(net),
     views: net.nodes.map((n) => viewOf(n, net)),
     tagged,
     spine: spineOf(net, live),

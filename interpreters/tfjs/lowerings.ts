@@ -188,9 +188,18 @@ export const channelShape = (perSampleRank: number, c: number): number[] => {
   return shape;
 };
 
-/** nn.BatchNorm2d in eval mode: (x - mean) / sqrt(var + eps) * scale + shift, statistics per channel. */
+/**
+ * nn.BatchNorm2d in eval mode as PyTorch's CPU kernel computes it: per channel
+ * alpha = scale / sqrt(var + eps), beta = shift - mean * alpha, then x * alpha + beta. Written with
+ * stock ops, so it is differentiable (twice) on every backend (tfjs has no FusedBatchNorm gradient).
+ */
 export const batchNorm = (x: tf.Tensor4D, mean: tf.Tensor, variance: tf.Tensor, scale: tf.Tensor | undefined, shift: tf.Tensor | undefined, eps: number): tf.Tensor4D =>
-  tf.batchNorm(x, mean as tf.Tensor1D, variance as tf.Tensor1D, shift as tf.Tensor1D | undefined, scale as tf.Tensor1D | undefined, eps);
+  tf.tidy(() => {
+    const invStd = tf.reciprocal(tf.sqrt(tf.add(variance, eps)));
+    const alpha = scale === undefined ? invStd : tf.mul(invStd, scale);
+    const beta = tf.sub(shift === undefined ? tf.zerosLike(mean) : shift, tf.mul(mean, alpha));
+    return tf.add(tf.mul(x, alpha), beta) as tf.Tensor4D;
+  });
 
 /**
  * F.avg_pool2d(x, k, s, p, count_include_pad): zero padding, then a valid average (each window

@@ -58,6 +58,7 @@ interface RawCase {
   readonly weights: Readonly<Record<string, Stored>>;
   readonly outputs: Readonly<Record<string, Stored>>;
   readonly tol?: number;
+  readonly params: number;
 }
 
 export interface Expected {
@@ -75,6 +76,8 @@ export interface OpCase {
   readonly outputs: ReadonlyMap<string, Expected>;
   /** Max abs error allowed, relative to max(1, the output's largest magnitude). */
   readonly tol: number;
+  /** PyTorch's parameter count of the case's modules: sum(p.numel() for p in m.parameters()). */
+  readonly params: number;
 }
 
 const f32 = (b64: string): Float32Array => {
@@ -191,6 +194,7 @@ export const loadOpCases = (): readonly OpCase[] => {
         Object.entries(c.outputs).map(([k, v]) => [k, { shape: v.shape, stride: v.stride ?? 1, data: f32(v.f32!) }]),
       ),
       tol: c.tol ?? 1e-5,
+      params: c.params,
     };
   });
 };
