@@ -226,12 +226,51 @@ export const maxPool2d = (x: tf.Tensor4D, kernel: Size2, stride: Size2, padding:
 export const globalAvgPool = (x: tf.Tensor4D): tf.Tensor4D => tf.mean(x, [1, 2], true) as tf.Tensor4D;
 
 /**
+ * PyTorch's bilinear interpolation along one axis as an (out, in) matrix: row o holds the weights
+ * of output o. align_corners: source o (in - 1) / (out - 1) (0 for out = 1); otherwise
+ * (o + 0.5) in / out - 0.5, clamped at 0, its upper neighbour clamped to the last row.
+ */
+export const interpolationMatrix = (inSize: number, outSize: number, alignCorners: boolean): Float32Array => {
+  const m = new Float32Array(outSize * inSize);
+  const scale = alignCorners ? (outSize > 1 ? (inSize - 1) / (outSize - 1) : 0) : inSize / outSize;
+  for (let o = 0; o < outSize; o++) {
+    const src = alignCorners ? o * scale : Math.max(0, (o + 0.5) * scale - 0.5);
+    const i0 = Math.min(Math.floor(src), inSize - 1);
+    const i1 = Math.min(i0 + 1, inSize - 1);
+    const l = src - i0;
+    m[o * inSize + i0]! += 1 - l;
+    m[o * inSize + i1]! += l;
+  }
+  return m;
+};
+
+/** dx of a bilinear resize given dy (NHWC): R_h^T dy R_w, as two matrix products. */
+const resizeBilinearBackward = (dy: tf.Tensor4D, h: number, w: number, alignCorners: boolean): tf.Tensor4D =>
+  tf.tidy(() => {
+    const [n, oh, ow, c] = dy.shape;
+    const rh = tf.tensor2d(interpolationMatrix(h, oh, alignCorners), [oh, h]);
+    const rw = tf.tensor2d(interpolationMatrix(w, ow, alignCorners), [ow, w]);
+    // Rows: (OH, N*OW*C) -> (H, N*OW*C); then columns: (OW, H*N*C) -> (W, H*N*C).
+    const byRows = tf.matMul(rh, tf.reshape(tf.transpose(dy, [1, 0, 2, 3]), [oh, n * ow * c]), true, false);
+    const t = tf.transpose(tf.reshape(byRows, [h, n, ow, c]), [2, 0, 1, 3]); // (OW, H, N, C)
+    const byCols = tf.matMul(rw, tf.reshape(t, [ow, h * n * c]), true, false);
+    return tf.transpose(tf.reshape(byCols, [w, h, n, c]), [2, 1, 0, 3]) as tf.Tensor4D;
+  });
+
+/**
  * F.interpolate(x, size, mode='bilinear', align_corners) (no antialias), up or down.
  * align_corners True maps output i to input i (H - 1) / (OH - 1); False is tfjs's half-pixel
- * centres, (i + 0.5) H / OH - 0.5, clamped at the borders as PyTorch does.
+ * centres, (i + 0.5) H / OH - 0.5, clamped at the borders as PyTorch does. The gradient is the
+ * transposed interpolation (the stock ResizeBilinearGrad kernels ignore half-pixel centres).
  */
-export const resizeBilinear = (x: tf.Tensor4D, size: readonly [number, number], alignCorners: boolean): tf.Tensor4D =>
-  tf.image.resizeBilinear(x, [size[0], size[1]], alignCorners, !alignCorners);
+export const resizeBilinear = (x: tf.Tensor4D, size: readonly [number, number], alignCorners: boolean): tf.Tensor4D => {
+  const [, h, w] = x.shape;
+  const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value: tf.image.resizeBilinear(args[0] as tf.Tensor4D, [size[0], size[1]], alignCorners, !alignCorners),
+    gradFunc: (dy: tf.Tensor) => resizeBilinearBackward(dy as tf.Tensor4D, h, w, alignCorners),
+  }));
+  return f(x) as tf.Tensor4D;
+};
 
 /** x[:, start:end] on the interpreter axis `axis`. */
 export const sliceAxis = (x: tf.Tensor, axis: number, start: number, end: number): tf.Tensor => {
