@@ -19,7 +19,8 @@ import { constant } from '../dsl/schedule.ts';
 import { readSafetensorsContents, writeSafetensors } from '../io/safetensors.ts';
 import type { HostTensor, TensorMap } from '../io/tensor.ts';
 import { checkWeights } from '../io/weights.ts';
-import { macsOf, summarize } from '../interpreters/analysis/summary.ts';
+import { macsOf, renderTable, summarize } from '../interpreters/analysis/summary.ts';
+import { diagram, toDot, viewOf } from '../interpreters/diagram/index.ts';
 import { selectBackend, shutdownBackend } from '../interpreters/tfjs/backend.ts';
 import { disposeParams, exportParams, loadParams } from '../interpreters/tfjs/params.ts';
 import { disposeState, initState, stateFromFile, stateToFile } from '../interpreters/tfjs/train/state.ts';
@@ -89,6 +90,22 @@ test('summary: PyTorch parameter counts for every reference case; MACs of rectan
   assert.equal(macsOf(net.nodes[1]!, inf.shapes[0], inf.shapes[1]!), 4 * 3 * 1 * 7 * 7 * 9);
   const s = right(summarize(net));
   assert.equal(s.layers[1]!.detail, '1x7 s1 p0x3, 3->4, no bias');
+});
+
+test('every reference network is summarised and drawn: each new op has a title, a table row and an SVG box', async () => {
+  const cases = loadOpCases();
+  for (const c of cases) {
+    const table = renderTable(right(summarize(c.network)));
+    for (const n of c.network.nodes) if (n.op !== 'input') assert.ok(table.includes(n.path), `${c.name}: ${n.path}`);
+    const dot = right(toDot(c.network));
+    for (const n of c.network.nodes) assert.ok(dot.includes(viewOf(n, c.network).title.replace(/&/g, '&amp;').split(' ')[0]!), `${c.name}: ${n.op}`);
+  }
+  const masks = cases.find((c) => c.name === 'fan_masks_tail')!;
+  const svg = right(await diagram(masks.network, { collapse: true }));
+  assert.match(svg, /^<\?xml|<svg/);
+  // The used buffers are listed (marked) in a BatchNorm's tooltip; only parameters are counted.
+  const block = cases.find((c) => c.name === 'fan_conv_block')!;
+  assert.match(right(toDot(block.network)), /block\.bn1\.running_var \[8\] \(buffer\)/);
 });
 
 /** A spec training `net` (conv + BatchNorm) towards zero, with an EMA copy. */
