@@ -67,7 +67,7 @@ export const pair = <A extends t.Mixed, B extends t.Mixed>(a: A, b: B): t.Type<r
 /**
  * PyTorch's `int or (h, w)` argument (kernel_size, stride, padding): a scalar means the same for
  * height and width. Decoded as written (a scalar stays a scalar), so IRs written before pairs
- * existed decode unchanged and re-encode byte for byte; `hw` reads either form.
+ * existed decode unchanged and re-encode byte for byte (shapes.ts `pairOf` reads either form).
  */
 export class ScalarOrPairType extends t.Type<number | readonly [number, number], number | readonly [number, number], unknown> {
   readonly _tag = 'ScalarOrPairType' as const;
@@ -92,9 +92,6 @@ export class ScalarOrPairType extends t.Type<number | readonly [number, number],
 
 /** `posInt` or `[h, w]` of them (a kernel size, a stride). */
 export const scalarOrPair = (member: IntType): ScalarOrPairType => new ScalarOrPairType(member);
-
-/** A scalar-or-pair value as [height, width]. */
-export const hw = (v: number | readonly [number, number]): readonly [number, number] => (typeof v === 'number' ? [v, v] : v);
 
 // ---------------------------------------------------------------------------------------------
 // References between nodes

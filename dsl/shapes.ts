@@ -384,7 +384,7 @@ const sameShape = (a: Shape, b: Shape): boolean =>
   a.length === b.length && a.every((d, i) => d === b[i]);
 
 /** PyTorch broadcasting of two per-sample shapes of equal rank (each dimension equal or 1), or null. */
-export const broadcast = (a: Shape, b: Shape): Shape | null => {
+const broadcast = (a: Shape, b: Shape): Shape | null => {
   if (a.length !== b.length) return null;
   const out: number[] = [];
   for (let i = 0; i < a.length; i++) {

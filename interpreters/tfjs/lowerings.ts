@@ -12,6 +12,12 @@
  * - `tf.avgPool`: no AvgPoolGrad gradient. `resizeNearestNeighbor`, `gatherND`: no second order.
  * (Missing or wrong gradients, Tanh's included, are fixed where they are registered: gradients.ts.)
  * - there is no `tf.stopGradient`.
+ * - the stock ResizeBilinearGrad kernels (cpu and wasm) ignore halfPixelCenters: the resize has its
+ *   own gradient here. FusedBatchNorm has no gradient: batch norm is written with stock ops.
+ * - wasm: ClipByValue turns NaN into the lower bound; tf.where broadcasts its condition with Tile
+ *   (slow), and broadcasting comparisons are slower still; Pow costs about 5 multiplies.
+ * The inference ops of FAN, Inception-v3, LPIPS and the CelebA-HQ masks are tested against
+ * PyTorch in test/ops.reference.test.ts, their gradients in test/ops.props.test.ts.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { coordinateChannels, highPassKernel } from '../../dsl/constants.ts';
@@ -230,7 +236,7 @@ export const globalAvgPool = (x: tf.Tensor4D): tf.Tensor4D => tf.mean(x, [1, 2],
  * of output o. align_corners: source o (in - 1) / (out - 1) (0 for out = 1); otherwise
  * (o + 0.5) in / out - 0.5, clamped at 0, its upper neighbour clamped to the last row.
  */
-export const interpolationMatrix = (inSize: number, outSize: number, alignCorners: boolean): Float32Array => {
+const interpolationMatrix = (inSize: number, outSize: number, alignCorners: boolean): Float32Array => {
   const m = new Float32Array(outSize * inSize);
   const scale = alignCorners ? (outSize > 1 ? (inSize - 1) / (outSize - 1) : 0) : inSize / outSize;
   for (let o = 0; o < outSize; o++) {
