@@ -224,7 +224,11 @@ export const OPS = {
    * countIncludePad true (PyTorch's default).
    */
   avgPool2d: op({ ...poolFields, countIncludePad: t.boolean }),
-  /** F.max_pool2d(x, kernel, stride, padding) (dilation 1, ceil_mode False; padding never wins). */
+  /**
+   * F.max_pool2d(x, kernel, stride, padding) (dilation 1, ceil_mode False; padding never wins).
+   * NaN is not part of the contract of either pooling (PyTorch propagates it; tfjs's cpu max pool
+   * skips it, wasm's XNNPACK pooling gives -inf): they serve feature extractors of validated images.
+   */
   maxPool2d: op(poolFields),
   /** nn.AdaptiveAvgPool2d(1): the mean over H and W, (N, C, H, W) -> (N, C, 1, 1). */
   globalAvgPool: op({ input: ref() }),
@@ -289,7 +293,7 @@ export const OPS = {
   /** metrics/lpips.py's `normalize(x, eps)`: x * torch.rsqrt(torch.sum(x ** 2, dim=1, keepdim=True) + eps). */
   l2Normalize: op({ input: ref(), eps: t.number }),
   /**
-   * core/model.py's HighPass(w_hpf): F.conv2d(x, k.repeat(C, 1, 1, 1), padding=1, groups=C) with the
+   * core/model.py's HighPass(w_hpf): F.conv2d(x, k.view(1, 1, 3, 3).repeat(C, 1, 1, 1), padding=1, groups=C) with the
    * fixed kernel k = [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]] / wHpf (float32), per channel. The
    * kernel is computed from wHpf, not read from the `filter` buffer official checkpoints carry (an
    * ignored buffer, always that same kernel): weights files without it keep loading.
