@@ -34,6 +34,8 @@ interface Inspectable {
   /** The tagged unions of dsl/combinators.ts (`TaggedType`): tag value -> member codec. */
   readonly tag?: string;
   readonly members?: Readonly<Record<string, unknown>>;
+  /** dsl/combinators.ts `ScalarOrPairType`: the codec of one value. */
+  readonly member?: unknown;
   /** dsl/combinators.ts `IntType`: the smallest legal value (null: any integer). */
   readonly min?: number | null;
 }
@@ -95,6 +97,10 @@ const walker = () => {
       case 'ArrayType':
       case 'ReadonlyArrayType':
         return { type: 'array', items: walk(c.type) };
+      case 'ScalarOrPairType': {
+        const one = walk(c.member);
+        return { anyOf: [one, { type: 'array', items: [one, one], minItems: 2, maxItems: 2 }] };
+      }
       case 'PairType':
         return { type: 'array', items: (c.types ?? []).map(walk), minItems: 2, maxItems: 2 };
       case 'TupleType': {

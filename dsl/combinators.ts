@@ -68,6 +68,35 @@ export class PairType<A extends t.Mixed, B extends t.Mixed> extends t.Type<reado
 }
 export const pair = <A extends t.Mixed, B extends t.Mixed>(a: A, b: B): PairType<A, B> => new PairType([a, b]);
 
+/**
+ * PyTorch's `int or (h, w)` argument (kernel_size, stride, padding): a scalar means the same for
+ * height and width. Decoded as written (a scalar stays a scalar), so IRs written before pairs
+ * existed decode unchanged and re-encode byte for byte (shapes.ts `pairOf` reads either form).
+ */
+export class ScalarOrPairType extends t.Type<number | readonly [number, number], number | readonly [number, number], unknown> {
+  readonly _tag = 'ScalarOrPairType' as const;
+  constructor(
+    /** The codec of one value (`posInt`, `nonNegInt`). */
+    readonly member: IntType,
+  ) {
+    const both = pair(member, member);
+    super(
+      `${member.name} or [h, w]`,
+      (u): u is number | readonly [number, number] => member.is(u) || both.is(u),
+      (u, c) =>
+        typeof u === 'number'
+          ? member.validate(u, c)
+          : Array.isArray(u)
+            ? both.validate(u, c)
+            : t.failure(u, c, `expected ${article(member.name)} or a pair [h, w] of them, got ${show(u)}`),
+      t.identity,
+    );
+  }
+}
+
+/** `posInt` or `[h, w]` of them (a kernel size, a stride). */
+export const scalarOrPair = (member: IntType): ScalarOrPairType => new ScalarOrPairType(member);
+
 // ---------------------------------------------------------------------------------------------
 // References between nodes
 

@@ -5,7 +5,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result } from '../dsl/errors.ts';
 import type { Network } from '../dsl/ir.ts';
-import { buffersOfNode, ignoredKeys, parameters, type ParamSpec } from '../dsl/params.ts';
+import { buffersOfNode, ignoredKeys, stateDict, type ParamSpec } from '../dsl/params.ts';
 import { isFloatDType, type HostTensor, type TensorMap } from './tensor.ts';
 
 const showShape = (s: readonly number[]): string => `(${s.join(', ')})`;
@@ -15,13 +15,14 @@ const listAll = (xs: readonly string[], max = 6): string =>
 const isIntegerDType = (t: HostTensor): boolean => !isFloatDType(t.dtype) && t.dtype !== 'bool';
 
 /**
- * Check a weights map (PyTorch names and layouts) against a network: every parameter present with
- * its official shape and a float dtype; nothing else, except the buffers the network declares as
- * ignored (`ignoredKeys`: InstanceNorm running stats, `hpf.filter`) and integer `num_batches_tracked`
- * counters. All problems come back in one error.
+ * Check a weights map (PyTorch names and layouts) against a network: every parameter and used
+ * buffer (`stateDict`: BatchNorm running statistics) present with its official shape and a float
+ * dtype; nothing else, except the buffers the network declares as ignored (`ignoredKeys`:
+ * InstanceNorm running stats, `hpf.filter`) and integer `num_batches_tracked` counters. All
+ * problems come back in one error. Returns the entries to load, parameters and used buffers.
  */
 export const checkWeights = (net: Network, weights: TensorMap, origin = 'weights'): Result<readonly ParamSpec[]> => {
-  const params = parameters(net);
+  const params = stateDict(net);
   const ignored = ignoredKeys(net);
   const wanted = new Set(params.map((p) => p.key));
   const missing: string[] = [];
@@ -49,7 +50,7 @@ export const checkWeights = (net: Network, weights: TensorMap, origin = 'weights
   return E.left([
     specError(
       origin,
-      `weights do not fit network '${net.name}' (${params.length} parameters expected): ${parts.join('; ')}`,
+      `weights do not fit network '${net.name}' (${params.length} ${params.every((p) => p.trainable) ? 'parameters' : 'parameters and buffers'} expected): ${parts.join('; ')}`,
       'check that the --set settings match the ones the weights were made with, and that --net names the right network',
     ),
   ]);
@@ -62,8 +63,8 @@ export const fitWeights = (net: Network, tensors: TensorMap, origin = 'weights')
     checkWeights(net, tensors, origin),
   );
 
-/** True when every parameter key of `net` is present (used to guess which network a flat file is). */
-export const coversKeys = (net: Network, tensors: TensorMap): boolean => parameters(net).every((p) => tensors.has(p.key));
+/** True when every parameter and used-buffer key of `net` is present (used to guess which network a flat file is). */
+export const coversKeys = (net: Network, tensors: TensorMap): boolean => stateDict(net).every((p) => tensors.has(p.key));
 
 /** Keys under `NAME.` (prefix stripped), for files holding several networks. */
 export const underPrefix = (tensors: TensorMap, name: string): TensorMap | null => {
@@ -117,7 +118,7 @@ export const officialBuffers = (net: Network): TensorMap => {
  * (`generator.from_rgb.weight`): the prefixed ones when no parameter is present unprefixed.
  */
 export const networkWeights = (net: Network, weights: TensorMap): TensorMap => {
-  const keys = parameters(net).map((p) => p.key);
+  const keys = stateDict(net).map((p) => p.key);
   if (keys.some((k) => weights.has(k))) return weights;
   const pre = `${net.name}.`;
   const sub = new Map<string, HostTensor>();
