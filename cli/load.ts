@@ -6,7 +6,8 @@ import * as E from 'fp-ts/lib/Either.js';
 import { readFile } from 'node:fs/promises';
 import { dirname, extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { checkNetworks } from '../dsl/check.ts';
+import { isDeepStrictEqual } from 'node:util';
+import { checkNetworks, checkRunnable } from '../dsl/check.ts';
 import { decodeSpec, parseJson } from '../dsl/codec.ts';
 import { specError, type Result } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
@@ -20,9 +21,33 @@ export type SpecSource =
 
 const isObject = (u: unknown): u is Record<string, unknown> => typeof u === 'object' && u !== null && !Array.isArray(u);
 
+/**
+ * A resolved IR written before specs declared pipelines (a run's spec.json) decodes with none.
+ * When it is a built-in spec that its settings rebuild exactly, apart from the pipelines (which do
+ * not change training), it gets the built-in's pipelines, so old runs still translate, sample,
+ * evaluate and resume. Anything else is returned as it is.
+ */
+export const withLegacyPipelines = (spec: Spec): Spec => {
+  if (spec.pipelines.length > 0) return spec;
+  const def = builtinSpecs.get(spec.name);
+  if (def === undefined) return spec;
+  const built = buildSpec(def, spec.settings);
+  if (E.isLeft(built) || built.right.pipelines.length === 0) return spec;
+  return isDeepStrictEqual({ ...built.right, pipelines: [] }, spec) ? built.right : spec;
+};
+
+const decodeIr = (u: unknown, origin: string): Result<Spec> => E.map(withLegacyPipelines)(decodeSpec(u, origin));
+
+/** A resolved IR file (a run's spec.json), decoded (legacy pipelines filled in, as `withLegacyPipelines`). */
+export const readSpecFile = async (path: string): Promise<Result<Spec>> => {
+  const text = await readFile(path, 'utf8').catch(() => null);
+  if (text === null) return E.left([specError(path, 'cannot be read')]);
+  return E.flatMap((u: unknown) => decodeIr(u, path))(parseJson(text, path));
+};
+
 const fromModuleValue = (v: unknown, origin: string): Result<SpecSource> => {
   if (isSpecDef(v)) return E.right({ kind: 'def', def: v, set: {}, origin });
-  if (isObject(v) && 'format' in v) return E.map((spec: Spec) => ({ kind: 'ir' as const, spec, origin }))(decodeSpec(v, origin));
+  if (isObject(v) && 'format' in v) return E.map((spec: Spec) => ({ kind: 'ir' as const, spec, origin }))(decodeIr(v, origin));
   return E.left([
     specError(origin, 'exports neither a spec definition nor an IR', "export default a SpecDef ({name, settings, build}) or the result of buildSpec"),
   ]);
@@ -55,7 +80,7 @@ export const loadSource = async (arg: string, from = process.cwd(), depth = 0): 
       if (base.right.kind === 'ir') return E.left([specError(arg, `extends ${u['extends']}, a resolved IR, which has no settings to set`)]);
       return E.right({ ...base.right, set: { ...base.right.set, ...set }, origin: arg });
     }
-    return E.map((spec: Spec) => ({ kind: 'ir' as const, spec, origin: arg }))(decodeSpec(u, arg));
+    return E.map((spec: Spec) => ({ kind: 'ir' as const, spec, origin: arg }))(decodeIr(u, arg));
   }
   if (['.ts', '.mts', '.js', '.mjs'].includes(ext)) {
     let mod: Record<string, unknown>;
@@ -92,5 +117,16 @@ export const loadChecked = async (arg: string, setArgs: readonly string[], nets?
   const spec = await loadSpec(arg, setArgs);
   if (E.isLeft(spec)) return spec;
   const ok = checkNetworks(spec.right, nets);
+  return E.isLeft(ok) ? ok : spec;
+};
+
+/**
+ * Load, resolve, and check what `run` and `export` work on: a network or a pipeline of the spec
+ * (the networks it calls and the pipeline itself).
+ */
+export const loadRunnable = async (arg: string, setArgs: readonly string[], name: string): Promise<Result<Spec>> => {
+  const spec = await loadSpec(arg, setArgs);
+  if (E.isLeft(spec)) return spec;
+  const ok = checkRunnable(spec.right, name);
   return E.isLeft(ok) ? ok : spec;
 };

@@ -173,3 +173,13 @@ export class TaggedType<M extends TaggedMembers> extends t.Type<t.TypeOf<M[keyof
 }
 
 export const tagged = <M extends TaggedMembers>(name: string, tag: string, members: M): TaggedType<M> => new TaggedType(name, tag, members);
+
+// ---------------------------------------------------------------------------------------------
+// Keys added to the format later
+
+/**
+ * A value that must be present in built data but that files written before it existed lack: an
+ * absent key (undefined) decodes as `absent`; anything else must decode with `codec`.
+ */
+export const absentAs = <C extends t.Mixed>(codec: C, absent: t.TypeOf<C>): t.Type<t.TypeOf<C>, t.OutputOf<C>, unknown> =>
+  new t.Type(codec.name, codec.is, (u, c) => (u === undefined ? t.success(absent) : codec.validate(u, c)), codec.encode);

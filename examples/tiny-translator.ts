@@ -12,6 +12,7 @@ import { resBlk } from '../dsl/blocks.ts';
 import { concatLabel, conv2d, flatten, input, instanceNorm, leakyRelu, network, relu, tanh } from '../dsl/builder.ts';
 import { IR_FORMAT, type Spec } from '../dsl/ir.ts';
 import { bceSumPerBatch, call, data, detach, gradPenalty, l1, meanOf, mix, permute, rand, term } from '../dsl/objective.ts';
+import { floatIn, pipeline } from '../dsl/pipelines.ts';
 import { constant } from '../dsl/schedule.ts';
 import { num, type Settings, type SpecDef } from '../dsl/settings.ts';
 
@@ -57,6 +58,7 @@ const build = (s: Settings): Spec => {
     name: 'tiny-translator',
     settings: s,
     networks: [generator, discriminator],
+    pipelines: [pipeline('translate', 'G(x, c): x translated to the labels c', [floatIn('x', [3, size, size]), floatIn('c', [labels])], { out: call('generator', { x: data('x'), c: data('c') }) })],
     training: {
       batchSize: 16,
       iterations: num(s, 'iterations'),

@@ -203,6 +203,7 @@ test('a size learnt by unification carries to later terms of the phase, and only
     name: 'unify',
     settings: {},
     networks: [down],
+    pipelines: [],
     training: {
       batchSize: 2,
       iterations: 1,
