@@ -8,7 +8,7 @@ import { dirname, extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import { checkNetworks, checkRunnable } from '../dsl/check.ts';
-import { decodeSpec, parseJson } from '../dsl/codec.ts';
+import { decodeSpec, encodeSpec, parseJson } from '../dsl/codec.ts';
 import { specError, type Result } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
 import { buildSpec, isSpecDef, parseSetArgs, type SpecDef } from '../dsl/settings.ts';
@@ -35,6 +35,13 @@ export const withLegacyPipelines = (spec: Spec): Spec => {
   if (E.isLeft(built) || built.right.pipelines.length === 0) return spec;
   return isDeepStrictEqual({ ...built.right, pipelines: [] }, spec) ? built.right : spec;
 };
+
+/**
+ * Whether a run's spec (its spec.json) is the experiment `given` describes: equal, or, for a run
+ * written before specs declared pipelines, equal apart from them (they do not change training).
+ */
+export const sameExperiment = (run: Spec, given: Spec): boolean =>
+  encodeSpec(run) === encodeSpec(given) || (run.pipelines.length === 0 && isDeepStrictEqual({ ...run, pipelines: [] }, { ...given, pipelines: [] }));
 
 const decodeIr = (u: unknown, origin: string): Result<Spec> => E.map(withLegacyPipelines)(decodeSpec(u, origin));
 

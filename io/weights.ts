@@ -93,3 +93,61 @@ export const deploymentWeights = (tensors: TensorMap, metadata: Readonly<Record<
   }
   return out;
 };
+
+/**
+ * Where network `net`'s weights are in `keys`: `NAME.` (a file holding several networks, a
+ * checkpoint's deployment weights) or '' (one network's official names). Unprefixed names count
+ * only when `alone` (a lone network, or a pipeline calling just this one): a pipeline of several
+ * networks takes each under its prefix. Without either, '' when alone (the errors then name the
+ * official keys), else the prefix.
+ */
+export const weightPrefix = (net: Network, keys: ReadonlySet<string>, alone: boolean): string => {
+  const params = parameters(net);
+  const pre = `${net.name}.`;
+  if (!alone) return pre;
+  if (params.some((p) => keys.has(p.key))) return '';
+  return [...keys].some((k) => k.startsWith(pre)) ? pre : '';
+};
+
+/** Each network's weights (official names, prefix stripped) by the rule of `weightPrefix`; found, not validated. */
+export const weightsOfNetworks = (nets: readonly Network[], tensors: TensorMap): ReadonlyMap<string, TensorMap> => {
+  const keys = new Set(tensors.keys());
+  return new Map(
+    nets.map((net) => {
+      const pre = weightPrefix(net, keys, nets.length === 1);
+      return [net.name, pre === '' ? tensors : (underPrefix(tensors, net.name) ?? new Map<string, HostTensor>())] as const;
+    }),
+  );
+};
+
+/**
+ * Several weight sources (files given as repeated `--weights`, a run's checkpoint) as one map.
+ * A tensor name in two sources is an error naming both (one error per pair, listing the names).
+ */
+export const mergeWeights = (sources: ReadonlyArray<{ readonly origin: string; readonly tensors: TensorMap }>): Result<TensorMap> => {
+  const out = new Map<string, HostTensor>();
+  const from = new Map<string, string>();
+  const clashes = new Map<string, string[]>();
+  for (const s of sources)
+    for (const [k, v] of s.tensors) {
+      const first = from.get(k);
+      if (first !== undefined) {
+        const pair = JSON.stringify([first, s.origin]);
+        clashes.set(pair, [...(clashes.get(pair) ?? []), k]);
+        continue;
+      }
+      from.set(k, s.origin);
+      out.set(k, v);
+    }
+  if (clashes.size === 0) return E.right(out);
+  return E.left(
+    [...clashes].map(([pair, names]) => {
+      const [a, b] = JSON.parse(pair) as [string, string];
+      return specError(
+        `--weights ${b}`,
+        `holds ${names.length} tensor${names.length > 1 ? 's' : ''} that ${a} holds too: ${listAll(names)}`,
+        'each weight must come from one file: give each network once',
+      );
+    }),
+  );
+};

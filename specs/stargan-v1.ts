@@ -57,6 +57,28 @@ export const CELEBA_ATTRS = [
 const G = ['generator'];
 const D = ['discriminator'];
 
+/** CelebA's hair colours: one-hot among themselves in the official test targets. */
+export const HAIR_COLOURS: readonly string[] = ['Black_Hair', 'Blond_Hair', 'Brown_Hair', 'Gray_Hair'];
+
+/**
+ * The official test targets of binary attribute labels (solver.create_labels): for each attribute
+ * i, a copy of the labels where, if i is a hair colour, the hair colours become one-hot at i, and
+ * otherwise attribute i is flipped. `labels` is (n, attrs.length) row-major; one (n, attrs.length)
+ * target per attribute.
+ */
+export const createLabels = (attrs: readonly string[], labels: Float32Array, n: number): Float32Array[] => {
+  const width = attrs.length;
+  const hair = attrs.flatMap((a, i) => (HAIR_COLOURS.includes(a) ? [i] : []));
+  return attrs.map((_, c) => {
+    const t = Float32Array.from(labels);
+    for (let i = 0; i < n; i++) {
+      if (hair.includes(c)) for (const h of hair) t[i * width + h] = h === c ? 1 : 0;
+      else t[i * width + c] = labels[i * width + c] === 1 ? 0 : 1;
+    }
+    return t;
+  });
+};
+
 export const settings: readonly SettingDecl[] = [
   { key: 'dataset', doc: 'CelebA (binary attributes), RaFD (one-hot expressions) or Both (joint, mask vector)', type: { kind: 'enum', values: ['CelebA', 'RaFD', 'Both'] }, default: 'CelebA', nets: [...G, ...D] },
   { key: 'selectedAttrs', doc: 'CelebA attributes to learn; their number sets cDim for CelebA and Both', type: { kind: 'list', values: CELEBA_ATTRS }, default: ['Black_Hair', 'Blond_Hair', 'Brown_Hair', 'Male', 'Young'], nets: [...G, ...D] },
