@@ -9,7 +9,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result, type SpecError } from './errors.ts';
 import type { DataField, DType, Expr, Network, Phase, Pipeline, Schedule, Spec, Term, Training } from './ir.ts';
-import { networksOf, pipelineOf, runnableNames } from './pipelines.ts';
+import { networksOf, pipelineOf } from './pipelines.ts';
 import { inferShapes, isPosInt, type Inferred } from './shapes.ts';
 import { inputsOf } from './walk.ts';
 
@@ -788,7 +788,11 @@ export const checkRunnable = (spec: Spec, name: string): Result<PipelineSignatur
   const r = pipelineOf(spec, name);
   if (r === undefined)
     return E.left([
-      specError(`--net ${name}`, `spec ${spec.name} has no network or pipeline named '${name}'`, `networks and pipelines: ${runnableNames(spec).join(', ')}`),
+      specError(
+        `--net ${name}`,
+        `spec ${spec.name} has no network '${name}' and no pipeline of that name`,
+        `networks: ${spec.networks.map((n) => n.name).join(', ')}; pipelines: ${spec.pipelines.map((p) => p.name).join(', ') || 'none'}`,
+      ),
     ]);
   const nets = checkNetworks(spec, networksOf(r.pipeline));
   if (E.isLeft(nets)) return nets;
