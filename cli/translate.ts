@@ -38,32 +38,28 @@ import { basename, dirname, extname, join } from 'node:path';
 import sharp from 'sharp';
 import { checkRunnable, type PipelineSignature } from '../dsl/check.ts';
 import { specError, type Result, type SpecError } from '../dsl/errors.ts';
-import type { Network, Pipeline, Spec } from '../dsl/ir.ts';
-import { parameters } from '../dsl/params.ts';
+import type { Pipeline, Spec } from '../dsl/ir.ts';
 import { networksOf, pipelineOf } from '../dsl/pipelines.ts';
 import { deriveSeed, rng } from '../dsl/random.ts';
 import { writeBytesAtomic } from '../io/files.ts';
 import { gridPng, IMAGE_EXTENSIONS, loadImage, writeImageFile, type Chw } from '../io/images.ts';
-import type { HostTensor, TensorMap } from '../io/tensor.ts';
-import { weightsOfNetworks } from '../io/weights.ts';
+import type { HostTensor } from '../io/tensor.ts';
 import type { BackendName } from '../interpreters/tfjs/backend.ts';
-import type { ParamStore } from '../interpreters/tfjs/params.ts';
 import type { LoadedPipeline } from '../interpreters/tfjs/pipeline.ts';
 import { createLabels, HAIR_COLOURS } from '../specs/stargan-v1.ts';
-import { readWeights, type Weights } from './weights.ts';
+import { describeSources, describeWeights, findNetworkWeights, readWeights } from './weights.ts';
 
 /**
  * The tfjs interpreter (backends, kernels, lowerings, the pipeline fold), loaded only once there
  * is work for it, so mistakes in the options come back at once.
  */
 const interpreter = async () => {
-  const [backend, params, pipeline, sampling] = await Promise.all([
+  const [backend, run, sampling] = await Promise.all([
     import('../interpreters/tfjs/backend.ts'),
-    import('../interpreters/tfjs/params.ts'),
-    import('../interpreters/tfjs/pipeline.ts'),
+    import('../interpreters/tfjs/run.ts'),
     import('../interpreters/tfjs/train/sampling.ts'),
   ]);
-  return { ...backend, ...params, ...pipeline, ...sampling };
+  return { ...backend, ...run, ...sampling };
 };
 type Interpreter = Awaited<ReturnType<typeof interpreter>>;
 
@@ -216,83 +212,31 @@ interface Session {
   readonly close: () => void;
 }
 
-/**
- * Each network's weights from the merged `--weights` (found, not yet validated): `NAME.`-prefixed,
- * or one network's official names when the pipelines call just that one.
- */
-const findWeights = (spec: Spec, w: Weights, nets: readonly Network[]): Result<ReadonlyMap<string, TensorMap>> => {
-  const files = w.sources.map((s) => s.file).join(' + ');
-  const found = weightsOfNetworks(nets, w.tensors);
-  const errors: SpecError[] = [];
-  for (const net of nets) {
-    const t = found.get(net.name)!;
-    const keys = parameters(net).map((p) => p.key);
-    if (t.size === 0)
-      errors.push(
-        specError(
-          files,
-          `has no weights for network '${net.name}'`,
-          nets.length > 1
-            ? `pass a file holding ${nets.map((n) => n.name).join(', ')} under NAME. prefixes (\`starspec import-torch\` without --net writes one from nets_ema), a run directory, or one file per network`
-            : 'pass its weights file, or a run directory',
-        ),
-      );
-    else if (!keys.some((k) => t.has(k)))
-      errors.push(
-        specError(
-          files,
-          `has no weights for ${spec.name}'s network '${net.name}': none of its ${keys.length} parameters (${keys.slice(0, 2).join(', ')}, ...) is there`,
-          'these weights belong to another architecture: check the spec and --set values they were made with',
-        ),
-      );
-  }
-  return errors.length > 0 ? E.left(errors) : E.right(found);
-};
-
-/** Check the pipelines, read the weights, select the backend, upload the weights and load the pipelines. */
+/** Check the pipelines, read and find the weights, select the backend, and load the pipelines. */
 const openSession = async (spec: Spec, names: readonly string[], weightArgs: readonly string[], backend: BackendName): Promise<Result<Session>> => {
-  const sigs = names.map((n) => signatureOf(spec, n));
-  const bad = sigs.flatMap((s) => (E.isLeft(s) ? s.left : []));
+  const bad = names.flatMap((n) => {
+    const s = signatureOf(spec, n);
+    return E.isLeft(s) ? s.left : [];
+  });
   if (bad.length > 0) return E.left(bad);
-  const netNames = [...new Set(names.flatMap((n) => networksOf(pipelineOf(spec, n)!.pipeline)))];
-  const nets = netNames.map((n) => spec.networks.find((x) => x.name === n)!);
+  const nets = [...new Set(names.flatMap((n) => networksOf(pipelineOf(spec, n)!.pipeline)))].map((n) => spec.networks.find((x) => x.name === n)!);
   const w = await readWeights(spec, weightArgs);
   if (E.isLeft(w)) return w;
-  const found = findWeights(spec, w.right, nets);
+  const found = findNetworkWeights(spec, w.right, nets);
   if (E.isLeft(found)) return found;
   const ip = await interpreter();
   const be = await ip.selectBackend(backend);
   if (E.isLeft(be)) return be;
-  const stores = new Map<string, ParamStore>();
-  const errors: SpecError[] = [];
-  const files = w.right.sources.map((s) => s.file).join(' + ');
-  for (const net of nets) {
-    const s = ip.loadParams(net, found.right.get(net.name)!, { origin: `${files} (${net.name})` });
-    if (E.isLeft(s)) errors.push(...s.left);
-    else stores.set(net.name, s.right);
-  }
-  const pipes = new Map<string, LoadedPipeline>();
-  if (errors.length === 0)
-    for (const n of names) {
-      const p = ip.loadPipeline(spec, n, (net) => stores.get(net)!);
-      if (E.isLeft(p)) errors.push(...p.left);
-      else pipes.set(n, p.right);
-    }
-  if (errors.length > 0) {
-    for (const p of pipes.values()) p.dispose();
-    for (const s of stores.values()) ip.disposeParams(s);
+  const open = ip.openPipelines(spec, names, found.right, (net) => `${describeSources(w.right)} (${net})`);
+  if (E.isLeft(open)) {
     ip.shutdownBackend();
-    return E.left(errors);
+    return open;
   }
-  const ema = nets.filter((n) => w.right.sources.some((s) => s.emaNets.has(n.name))).length;
-  const step = w.right.sources.find((s) => s.step !== undefined)?.step;
-  const what = `${ema === nets.length ? 'EMA weights' : ema > 0 ? 'EMA weights where present' : 'weights'}${step !== undefined ? ` of step ${step}` : ''}`;
   const close = (): void => {
-    for (const p of pipes.values()) p.dispose();
-    for (const s of stores.values()) ip.disposeParams(s);
+    open.right.close();
     ip.shutdownBackend();
   };
-  return E.right({ ip, pipes, what, backend: be.right.name, close });
+  return E.right({ ip, pipes: open.right.pipes, what: describeWeights(w.right, nets), backend: be.right.name, close });
 };
 
 /** One column's results for a batch of sources: the pipeline's `out`, (N, 3, S, S). */

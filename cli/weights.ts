@@ -12,7 +12,9 @@ import { specError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
 import { readSafetensorsContentsFile } from '../io/files.ts';
 import type { TensorMap } from '../io/tensor.ts';
-import { deploymentWeights, mergeWeights } from '../io/weights.ts';
+import { parameters } from '../dsl/params.ts';
+import type { Network } from '../dsl/ir.ts';
+import { deploymentWeights, mergeWeights, weightsOfNetworks } from '../io/weights.ts';
 import { readSpecFile, sameExperiment } from './load.ts';
 
 /** A run's checkpoint file (cli/train.ts's CHECKPOINT; not imported: that loads the training stack). */
@@ -80,3 +82,44 @@ export const readWeights = async (spec: Spec, args: readonly string[]): Promise<
 
 /** The files in a message: `a.safetensors` or `a.safetensors + b.safetensors`. */
 export const describeSources = (w: Weights): string => w.sources.map((s) => s.file).join(' + ');
+
+/**
+ * Each network's weights in the merged `--weights` (`weightsOfNetworks`: `NAME.`-prefixed, or one
+ * network's official names when just that one is used), found but not yet validated; a network
+ * with none of its parameters there is an error saying what to pass.
+ */
+export const findNetworkWeights = (spec: Spec, w: Weights, nets: readonly Network[]): Result<ReadonlyMap<string, TensorMap>> => {
+  const files = describeSources(w);
+  const found = weightsOfNetworks(nets, w.tensors);
+  const errors: SpecError[] = [];
+  for (const net of nets) {
+    const t = found.get(net.name)!;
+    const keys = parameters(net).map((p) => p.key);
+    if (t.size === 0)
+      errors.push(
+        specError(
+          files,
+          `has no weights for network '${net.name}'`,
+          nets.length > 1
+            ? `pass a file holding ${nets.map((n) => n.name).join(', ')} under NAME. prefixes (\`starspec import-torch\` without --net writes one from nets_ema), a run directory, or one such file per network`
+            : 'pass its weights file, or a run directory',
+        ),
+      );
+    else if (!keys.some((k) => t.has(k)))
+      errors.push(
+        specError(
+          files,
+          `has no weights for ${spec.name}'s network '${net.name}': none of its ${keys.length} parameters (${keys.slice(0, 2).join(', ')}, ...) is there`,
+          'these weights belong to another architecture: check the spec and --set values they were made with',
+        ),
+      );
+  }
+  return errors.length > 0 ? E.left(errors) : E.right(found);
+};
+
+/** `EMA weights of step 2`, `weights`: what the networks were given. */
+export const describeWeights = (w: Weights, nets: readonly Network[]): string => {
+  const ema = nets.filter((n) => w.sources.some((s) => s.emaNets.has(n.name))).length;
+  const step = w.sources.find((s) => s.step !== undefined)?.step;
+  return `${ema === nets.length ? 'EMA weights' : ema > 0 ? 'EMA weights where present' : 'weights'}${step !== undefined ? ` of step ${step}` : ''}`;
+};

@@ -12,7 +12,7 @@ import { findNetwork } from '../../dsl/walk.ts';
 import { toFloat32, type HostTensor, type TensorMap } from '../../io/tensor.ts';
 import { weightsOfNetworks } from '../../io/weights.ts';
 import { disposeParams, loadParams, type ParamStore } from './params.ts';
-import { checkPipelineInputs, loadPipeline } from './pipeline.ts';
+import { checkPipelineInputs, loadPipeline, type LoadedPipeline } from './pipeline.ts';
 
 const toTensor = (t: HostTensor, index: boolean): tf.Tensor =>
   index
@@ -38,6 +38,45 @@ export const loadPipelineParams = (spec: Spec, name: string, weights: TensorMap,
   if (errors.length === 0) return E.right(stores);
   for (const s of stores.values()) disposeParams(s);
   return E.left(errors);
+};
+
+export interface OpenPipelines {
+  readonly pipes: ReadonlyMap<string, LoadedPipeline>;
+  /** Dispose the pipelines and the weights they share. */
+  readonly close: () => void;
+}
+
+/**
+ * Load several pipelines (or networks) on one upload of each network's weights: `found` holds
+ * each network's weights under official names (`weightsOfNetworks`), validated here; `origin`
+ * names them in errors.
+ */
+export const openPipelines = (spec: Spec, names: readonly string[], found: ReadonlyMap<string, TensorMap>, origin: (net: string) => string): Result<OpenPipelines> => {
+  const nets = [...new Set(names.flatMap((n) => networksOf(pipelineOf(spec, n)?.pipeline ?? { name: n, doc: '', inputs: [], outputs: [] })))];
+  const stores = new Map<string, ParamStore>();
+  const pipes = new Map<string, LoadedPipeline>();
+  const errors: SpecError[] = [];
+  for (const n of nets) {
+    const net = findNetwork(spec.networks, n)!;
+    const s = loadParams(net, found.get(n) ?? new Map(), { origin: origin(n) });
+    if (E.isLeft(s)) errors.push(...s.left);
+    else stores.set(n, s.right);
+  }
+  if (errors.length === 0)
+    for (const n of names) {
+      const p = loadPipeline(spec, n, (net) => stores.get(net)!);
+      if (E.isLeft(p)) errors.push(...p.left);
+      else pipes.set(n, p.right);
+    }
+  const close = (): void => {
+    for (const p of pipes.values()) p.dispose();
+    for (const s of stores.values()) disposeParams(s);
+  };
+  if (errors.length > 0) {
+    close();
+    return E.left(errors);
+  }
+  return E.right({ pipes, close });
 };
 
 /**
