@@ -6,7 +6,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import * as E from 'fp-ts/lib/Either.js';
 import { readFileSync } from 'node:fs';
-import { checkPipeline, checkSpec } from '../dsl/check.ts';
+import { checkPipeline, checkRunnable, checkSpec } from '../dsl/check.ts';
 import { formatError, specError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { Network, Spec } from '../dsl/ir.ts';
 import { networksOf } from '../dsl/pipelines.ts';
@@ -97,9 +97,16 @@ program
   .description('validate a spec: decoding, settings, shapes, losses and schedule')
   .argument('<spec>', 'built-in spec name or a .ts/.json spec file')
   .addOption(setOption())
-  .option('--net <name>', 'check only this network (training is then not checked)')
+  .option('--net <name>', 'check only this network, or this pipeline and its networks (training is then not checked)')
   .action(async (specArg: string, o: { set: string[]; net?: string }) => {
     const spec = ok(await loadSpec(specArg, o.set));
+    const pipe = o.net === undefined ? undefined : spec.pipelines.find((p) => p.name === o.net);
+    if (pipe !== undefined) {
+      const sig = ok(checkRunnable(spec, pipe.name));
+      const list = (ts: typeof sig.inputs | typeof sig.outputs): string => ts.map((t) => t.name).join(', ');
+      process.stdout.write(`OK ${spec.name} pipeline ${pipe.name}: ${list(sig.inputs)} -> ${list(sig.outputs)} through ${networksOf(pipe).join(', ')}\n`);
+      return;
+    }
     ok(checkSpec(spec, o.net ? [o.net] : undefined));
     const nets = o.net ? [netOf(spec, o.net)] : spec.networks;
     const counts = nets.map((n) => `${n.name} ${fmtInt(ok(summarize(n)).params)}`).join(', ');
