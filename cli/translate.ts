@@ -36,7 +36,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import sharp from 'sharp';
-import { checkRunnable, type PipelineSignature } from '../dsl/check.ts';
+import { checkRunnable } from '../dsl/check.ts';
 import { specError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { Pipeline, Spec } from '../dsl/ir.ts';
 import { networksOf, pipelineOf } from '../dsl/pipelines.ts';
@@ -185,9 +185,6 @@ const tile = (t: HostTensor, i: number): Float32Array => {
 // ---------------------------------------------------------------------------------------------
 // Pipelines and their weights
 
-/** The spec's pipeline `name` and its signature (the networks it calls checked), or why not. */
-const signatureOf = (spec: Spec, name: string): Result<PipelineSignature> => checkRunnable(spec, name);
-
 const has = (spec: Spec, name: string): boolean => spec.pipelines.some((p) => p.name === name);
 const pipelineNamed = (spec: Spec, name: string): Pipeline | undefined => spec.pipelines.find((p) => p.name === name);
 
@@ -215,7 +212,7 @@ interface Session {
 /** Check the pipelines, read and find the weights, select the backend, and load the pipelines. */
 const openSession = async (spec: Spec, names: readonly string[], weightArgs: readonly string[], backend: BackendName): Promise<Result<Session>> => {
   const bad = names.flatMap((n) => {
-    const s = signatureOf(spec, n);
+    const s = checkRunnable(spec, n);
     return E.isLeft(s) ? s.left : [];
   });
   if (bad.length > 0) return E.left(bad);
@@ -260,7 +257,7 @@ const imageSizeOf = (spec: Spec, name: string): Result<number> => {
 
 /** The domains a pipeline's `y` selects among (its signature's bound), or numDomains. */
 const domainCount = (spec: Spec, name: string): number => {
-  const s = signatureOf(spec, name);
+  const s = checkRunnable(spec, name);
   return (E.isRight(s) ? s.right.inputs.find((i) => i.name === 'y')?.classes : null) ?? Number(spec.settings['numDomains'] ?? 0);
 };
 
@@ -295,7 +292,7 @@ const layoutOf = (spec: Spec): Layout => {
     const l = label[0]!;
     const dataset = p.name.slice(PREFIX.length);
     if (l.dtype === 'index') {
-      const sig = signatureOf(spec, p.name);
+      const sig = checkRunnable(spec, p.name);
       const k = (E.isRight(sig) ? sig.right.inputs.find((i) => i.name === l.name)?.classes : null) ?? 0;
       return [{ pipeline: p.name, dataset, kind: 'category', input: l.name, size: k, names: [] }];
     }

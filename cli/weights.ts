@@ -3,7 +3,8 @@
  * run directory of `starspec train` (its checkpoint; its spec.json must equal the spec given) or a
  * safetensors weights file (official names, one network's or several under `NAME.` prefixes; a
  * starspec checkpoint). Each source gives its deployment weights (EMA copies where a checkpoint
- * keeps them); the sources are merged, and a tensor name in two of them is an error naming both.
+ * keeps them; one network's unprefixed file under that network's prefix); the sources are merged,
+ * and a tensor name in two of them is an error naming both.
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { stat } from 'node:fs/promises';
@@ -14,7 +15,7 @@ import { readSafetensorsContentsFile } from '../io/files.ts';
 import type { TensorMap } from '../io/tensor.ts';
 import { parameters } from '../dsl/params.ts';
 import type { Network } from '../dsl/ir.ts';
-import { deploymentWeights, mergeWeights, weightsOfNetworks } from '../io/weights.ts';
+import { coversKeys, deploymentWeights, mergeWeights, weightsOfNetworks, withPrefix } from '../io/weights.ts';
 import { readSpecFile, sameExperiment } from './load.ts';
 
 /** A run's checkpoint file (cli/train.ts's CHECKPOINT; not imported: that loads the training stack). */
@@ -66,6 +67,18 @@ const readSource = async (spec: Spec, arg: string): Promise<Result<WeightSource>
   return E.right({ arg, file, tensors: deploymentWeights(raw, contents.right.metadata), emaNets, step: contents.right.metadata['step'] });
 };
 
+/**
+ * One network's official names (`import-torch --net` output: no `NAME.` prefix) given beside other
+ * files: the one network of the spec whose parameters the file holds names it, so
+ * `--weights nets_ema.safetensors --weights fan.safetensors` merges. Anything else is as it is.
+ */
+const named = (spec: Spec, tensors: TensorMap): TensorMap => {
+  const keys = [...tensors.keys()];
+  if (spec.networks.some((n) => keys.some((k) => k.startsWith(`${n.name}.`)))) return tensors;
+  const fits = spec.networks.filter((n) => coversKeys(n, tensors));
+  return fits.length === 1 ? withPrefix(tensors, fits[0]!.name) : tensors;
+};
+
 /** Read and merge every `--weights` value (at least one). */
 export const readWeights = async (spec: Spec, args: readonly string[]): Promise<Result<Weights>> => {
   if (args.length === 0) return E.left([specError('--weights', 'is required', 'a run directory of `starspec train`, or a .safetensors weights file (repeatable)')]);
@@ -74,7 +87,7 @@ export const readWeights = async (spec: Spec, args: readonly string[]): Promise<
   for (const a of args) {
     const r = await readSource(spec, a);
     if (E.isLeft(r)) errors.push(...r.left);
-    else sources.push(r.right);
+    else sources.push(args.length > 1 ? { ...r.right, tensors: named(spec, r.right.tensors) } : r.right);
   }
   if (errors.length > 0) return E.left(errors);
   return E.map((tensors: TensorMap) => ({ tensors, sources }))(mergeWeights(sources.map((s) => ({ origin: s.arg, tensors: s.tensors }))));

@@ -296,6 +296,21 @@ describe('the command line: pipelines by name, --weights given more than once', 
     assert.ok(maxAbs(f32(got), f32(want)) <= 1e-4, `run and the exported model differ by ${maxAbs(f32(got), f32(want))}`);
   });
 
+  it("one network's own names (import-torch --net) beside other files take that network's prefix", async () => {
+    const flat = (prefix: string): TensorMap => new Map([...part(prefix)].map(([k, v]) => [k.slice(prefix.length), v] as [string, HostTensor]));
+    const gFlat = join(tmp, 'g-flat.safetensors');
+    writeFileSync(gFlat, writeSafetensors(flat('generator.')));
+    const out = join(tmp, 'flat.safetensors');
+    const prefixedOut = join(tmp, 'prefixed.safetensors');
+    const run = (g: string, o: string) =>
+      starspec('run', 'stargan-v2', ...set, '--net', 'latent_synthesis_truncated', '--weights', fFile, '--weights', g, '--inputs', inFile, '--out', o, '--backend', 'cpu');
+    const [a, b] = await Promise.all([run(gFlat, out), run(gFile, prefixedOut)]);
+    succeeded(a, 'run with a flat generator file');
+    succeeded(b, 'run with a prefixed generator file');
+    const read = (f: string): HostTensor => right(readSafetensors(readFileSync(f), f)).get('out')!;
+    assert.deepEqual(f32(read(out)), f32(read(prefixedOut)));
+  });
+
   it('a tensor in two --weights files, a missing network and an unknown name: one line each', async () => {
     const [clash, missing, unknown] = await Promise.all([
       starspec('run', 'stargan-v2', ...set, '--net', 'latent_synthesis', '--weights', gFile, '--weights', fFile, '--weights', gFile, '--inputs', inFile, '--out', join(tmp, 'x.safetensors')),
