@@ -101,6 +101,8 @@ const walker = () => {
         const one = walk(c.member);
         return { anyOf: [one, { type: 'array', items: [one, one], minItems: 2, maxItems: 2 }] };
       }
+      case 'AbsentAsType':
+        return walk(c.type);
       case 'PairType':
         return { type: 'array', items: (c.types ?? []).map(walk), minItems: 2, maxItems: 2 };
       case 'TupleType': {
@@ -120,10 +122,12 @@ const walker = () => {
         const inner = (c._tag === 'ExactType' ? (c.type as Inspectable) : c).props ?? {};
         const partial = c._tag === 'PartialType' || (c._tag === 'ExactType' && (c.type as Inspectable)._tag === 'PartialType');
         const keys = Object.keys(inner);
+        // A key added to the format later (absentAs) may be missing from older files.
+        const required = keys.filter((k) => (inner[k] as Inspectable)._tag !== 'AbsentAsType');
         return {
           type: 'object',
           properties: Object.fromEntries(keys.map((k) => [k, walk(inner[k])])),
-          ...(partial ? {} : { required: keys }),
+          ...(partial ? {} : { required }),
           ...(exact ? { additionalProperties: false } : {}),
         };
       }

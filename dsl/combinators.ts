@@ -206,3 +206,23 @@ export class TaggedType<M extends TaggedMembers> extends t.Type<t.TypeOf<M[keyof
 }
 
 export const tagged = <M extends TaggedMembers>(name: string, tag: string, members: M): TaggedType<M> => new TaggedType(name, tag, members);
+
+// ---------------------------------------------------------------------------------------------
+// Keys added to the format later
+
+/**
+ * A value that must be present in built data but that files written before it existed lack: an
+ * absent key (undefined) decodes as `absent`; anything else must decode with `codec`.
+ */
+export class AbsentAsType<C extends t.Mixed> extends t.Type<t.TypeOf<C>, t.OutputOf<C>, unknown> {
+  readonly _tag = 'AbsentAsType' as const;
+  constructor(
+    /** The codec of a present value. */
+    readonly type: C,
+    /** What an absent key decodes as. */
+    readonly absent: t.TypeOf<C>,
+  ) {
+    super(type.name, type.is, (u, c) => (u === undefined ? t.success(absent) : type.validate(u, c)), type.encode);
+  }
+}
+export const absentAs = <C extends t.Mixed>(codec: C, absent: t.TypeOf<C>): AbsentAsType<C> => new AbsentAsType(codec, absent);

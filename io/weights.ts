@@ -5,7 +5,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result } from '../dsl/errors.ts';
 import type { Network } from '../dsl/ir.ts';
-import { buffersOfNode, ignoredKeys, stateDict, type ParamSpec } from '../dsl/params.ts';
+import { buffersOfNode, ignoredKeys, parameters, stateDict, type ParamSpec } from '../dsl/params.ts';
 import { isFloatDType, type HostTensor, type TensorMap } from './tensor.ts';
 
 const showShape = (s: readonly number[]): string => `(${s.join(', ')})`;
@@ -114,14 +114,59 @@ export const officialBuffers = (net: Network): TensorMap => {
 };
 
 /**
- * The weights of `net` in a map that may hold several networks under `NAME.` prefixes
- * (`generator.from_rgb.weight`): the prefixed ones when no parameter is present unprefixed.
+ * Where network `net`'s weights are in `keys`: `NAME.` (a file holding several networks, a
+ * checkpoint's deployment weights) or '' (one network's official names). Unprefixed names count
+ * only when `alone` (a lone network, or a pipeline calling just this one): a pipeline of several
+ * networks takes each under its prefix. Without either, '' when alone (the errors then name the
+ * official keys), else the prefix.
  */
-export const networkWeights = (net: Network, weights: TensorMap): TensorMap => {
-  const keys = stateDict(net).map((p) => p.key);
-  if (keys.some((k) => weights.has(k))) return weights;
+export const weightPrefix = (net: Network, keys: ReadonlySet<string>, alone: boolean): string => {
+  const params = parameters(net);
   const pre = `${net.name}.`;
-  const sub = new Map<string, HostTensor>();
-  for (const [k, v] of weights) if (k.startsWith(pre)) sub.set(k.slice(pre.length), v);
-  return sub.size > 0 ? sub : weights;
+  if (!alone) return pre;
+  if (params.some((p) => keys.has(p.key))) return '';
+  return [...keys].some((k) => k.startsWith(pre)) ? pre : '';
+};
+
+/** Each network's weights (official names, prefix stripped) by the rule of `weightPrefix`; found, not validated. */
+export const weightsOfNetworks = (nets: readonly Network[], tensors: TensorMap): ReadonlyMap<string, TensorMap> => {
+  const keys = new Set(tensors.keys());
+  return new Map(
+    nets.map((net) => {
+      const pre = weightPrefix(net, keys, nets.length === 1);
+      return [net.name, pre === '' ? tensors : (underPrefix(tensors, net.name) ?? new Map<string, HostTensor>())] as const;
+    }),
+  );
+};
+
+/**
+ * Several weight sources (files given as repeated `--weights`, a run's checkpoint) as one map.
+ * A tensor name in two sources is an error naming both (one error per pair, listing the names).
+ */
+export const mergeWeights = (sources: ReadonlyArray<{ readonly origin: string; readonly tensors: TensorMap }>): Result<TensorMap> => {
+  const out = new Map<string, HostTensor>();
+  const from = new Map<string, string>();
+  const clashes = new Map<string, string[]>();
+  for (const s of sources)
+    for (const [k, v] of s.tensors) {
+      const first = from.get(k);
+      if (first !== undefined) {
+        const pair = JSON.stringify([first, s.origin]);
+        clashes.set(pair, [...(clashes.get(pair) ?? []), k]);
+        continue;
+      }
+      from.set(k, s.origin);
+      out.set(k, v);
+    }
+  if (clashes.size === 0) return E.right(out);
+  return E.left(
+    [...clashes].map(([pair, names]) => {
+      const [a, b] = JSON.parse(pair) as [string, string];
+      return specError(
+        `--weights ${b}`,
+        `holds ${names.length} tensor${names.length > 1 ? 's' : ''} that ${a} holds too: ${listAll(names)}`,
+        'each weight must come from one file: give each network once',
+      );
+    }),
+  );
 };

@@ -114,6 +114,7 @@ const trainingSpec = (): Spec => ({
   name: 'bn-train',
   settings: {},
   networks: [bnNet()],
+  pipelines: [],
   training: {
     batchSize: 2,
     iterations: 3,

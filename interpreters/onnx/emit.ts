@@ -53,8 +53,12 @@ import { BOOL, FLOAT, attrFloat, attrInt, attrInts, attrString, boolTensor, floa
 export type WeightSource = (key: string) => Float32Array | undefined;
 
 export interface NetworkEmit {
-  /** Prepended to initializer, tensor and node names (`generator.`; '' for a lone network). */
+  /** Prepended to tensor and node names, and to initializer names unless `paramPrefix` is given (`generator.`; '' for a lone network). */
   readonly prefix: string;
+  /** Prepended to initializer names (a network called twice: one set of weights, two sets of nodes). */
+  readonly paramPrefix?: string;
+  /** Initializers already in the graph, shared by the calls of a network (updated here). */
+  readonly initializers?: Set<string>;
   /** The tensor each input (by its official name) reads. */
   readonly bindings: ReadonlyMap<string, string>;
   /** Preferred tensor names for outputs (graph outputs); others get prefixed path names. */
@@ -418,11 +422,12 @@ export const emitNetwork = (
     const name = e.outputNames.get(o.name);
     if (name !== undefined && !wanted.has(o.ref) && net.nodes[o.ref]?.op !== 'input') wanted.set(o.ref, name);
   }
-  const registered = new Set<string>();
+  const registered = e.initializers ?? new Set<string>();
+  const paramPrefix = e.paramPrefix ?? e.prefix;
   // Weights keep their state_dict names: claim them before any intermediate is named. (Nodes
   // sharing a path share its weights, as a PyTorch module called twice does.)
-  const keys = new Set(net.nodes.filter((_, i) => live[i]).flatMap((n) => stateOfNode(n).map((p) => `${e.prefix}${p.key}`)));
-  for (const k of keys) if (!g.claim(k)) errors.push(specError(k, 'weight name clashes with another tensor of the graph'));
+  const keys = new Set(net.nodes.filter((_, i) => live[i]).flatMap((n) => stateOfNode(n).map((p) => `${paramPrefix}${p.key}`)));
+  for (const k of keys) if (!registered.has(k) && !g.claim(k)) errors.push(specError(k, 'weight name clashes with another tensor of the graph'));
 
   net.nodes.forEach((n, i) => {
     if (!live[i]) return;
@@ -438,7 +443,7 @@ export const emitNetwork = (
     const name = `${e.prefix}${n.path || `#${i}`}`;
     const out = wanted.get(i) ?? g.fresh(name);
     const param = ({ key, shape }: ParamSpec): string => {
-      const full = `${e.prefix}${key}`;
+      const full = `${paramPrefix}${key}`;
       if (!registered.has(full)) {
         const data = e.weights(key);
         if (data === undefined) {

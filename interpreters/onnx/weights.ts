@@ -8,18 +8,19 @@ import { specError, type Result, type SpecError } from '../../dsl/errors.ts';
 import type { Spec } from '../../dsl/ir.ts';
 import { ignoredKeys, stateDict } from '../../dsl/params.ts';
 import { isFloatDType, toFloat32, type TensorMap } from '../../io/tensor.ts';
-import type { ResolvedStage } from './pipelines.ts';
+import type { PlanNetwork } from './pipelines.ts';
 
 const showDims = (d: readonly number[]): string => `[${d.join(', ')}]`;
 
 /**
- * Validate `weights` for the plan's stages; on success, float32 data by full key (prefix included).
- * With prefixed keys (a file holding several networks), keys of the spec's other networks are
- * skipped; buffers official checkpoints carry (running stats, `hpf.filter`) are accepted and unused.
+ * Validate `weights` for the networks a plan calls; on success, float32 data by full key (prefix
+ * included). With prefixed keys (a file holding several networks), keys of the spec's other
+ * networks are skipped; buffers official checkpoints carry (running stats, `hpf.filter`) are
+ * accepted and unused.
  */
 export const checkWeights = (
   spec: Spec,
-  stages: readonly ResolvedStage[],
+  stages: readonly PlanNetwork[],
   weights: TensorMap,
 ): Result<ReadonlyMap<string, Float32Array>> => {
   const errors: SpecError[] = [];
