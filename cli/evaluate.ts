@@ -11,7 +11,8 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { SYNTHETIC_FORMAT, SYNTHETIC_MARKER } from './data.ts';
 import { decodeSpec, parseJson } from '../dsl/codec.ts';
 import { specError, type Result } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
@@ -81,14 +82,32 @@ export const judgeV1 = (spec: Spec, g: Compiled, weights: VarStore, seed: number
   return E.right({ domain_accuracy: mean(exact), attribute_accuracy: mean(perAttr), content_iou: mean(ious), translations: exact.length });
 };
 
+/** The record `starspec data synthetic` leaves in a folder it wrote (in the folder or its parent: v1 trains on DIR/images). */
+const syntheticRecord = async (folder: string): Promise<{ seed?: number } | null> => {
+  for (const p of [join(folder, SYNTHETIC_MARKER), join(dirname(resolve(folder)), SYNTHETIC_MARKER)]) {
+    const text = await readFile(p, 'utf8').catch(() => null);
+    if (text === null) continue;
+    try {
+      const r = JSON.parse(text) as { format?: string; seed?: number };
+      if (r.format === SYNTHETIC_FORMAT) return r;
+    } catch {
+      return null;
+    }
+  }
+  return null;
+};
+
 export const evaluateRun = async (dir: string, backendName: BackendName, count = 100): Promise<Result<{ spec: Spec; metrics: Metrics }>> => {
   const specText = await readFile(join(dir, 'spec.json'), 'utf8').catch(() => null);
   if (specText === null) return E.left([specError(dir, 'is not a run directory (no spec.json)', 'pass the --out directory of `starspec train`')]);
   const spec = E.flatMap((u: unknown) => decodeSpec(u, join(dir, 'spec.json')))(parseJson(specText, 'spec.json'));
   if (E.isLeft(spec)) return spec;
-  const run = JSON.parse((await readFile(join(dir, 'run.json'), 'utf8').catch(() => '{}')) || '{}') as { dataSeed?: number; data?: string[] };
-  if (!(run.data?.length === 1 && run.data[0] === 'synthetic'))
-    return E.left([specError(dir, 'was not trained on the synthetic data', 'evaluate judges translations analytically, which needs the synthetic data')]);
+  const run = JSON.parse((await readFile(join(dir, 'run.json'), 'utf8').catch(() => '{}')) || '{}') as { dataSeed?: number; data?: string[]; syntheticData?: { seed?: number } };
+  // The built-in data, or a folder `starspec data synthetic` wrote (its record names the seed).
+  const folder = run.data?.[0] !== undefined && run.data[0] !== 'synthetic' ? (run.syntheticData ?? (await syntheticRecord(run.data[0]))) : null;
+  if (!(run.data?.length === 1 && run.data[0] === 'synthetic') && !(folder !== null && Number.isInteger(folder.seed)))
+    return E.left([specError(dir, 'was not trained on the synthetic data', 'evaluate judges translations analytically, which needs the synthetic data (--data synthetic, or a folder written by `starspec data synthetic`)')]);
+  const dataSeed = folder !== null ? folder.seed! : run.dataSeed;
   const bytes = await readFile(join(dir, CHECKPOINT)).catch(() => null);
   if (bytes === null) return E.left([specError(join(dir, CHECKPOINT), 'is missing')]);
   const contents = readSafetensorsContents(new Uint8Array(bytes), CHECKPOINT);
@@ -101,7 +120,7 @@ export const evaluateRun = async (dir: string, backendName: BackendName, count =
   if (E.isLeft(state)) return state;
   const w = (net: string) => samplingWeights(state.right, net);
   const size = Number(spec.right.settings['imageSize']);
-  const seed = deriveSeed(run.dataSeed ?? spec.right.training.seed, 'test');
+  const seed = deriveSeed(dataSeed ?? spec.right.training.seed, 'test');
   const kind = samplerKind(spec.right);
   const metrics: Record<string, number> = { step: state.right.step };
   try {
