@@ -127,10 +127,16 @@ describe('emitted PyTorch modules on the official fixtures', { skip: noTorch || 
         else report.push(`torch ${job.label}: refused`);
         return;
       }
-      if (!r.ok) return failures.push(`${job.label}: ${r.error}`);
+      if (!r.ok) {
+        failures.push(`${job.label}: ${r.error}`);
+        return;
+      }
       if (job.keys) assert.deepEqual(r.keys, job.keys, `${job.label}: state_dict keys are the spec's parameters and accepted buffers`);
       if (r.load !== '<All keys matched successfully>') failures.push(`${job.label}: load_state_dict(strict=True) said ${r.load}`);
-      if (!job.out || !job.expect) return report.push(`torch ${job.label}: strict load ok`);
+      if (!job.out || !job.expect) {
+        report.push(`torch ${job.label}: strict load ok`);
+        return;
+      }
       const got = safetensors(job.out);
       const want = safetensors(job.inputs!);
       const errs = Object.entries(job.expect).map(([o, ref]) => [o, maxAbs(f32(got.get(o)!), f32(want.get(ref)!))] as const);

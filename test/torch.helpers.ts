@@ -9,6 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import type { Spec } from '../dsl/ir.ts';
+import { initParams } from '../io/init.ts';
+import { deriveSeed, rng } from '../io/random.ts';
+import type { TensorMap } from '../io/tensor.ts';
 import { emitTorch, runtimeFiles } from '../interpreters/torch/index.ts';
 import { repoRoot } from './helpers/specs.ts';
 
@@ -63,3 +66,23 @@ export const writeExport = async (spec: Spec, dir: string): Promise<string> => {
   for (const [name, text] of [...files.right, ...(await runtimeFiles())]) writeFileSync(join(dir, name), text);
   return dir;
 };
+
+/** Small StarGAN settings for the training tests (v1: both phases every iteration, an EMA of G). */
+export const V1_SMALL = {
+  imageSize: 16, gConvDim: 4, gRepeatNum: 1, dConvDim: 4, dRepeatNum: 3, batchSize: 4, nCritic: 1, gEmaBeta: 0.5,
+};
+export const V2_SMALL = {
+  imageSize: 8, baseDim: 4, maxConvDim: 8, styleDim: 3, latentDim: 3, hiddenDim: 16, numDomains: 2, wHpf: 0, batchSize: 4, emaBeta: 0.9,
+};
+
+/** Seeded weights with every 1-D parameter (norm scales and shifts, biases) perturbed. */
+export const nonTrivialWeights = (s: Spec, seed: number): Map<string, TensorMap> =>
+  new Map(
+    s.networks.map((net, i) => {
+      const w = new Map(initParams(net, seed + i));
+      const r = rng(deriveSeed(seed, 'perturb', net.name));
+      for (const [k, t] of w) if (t.shape.length === 1) w.set(k, { ...t, data: Float32Array.from(t.data as Float32Array, (v) => v + 0.2 * r.normal()) });
+      return [net.name, w] as [string, TensorMap];
+    }),
+  );
+

@@ -22,18 +22,15 @@ import { after, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import type { Result } from '../dsl/errors.ts';
-import type { Spec } from '../dsl/ir.ts';
 import { syntheticProvider } from '../io/datasets/provider.ts';
-import { deriveSeed, rng } from '../io/random.ts';
 import { readSafetensorsContents, writeSafetensors } from '../io/safetensors.ts';
 import type { HostTensor, TensorMap } from '../io/tensor.ts';
-import { initParams } from '../io/init.ts';
 import { selectBackend, shutdownBackend } from '../interpreters/tfjs/backend.ts';
 import { disposeState, initState, stateToFile } from '../interpreters/tfjs/train/state.ts';
 import { drawRandom, makeTrainer, type Batch } from '../interpreters/tfjs/train/step.ts';
 import { spec } from './helpers/specs.ts';
 import { scheduleAt } from '../dsl/schedule.ts';
-import { harness, noTorch, tempDir, writeExport } from './torch.helpers.ts';
+import { harness, noTorch, nonTrivialWeights, tempDir, V1_SMALL, V2_SMALL, writeExport } from './torch.helpers.ts';
 
 /** Relative tolerance (float32 on both sides, different kernels and summation orders). */
 const TOL = 1e-4;
@@ -44,24 +41,6 @@ const right = <A>(r: Result<A>): A => {
 };
 
 after(() => shutdownBackend());
-
-export const V1_SMALL = {
-  imageSize: 16, gConvDim: 4, gRepeatNum: 1, dConvDim: 4, dRepeatNum: 3, batchSize: 4, nCritic: 1, gEmaBeta: 0.5,
-};
-export const V2_SMALL = {
-  imageSize: 8, baseDim: 4, maxConvDim: 8, styleDim: 3, latentDim: 3, hiddenDim: 16, numDomains: 2, wHpf: 0, batchSize: 4, emaBeta: 0.9,
-};
-
-/** Seeded weights with every 1-D parameter (norm scales and shifts, biases) perturbed. */
-export const nonTrivialWeights = (s: Spec, seed: number): Map<string, TensorMap> =>
-  new Map(
-    s.networks.map((net, i) => {
-      const w = new Map(initParams(net, seed + i));
-      const r = rng(deriveSeed(seed, 'perturb', net.name));
-      for (const [k, t] of w) if (t.shape.length === 1) w.set(k, { ...t, data: Float32Array.from(t.data as Float32Array, (v) => v + 0.2 * r.normal()) });
-      return [net.name, w] as [string, TensorMap];
-    }),
-  );
 
 /** max |a - b| / max |b| over a group of tensors. */
 const groupError = (a: TensorMap, b: TensorMap, keys: readonly string[]): { err: number; scale: number; worst: string } => {

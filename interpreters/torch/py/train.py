@@ -335,6 +335,7 @@ def grid_png(tiles, cols, size, scale, path):
     img = Image.fromarray(canvas)
     if scale > 1:
         img = img.resize((W * scale, H * scale), Image.NEAREST)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f'{path}.tmp.png'
     img.save(tmp)
     os.replace(tmp, path)
