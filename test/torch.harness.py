@@ -10,6 +10,8 @@
                                          `steps` iterations on a batch from a safetensors file
                                          ('DATASET.field' keys) with the iteration's draws from
                                          draws.py, writes the checkpoint and the logged losses.
+    torch.harness.py batch JOB.json      data.py's batch of a step (and held-out rows) from data
+                                         folders, written to a safetensors file.
 Prints one JSON object per job on stdout.
 """
 import importlib.util
@@ -83,6 +85,21 @@ def step(job):
     print(json.dumps({'ok': True, 'losses': logs}), flush=True)
 
 
+def batch(job):
+    sys.path.insert(0, RUNTIME)
+    import tensorfile
+    from data import FolderData
+    data = FolderData(job['datasets'], job['dirs'], job.get('attrs'), job['size'], job['seed'], job.get('selected', ()))
+    out = {}
+    for ds in job['datasets']:
+        for k, v in data.batch(ds['name'], job['step'], job['n']).items():
+            out[f"{ds['name']}.{k}"] = v
+        for k, v in data.held_out(ds['name'], job['n']).items():
+            out[f"heldout.{ds['name']}.{k}"] = v
+    tensorfile.write(job['out'], out)
+    print(json.dumps({'ok': True, 'description': data.description}), flush=True)
+
+
 if __name__ == '__main__':
     with open(sys.argv[2], encoding='utf-8') as f:
         payload = json.load(f)
@@ -90,5 +107,7 @@ if __name__ == '__main__':
         forward(payload)
     elif sys.argv[1] == 'step':
         step(payload)
+    elif sys.argv[1] == 'batch':
+        batch(payload)
     else:
         sys.exit(f'unknown command {sys.argv[1]}')
