@@ -124,7 +124,9 @@ class Network(nn.Module):
             *parents, last = key.split('.')
             owner = self.get_submodule('.'.join(parents)) if parents else self
             if prefix + key in state_dict:
-                owner._buffers[last] = state_dict[prefix + key].detach().clone()
+                old = owner._buffers.get(last)
+                value = state_dict[prefix + key].detach().clone()
+                owner._buffers[last] = value if old is None else value.to(old.device)
             else:
                 state_dict[prefix + key] = owner._buffers[last]
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
