@@ -7,6 +7,7 @@ same machine load. Driven by bench/torch_export.ts, which writes the export firs
     python3 bench/torch_export_bench.py --export DIR --spec stargan-v1|stargan-v2 --size PX --batch N
         [--repeats R] [--warmup W] [--threads T] [--device cpu|cuda] [--no-reference]
 
+With --device cuda the reference is not run (torch_bench.py is CPU-only).
 Under torchrun (or any launcher setting RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT) every
 process runs the export on its share of the batch with gloo (CPU) or NCCL (CUDA), gradients
 all-reduced, and rank 0 reports the time per iteration of the whole batch (the reference is not run).
@@ -82,7 +83,7 @@ def main():
         trainer.step(data, rand)
 
     ref = None
-    if not a.no_reference and world == 1:
+    if not a.no_reference and world == 1 and not cuda:  # torch_bench.py runs on the CPU only
         sys.path.insert(0, HERE)
         import torch_bench
         ref = torch_bench.make_fn({'spec': a.spec, 'kind': 'train_step', 'size': a.size, 'batch': a.batch})
