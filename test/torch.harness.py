@@ -5,7 +5,8 @@
                                          weights into it with load_state_dict(strict=True) (a
                                          safetensors file, or a torch.save checkpoint read by
                                          torch.load, optionally one entry of a nested one), runs it on
-                                         the inputs of a safetensors file, and writes its outputs.
+                                         the inputs of a safetensors file, and writes its outputs
+                                         (and, with 'save', torch.saves its state_dict).
     torch.harness.py step JOB.json       one export's Trainer: loads a starspec checkpoint, runs
                                          `steps` iterations on a batch from a safetensors file
                                          ('DATASET.field' keys) with the iteration's draws from
@@ -52,6 +53,8 @@ def forward(jobs):
                 sd, _ = tensorfile.read(job['weights'])
             msg = net.load_state_dict(sd, strict=True)
             result = {'ok': True, 'load': str(msg), 'keys': sorted(net.state_dict().keys())}
+            if 'save' in job:
+                torch.save(net.state_dict(), job['save'])
             if 'inputs' in job:
                 io, _ = tensorfile.read(job['inputs'])
                 args = [io[n].long() if n in net.index_inputs else io[n].float() for n in net.inputs]
