@@ -4,7 +4,7 @@
  * import that instead of PyTorch), and exports written to temporary folders.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
@@ -56,7 +56,16 @@ export const harness = async <T = Record<string, unknown>>(command: 'forward' | 
     .map((l) => JSON.parse(l) as T);
 };
 
-export const tempDir = (name: string): string => mkdtempSync(join(tmpdir(), `starspec-${name}-`));
+const made: string[] = [];
+process.on('exit', () => {
+  if (!process.env['STARSPEC_KEEP_TMP']) for (const d of made) rmSync(d, { recursive: true, force: true });
+});
+/** A new temporary folder, removed when the test process exits (unless STARSPEC_KEEP_TMP is set). */
+export const tempDir = (name: string): string => {
+  const d = mkdtempSync(join(tmpdir(), `starspec-${name}-`));
+  made.push(d);
+  return d;
+};
 
 /** The full export of a spec into a (new) folder. */
 export const writeExport = async (spec: Spec, dir: string): Promise<string> => {
