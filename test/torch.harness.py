@@ -11,6 +11,8 @@
                                          `steps` iterations on a batch from a safetensors file
                                          ('DATASET.field' keys) with the iteration's draws from
                                          draws.py, writes the checkpoint and the logged losses.
+    torch.harness.py init JOB.json       train.py's fresh weights of every network (seed + index), and
+                                         the draws of some iterations, written to a safetensors file.
     torch.harness.py batch JOB.json      data.py's batch of a step (and held-out rows) from data
                                          folders, written to a safetensors file.
 Prints one JSON object per job on stdout.
@@ -88,6 +90,22 @@ def step(job):
     print(json.dumps({'ok': True, 'losses': logs}), flush=True)
 
 
+def init(job):
+    sys.path.insert(0, job['export'])
+    import tensorfile
+    import train
+    out = {}
+    for i, net in enumerate(train.models.NETWORKS):
+        for k, v in train.init_weights(net, job['seed'] + i).items():
+            out[f'{net}.{k}'] = v
+    n = train.objective.BATCH_SIZE
+    for step in job['steps']:
+        for k, v in train.draw_random(train.objective.SEED, step, n, 0, n, 'cpu').items():
+            out[f'random.{step}.{k}'] = v
+    tensorfile.write(job['out'], out)
+    print(json.dumps({'ok': True}), flush=True)
+
+
 def batch(job):
     sys.path.insert(0, RUNTIME)
     import tensorfile
@@ -110,6 +128,8 @@ if __name__ == '__main__':
         forward(payload)
     elif sys.argv[1] == 'step':
         step(payload)
+    elif sys.argv[1] == 'init':
+        init(payload)
     elif sys.argv[1] == 'batch':
         batch(payload)
     else:

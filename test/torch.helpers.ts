@@ -45,7 +45,7 @@ export const run = (cmd: string, args: readonly string[], env: Record<string, st
 export const python = (args: readonly string[], env: Record<string, string> = {}): Promise<Ran> => run(PYTHON, args, env);
 
 /** Run the harness on a job (list); one parsed JSON object per stdout line. */
-export const harness = async <T = Record<string, unknown>>(command: 'forward' | 'step' | 'batch', payload: unknown, dir: string): Promise<T[]> => {
+export const harness = async <T = Record<string, unknown>>(command: 'forward' | 'step' | 'batch' | 'init', payload: unknown, dir: string): Promise<T[]> => {
   const file = join(dir, `${command}-${Date.now()}-${Math.random().toString(36).slice(2)}.json`);
   writeFileSync(file, JSON.stringify(payload));
   const r = await python([HARNESS, command, file]);

@@ -30,6 +30,7 @@ import { disposeState, initState, stateToFile } from '../interpreters/tfjs/train
 import { drawRandom, makeTrainer, type Batch } from '../interpreters/tfjs/train/step.ts';
 import { spec } from './helpers/specs.ts';
 import { scheduleAt } from '../dsl/schedule.ts';
+import { initParams } from '../io/init.ts';
 import { harness, noTorch, nonTrivialWeights, tempDir, V1_SMALL, V2_SMALL, writeExport } from './torch.helpers.ts';
 
 /** Relative tolerance (float32 on both sides, different kernels and summation orders). */
@@ -64,6 +65,43 @@ const toDevice = (h: HostTensor): tf.Tensor =>
   h.shape.length === 4
     ? tf.tidy(() => tf.transpose(tf.tensor(h.data as Float32Array, [...h.shape]), [0, 2, 3, 1]))
     : tf.tensor(h.data as Float32Array | Int32Array, [...h.shape], h.dtype === 'int32' ? 'int32' : 'float32');
+
+describe('fresh weights and random draws: train.py draws what starspec draws', { skip: noTorch }, () => {
+  for (const [name, set] of [['stargan-v1', V1_SMALL], ['stargan-v2', V2_SMALL]] as const) {
+    test(`${name}: init_weights equals io/init.ts, draw_random equals drawRandom`, async () => {
+      right(await selectBackend('cpu'));
+      const s = spec(name, set);
+      const tmp = tempDir(`torch-init-${name}`);
+      const dir = await writeExport(s, join(tmp, 'export'));
+      const out = join(tmp, 'init.safetensors');
+      const steps = [0, 1, 12345];
+      await harness('init', { export: dir, seed: 41, steps, out }, tmp);
+      const got = right(readSafetensorsContents(new Uint8Array(readFileSync(out)))).tensors;
+      let count = 0;
+      let ulps = 0;
+      s.networks.forEach((net, i) => {
+        for (const [k, t] of initParams(net, 41 + i)) {
+          const a = got.get(`${net.name}.${k}`)!.data as Float32Array;
+          const b = t.data as Float32Array;
+          assert.equal(a.length, b.length, k);
+          for (let j = 0; j < b.length; j++) {
+            count++;
+            if (a[j] === b[j]) continue;
+            // Vectorised Box-Muller (numpy's log, sin, cos against V8's) may round the last float32 bit differently.
+            assert.ok(Math.abs(a[j]! - b[j]!) <= 2 ** -22 * Math.abs(b[j]!), `${net.name}.${k}[${j}]: ${a[j]} vs ${b[j]}`);
+            ulps++;
+          }
+        }
+      });
+      for (const step of steps) {
+        const r = drawRandom(s.training.random, s.training.seed, step, s.training.batchSize);
+        for (const [k, t] of r) assert.deepEqual(Array.from(got.get(`random.${step}.${k}`)!.data, Number), Array.from(t.dataSync(), Number), `draw ${k} of step ${step}`);
+        tf.dispose([...r.values()]);
+      }
+      console.log(`${name}: ${count} fresh weights, ${count - ulps} equal to the bit, ${ulps} one float32 ulp apart; the random draws of steps ${steps.join(', ')} equal`);
+    });
+  }
+});
 
 describe('one training iteration: emitted PyTorch against the tfjs interpreter', { skip: noTorch }, () => {
   const cases = [
