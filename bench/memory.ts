@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import type { Spec } from '../dsl/ir.ts';
-import { rng } from '../io/random.ts';
+import { rng } from '../dsl/random.ts';
 import { selectBackend, shutdownBackend } from '../interpreters/tfjs/backend.ts';
 import { disposeState, initState, type TrainState } from '../interpreters/tfjs/train/state.ts';
 import { drawRandom, makeTrainer } from '../interpreters/tfjs/train/step.ts';

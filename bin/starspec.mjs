@@ -1,7 +1,14 @@
 #!/usr/bin/env node
-// Node 20 cannot run TypeScript by itself: register tsx's loader, then run the CLI (and, through
-// the same loader, any .ts spec module a user names).
-import { register } from 'tsx/esm/api';
+// The starspec command. From the package: the compiled CLI in dist/ (plain JavaScript, no loader).
+// From a checkout of the repository (cli/main.ts is there, dist/ need not be): the TypeScript
+// sources through tsx, a devDependency, so a clean clone runs right after `npm ci`.
+import { existsSync } from 'node:fs';
 
-register();
-await import('../cli/main.ts');
+const sources = new URL('../cli/main.ts', import.meta.url);
+if (existsSync(sources)) {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import(sources.href);
+} else {
+  await import('../dist/cli/main.js');
+}

@@ -22,7 +22,7 @@ import type { Dataset, Spec } from '../dsl/ir.ts';
 import { COLOUR_NAMES, V1_ATTRIBUTES, v1Sample, v2Sample } from '../io/datasets/synthetic.ts';
 import { writeBytesAtomic } from '../io/files.ts';
 import { writeImageFile } from '../io/images.ts';
-import { deriveSeed } from '../io/random.ts';
+import { deriveSeed } from '../dsl/random.ts';
 
 export const SYNTHETIC_MARKER = 'starspec-synthetic.json';
 export const SYNTHETIC_FORMAT = 'starspec/synthetic-folder@1';

@@ -17,7 +17,7 @@ import { decodeSpec, parseJson } from '../dsl/codec.ts';
 import { specError, type Result } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
 import { iou, readAttributes, readImage, v1Sample, v2Sample } from '../io/datasets/synthetic.ts';
-import { deriveSeed, rng } from '../io/random.ts';
+import { deriveSeed, rng } from '../dsl/random.ts';
 import { readSafetensorsContents } from '../io/safetensors.ts';
 import type { HostTensor } from '../io/tensor.ts';
 import { selectBackend, shutdownBackend, type BackendName } from '../interpreters/tfjs/backend.ts';

@@ -3,19 +3,10 @@ import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
 import { readSafetensorsContentsFile, writeBytesAtomic } from '../io/files.ts';
-import type { HostTensor, TensorMap } from '../io/tensor.ts';
-import { deploymentWeights, withPrefix } from '../io/weights.ts';
+import type { TensorMap } from '../io/tensor.ts';
+import { deploymentWeights } from '../io/weights.ts';
 import { exportOnnx } from '../interpreters/onnx/index.ts';
-import { initParams } from '../io/init.ts';
-
-/** Fresh seeded weights for every network, with `NAME.` prefixes (pipelines need several). */
-const freshWeights = (spec: Spec, seed: number): TensorMap => {
-  const all = new Map<string, HostTensor>();
-  spec.networks.forEach((n, i) => {
-    for (const [k, v] of withPrefix(initParams(n, seed + i), n.name)) all.set(k, v);
-  });
-  return all;
-};
+import { freshWeights } from '../api/weights.ts';
 
 /**
  * The exporter reports a weights file that does not fit one error per key (hundreds for a wrong
@@ -49,7 +40,7 @@ export const exportCommand = async (spec: Spec, net: string, weightsPath: string
     const w = await readSafetensorsContentsFile(weightsPath);
     if (E.isLeft(w)) return w;
     weights = deploymentWeights(w.right.tensors, w.right.metadata);
-  } else weights = freshWeights(spec, seed);
+  } else weights = freshWeights(spec, { seed });
   const bytes = exportOnnx(spec, net, weights, { opset });
   if (E.isLeft(bytes)) return weightsPath === undefined ? bytes : E.left(condenseWeightErrors(bytes.left, weightsPath, net));
   const w = await writeBytesAtomic(out, bytes.right);

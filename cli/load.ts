@@ -1,96 +1,14 @@
 /**
- * Spec loading at the edge: built-in names, TypeScript/JavaScript spec modules, JSON specs
- * (a resolved IR, or `{"extends": ..., "set": {...}}`). Everything returns values, never throws.
+ * Spec loading for the command line: `<spec>` and `--set key=value` strings, through the library's
+ * resolver (api/spec.ts).
  */
-import * as E from 'fp-ts/lib/Either.js';
-import { readFile } from 'node:fs/promises';
-import { dirname, extname, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { checkNetworks } from '../dsl/check.ts';
-import { decodeSpec, parseJson } from '../dsl/codec.ts';
-import { specError, type Result } from '../dsl/errors.ts';
+import type { Result } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
-import { buildSpec, isSpecDef, parseSetArgs, type SpecDef } from '../dsl/settings.ts';
-import { builtinSpecs } from '../specs/index.ts';
-
-/** A spec definition with accumulated overrides, or a fully resolved IR. */
-export type SpecSource =
-  | { readonly kind: 'def'; readonly def: SpecDef; readonly set: Readonly<Record<string, unknown>>; readonly origin: string }
-  | { readonly kind: 'ir'; readonly spec: Spec; readonly origin: string };
-
-const isObject = (u: unknown): u is Record<string, unknown> => typeof u === 'object' && u !== null && !Array.isArray(u);
-
-const fromModuleValue = (v: unknown, origin: string): Result<SpecSource> => {
-  if (isSpecDef(v)) return E.right({ kind: 'def', def: v, set: {}, origin });
-  if (isObject(v) && 'format' in v) return E.map((spec: Spec) => ({ kind: 'ir' as const, spec, origin }))(decodeSpec(v, origin));
-  return E.left([
-    specError(origin, 'exports neither a spec definition nor an IR', "export default a SpecDef ({name, settings, build}) or the result of buildSpec"),
-  ]);
-};
-
-export const loadSource = async (arg: string, from = process.cwd(), depth = 0): Promise<Result<SpecSource>> => {
-  if (depth > 8) return E.left([specError(arg, 'extends chain is too deep (a cycle?)')]);
-  const builtin = builtinSpecs.get(arg);
-  if (builtin) return E.right({ kind: 'def', def: builtin, set: {}, origin: arg });
-  const path = resolve(from, arg);
-  const ext = extname(path).toLowerCase();
-  if (ext === '.json') {
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (e) {
-      return E.left([specError(arg, `cannot read the spec file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)]);
-    }
-    const parsed = parseJson(text, arg);
-    if (E.isLeft(parsed)) return parsed;
-    const u = parsed.right;
-    if (isObject(u) && 'extends' in u) {
-      if (typeof u['extends'] !== 'string') return E.left([specError(`${arg}.extends`, 'must be a built-in spec name or a path')]);
-      const extra = Object.keys(u).filter((k) => k !== 'extends' && k !== 'set');
-      if (extra.length > 0) return E.left([specError(arg, `unexpected keys ${extra.join(', ')}`, 'an extending spec has only "extends" and "set"')]);
-      const set = u['set'] ?? {};
-      if (!isObject(set)) return E.left([specError(`${arg}.set`, 'must be an object of setting values')]);
-      const base = await loadSource(u['extends'], dirname(path), depth + 1);
-      if (E.isLeft(base)) return base;
-      if (base.right.kind === 'ir') return E.left([specError(arg, `extends ${u['extends']}, a resolved IR, which has no settings to set`)]);
-      return E.right({ ...base.right, set: { ...base.right.set, ...set }, origin: arg });
-    }
-    return E.map((spec: Spec) => ({ kind: 'ir' as const, spec, origin: arg }))(decodeSpec(u, arg));
-  }
-  if (['.ts', '.mts', '.js', '.mjs'].includes(ext)) {
-    let mod: Record<string, unknown>;
-    try {
-      mod = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
-    } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      const what = err.code === 'ERR_MODULE_NOT_FOUND' && String(err.message).includes(path) ? 'no such file' : err.message.split('\n')[0];
-      return E.left([specError(arg, `cannot load the spec module: ${what}`)]);
-    }
-    return fromModuleValue(mod['default'] ?? mod['spec'], arg);
-  }
-  return E.left([
-    specError(arg, 'is neither a built-in spec nor a .ts/.js/.json spec file', `built-in specs: ${[...builtinSpecs.keys()].join(', ')}`),
-  ]);
-};
+import { resolveChecked, resolveSpec } from '../api/spec.ts';
 
 /** Load and resolve a spec with `--set key=value` overrides. */
-export const loadSpec = async (arg: string, setArgs: readonly string[] = []): Promise<Result<Spec>> => {
-  const src = await loadSource(arg);
-  if (E.isLeft(src)) return src;
-  const sets = parseSetArgs(setArgs);
-  if (E.isLeft(sets)) return sets;
-  if (src.right.kind === 'ir') {
-    return setArgs.length > 0
-      ? E.left([specError('--set', `${arg} is a fully resolved IR: it has no settings to override`, 'edit the JSON, or write {"extends": ..., "set": {...}}')])
-      : E.right(src.right.spec);
-  }
-  return buildSpec(src.right.def, { ...src.right.set, ...sets.right });
-};
+export const loadSpec = (arg: string, setArgs: readonly string[] = []): Promise<Result<Spec>> => resolveSpec(arg, { set: setArgs });
 
 /** Load, resolve, and check the networks a command works on. */
-export const loadChecked = async (arg: string, setArgs: readonly string[], nets?: readonly string[]): Promise<Result<Spec>> => {
-  const spec = await loadSpec(arg, setArgs);
-  if (E.isLeft(spec)) return spec;
-  const ok = checkNetworks(spec.right, nets);
-  return E.isLeft(ok) ? ok : spec;
-};
+export const loadChecked = (arg: string, setArgs: readonly string[], nets?: readonly string[]): Promise<Result<Spec>> =>
+  resolveChecked(arg, { set: setArgs, ...(nets !== undefined ? { nets } : {}) });

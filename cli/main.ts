@@ -3,16 +3,19 @@
  * error values become printed lines and exit codes. Interpreters load lazily, so `summary` never
  * loads TensorFlow.js.
  */
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, Help, Option } from 'commander';
 import * as E from 'fp-ts/lib/Either.js';
-import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { checkSpec } from '../dsl/check.ts';
 import { formatError, specError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { Network, Spec } from '../dsl/ir.ts';
 import { renderTable, summarize, fmtInt } from '../interpreters/analysis/summary.ts';
+import { settingsOf } from '../api/spec.ts';
 import { loadChecked, loadSpec } from './load.ts';
+import { renderSettings } from './settings.ts';
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+// By package name (self-reference): the same path from the sources and from dist/.
+const pkg = createRequire(import.meta.url)('starspec/package.json') as { version: string };
 
 /** Thrown only inside this file to unwind to the single exit point. */
 class Exit extends Error {
@@ -36,13 +39,28 @@ const netOf = (spec: Spec, name: string): Network =>
   spec.networks.find((n) => n.name === name) ??
   die('--net', `no network '${name}' in ${spec.name}`, `networks: ${spec.networks.map((n) => n.name).join(', ')}`);
 
+/** The command being parsed (for commander's own errors, which do not say). */
+let current = '';
+
 const program = new Command();
 program
   .name('starspec')
   .description('Declare GAN architectures once; analyse, draw, run, import and export them.')
   .version(pkg.version)
-  .showHelpAfterError('(run with --help for usage)')
-  .exitOverride();
+  // Commander's own errors (unknown option, missing argument, ...) come back as CommanderError
+  // and are printed by the single exit point below, as one line like every other failure.
+  .exitOverride()
+  .configureOutput({ outputError: () => undefined })
+  .hook('preSubcommand', (_cmd, sub) => {
+    current = sub.name();
+  })
+  // `--help`: required options say so (commander marks none). Inherited by every command.
+  .configureHelp({
+    optionDescription(this: Help, option: Option): string {
+      const base = Help.prototype.optionDescription.call(this, option);
+      return option.mandatory ? `(required) ${base}` : base;
+    },
+  });
 
 program
   .command('summary')
@@ -51,7 +69,13 @@ program
   .addOption(setOption())
   .option('--net <name>', 'only this network')
   .option('--json', 'print one JSON object')
-  .action(async (specArg: string, o: { set: string[]; net?: string; json?: boolean }) => {
+  .option('--settings', "list the spec's settings instead: key, type, default and doc (with --json: {\"spec\", \"doc\", \"settings\": [...]})")
+  .action(async (specArg: string, o: { set: string[]; net?: string; json?: boolean; settings?: boolean }) => {
+    if (o.settings) {
+      const info = ok(await settingsOf(specArg, { set: o.set }));
+      process.stdout.write(o.json ? `${JSON.stringify(info)}\n` : renderSettings(info));
+      return;
+    }
     const spec = ok(await loadChecked(specArg, o.set, o.net ? [o.net] : undefined));
     const nets = o.net ? [netOf(spec, o.net)] : spec.networks;
     const sums = nets.map((n) => ok(summarize(n)));
@@ -350,6 +374,40 @@ program
     process.stderr.write(`wrote ${o.out} (${info})\n`);
   });
 
+program
+  .command('schema')
+  .description('print the JSON Schema of JSON spec files (editors validate and complete them with it)')
+  .argument('[spec...]', 'spec definitions whose settings the schema knows by name (default: the built-in specs)')
+  .option('--out <file.json>', 'write it to this file instead of stdout')
+  .action(async (specArgs: string[], o: { out?: string }) => {
+    const { specSchema } = await import('../api/schema.ts');
+    const { builtinSpecs } = await import('../specs/index.ts');
+    const { loadSource } = await import('../api/spec.ts');
+    const defs = [];
+    for (const a of specArgs.length > 0 ? specArgs : [...builtinSpecs.keys()]) {
+      const src = ok(await loadSource(a));
+      if (src.kind === 'ir') die(a, 'is a resolved IR, which has no settings', 'name a built-in spec or a .ts/.js spec definition');
+      else defs.push(src.def);
+    }
+    const text = `${JSON.stringify(specSchema(defs), null, 2)}\n`;
+    if (o.out === undefined) process.stdout.write(text);
+    else {
+      const { writeBytesAtomic } = await import('../io/files.ts');
+      ok(await writeBytesAtomic(o.out, new TextEncoder().encode(text)));
+      process.stderr.write(`wrote ${o.out}\n`);
+    }
+  });
+
+program
+  .command('init')
+  .description('start a project of your own: package.json with scripts, a TypeScript and a JSON variant spec, a README')
+  .argument('[dir]', 'the project folder (created if missing)', '.')
+  .option('--force', 'overwrite files the scaffold would write')
+  .action(async (dir: string, o: { force?: boolean }) => {
+    const { initProject } = await import('./init.ts');
+    process.stderr.write(`${ok(await initProject(dir, pkg.version, o.force ?? false))}\n`);
+  });
+
 /** The single exit point: one line per error, non-zero exit. */
 const main = async (): Promise<void> => {
   try {
@@ -359,8 +417,15 @@ const main = async (): Promise<void> => {
       for (const err of e.errors) process.stderr.write(`starspec: error: ${formatError(err)}\n`);
       process.exitCode = 1;
     } else if (e instanceof CommanderError) {
-      // commander already printed its one-line message (or help/version).
-      process.exitCode = e.exitCode;
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') process.exitCode = e.exitCode;
+      else {
+        // One line: `starspec: error: <command>: <what> (<what to do>)`.
+        const [what = '', ...more] = e.message.replace(/^error: /, '').split('\n').map((l) => l.trim()).filter((l) => l !== '');
+        const usage = `run \`starspec${current ? ` ${current}` : ''} --help\` for usage`;
+        const hint = [...more.map((l) => l.replace(/^\((.*)\)$/, '$1')), usage].join('; ');
+        process.stderr.write(`starspec: error: ${formatError(specError(current || 'starspec', what, hint))}\n`);
+        process.exitCode = 1;
+      }
     } else {
       const err = e as Error;
       process.stderr.write(`starspec: internal error: ${err.message.split('\n')[0]} (please report this)\n`);

@@ -1,33 +1,15 @@
 /**
- * `starspec train`: the training loop at the edge. The interpreter's `step(state, batch, random)`
- * does the math; this file feeds it batches, and writes what a run leaves behind:
- *
- *   run.json            spec name, settings, data description and seed, backend, command
- *   spec.json           the resolved IR (the exact spec trained)
- *   log.jsonl           one line per logged step: step, seconds, losses
- *   checkpoint.safetensors   weights, EMA, Adam moments and step, written atomically
- *   samples/NNNNNN.png  sample grids;  losses.png  the loss curves
+ * `starspec train`: the library's training loop (api/train.ts) with the command line's parts: a
+ * progress bar, Ctrl-C as an abort (a checkpoint, then exit code 130), and the closing line.
  */
-import * as tf from '@tensorflow/tfjs-core';
 import { SingleBar } from 'cli-progress';
 import * as E from 'fp-ts/lib/Either.js';
-import { appendFile, mkdir, readFile, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { checkSpec } from '../dsl/check.ts';
-import { decodeSpec, encodeSpec, parseJson } from '../dsl/codec.ts';
-import { specError, type Result } from '../dsl/errors.ts';
+import type { Result } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
-import { folderProvider } from '../io/datasets/folders.ts';
-import { syntheticProvider, type HostBatch, type Provider } from '../io/datasets/provider.ts';
-import { writeBytesAtomic } from '../io/files.ts';
-import { gridPng, svgToPng } from '../io/images.ts';
-import { lossPlotSvg, type Series } from '../io/plot.ts';
-import { readSafetensorsContents, writeSafetensors } from '../io/safetensors.ts';
-import type { HostTensor } from '../io/tensor.ts';
-import { selectBackend, shutdownBackend, type BackendName } from '../interpreters/tfjs/backend.ts';
-import { disposeState, initState, samplingWeights, stateFromFile, stateToFile, type TrainState } from '../interpreters/tfjs/train/state.ts';
-import { drawRandom, makeTrainer, type Batch, type Trainer } from '../interpreters/tfjs/train/step.ts';
-import { sampleOf, samplerKind, translateLatent, translateReference, translateV1, v1Targets } from '../interpreters/tfjs/train/sampling.ts';
+import type { BackendName } from '../interpreters/tfjs/backend.ts';
+import { train } from '../api/train.ts';
+
+export { CHECKPOINT, lossPlot, makeProvider, sampleGrid } from '../api/train.ts';
 
 export interface TrainOptions {
   readonly data: readonly string[];
@@ -48,190 +30,11 @@ export interface TrainOptions {
   readonly argv: readonly string[];
 }
 
-export const CHECKPOINT = 'checkpoint.safetensors';
-
-const exists = async (p: string): Promise<boolean> => stat(p).then(() => true, () => false);
-
-/** NCHW host images -> NHWC tensor; labels and indices as they are. */
-const toDevice = (b: HostBatch): Map<string, tf.Tensor> =>
-  new Map(
-    [...b].map(([k, h]) => {
-      if (h.shape.length === 4) return [k, tf.tidy(() => tf.transpose(tf.tensor4d(h.data as Float32Array, [...h.shape] as [number, number, number, number]), [0, 2, 3, 1]))];
-      return [k, tf.tensor(h.data as Float32Array | Int32Array, [...h.shape], h.dtype === 'int32' ? 'int32' : 'float32')];
-    }),
-  );
-
-export const makeProvider = async (spec: Spec, data: readonly string[], attrs: string | undefined, seed: number): Promise<Result<Provider>> => {
-  const size = Number(spec.settings['imageSize'] ?? NaN);
-  if (!Number.isInteger(size)) return E.left([specError(spec.name, 'has no imageSize setting', 'training data is resized to imageSize')]);
-  if (data.length === 1 && data[0] === 'synthetic') return syntheticProvider(spec, size, seed);
-  return folderProvider(spec, data, attrs, seed);
-};
-
-/** A grid of sample translations from held-out images (v1: each source to every target). */
-export const sampleGrid = async (spec: Spec, trainer: Trainer, state: TrainState, provider: Provider, n = 8): Promise<Result<Uint8Array>> => {
-  const kind = samplerKind(spec);
-  const size = provider.imageSize;
-  const weights = (net: string) => samplingWeights(state, net);
-  if (kind === 'v1') {
-    const ds = spec.training.datasets[0]!;
-    const held = await provider.heldOut(ds.name, n);
-    if (E.isLeft(held)) return held;
-    const x = held.right.get('x')!;
-    const label = held.right.get('label')!;
-    const g = trainer.nets.get('generator')!;
-    const width = g.inputs.find((i) => i.name === 'c')!.shape[0]!;
-    const lw = ds.fields.find((f) => f.name === 'label')!.size;
-    // Joint training: this dataset's labels, zeros for the other, and the mask vector.
-    const pad = (t: Float32Array): Float32Array => {
-      if (lw === width) return t;
-      const out = new Float32Array(n * width);
-      for (let i = 0; i < n; i++) {
-        out.set(t.subarray(i * lw, (i + 1) * lw), i * width);
-        out[i * width + width - 2] = 1;
-      }
-      return out;
-    };
-    const targets = v1Targets(spec, label, lw).map(pad);
-    const outs = translateV1(g, weights('generator'), x, targets);
-    const tiles: Float32Array[] = [];
-    for (let i = 0; i < n; i++) tiles.push(sampleOf(x, i), ...outs.map((o) => sampleOf(o, i)));
-    return E.right(await gridPng(tiles, targets.length + 1, size, Math.max(1, Math.round(96 / size))));
-  }
-  if (kind === 'v2') {
-    const ds = spec.training.datasets[0]!;
-    const held = await provider.heldOut(ds.name, n);
-    if (E.isLeft(held)) return held;
-    const x = held.right.get('x')!;
-    const k = ds.fields.find((f) => f.name === 'y')!.size;
-    const latent = Array.from({ length: k }, (_, d) => translateLatent(trainer.nets, weights, x, d, 1));
-    // Reference-guided: the references are the held-out xRef row (one per column).
-    const refs = held.right.get('xRef')!;
-    const yRefs = held.right.get('yTrg')!;
-    const ref = Array.from({ length: n }, (_, j) => {
-      const one = (t: HostTensor, dims: number[]): HostTensor => ({ ...t, shape: [n, ...dims], data: repeat(sampleOf(t, j), n) });
-      return translateReference(trainer.nets, weights, x, one(refs, refs.shape.slice(1) as number[]), { dtype: 'int32', shape: [n], data: Int32Array.from({ length: n }, () => (yRefs.data as Int32Array)[j]!) });
-    });
-    const cols = 1 + k + n;
-    const tiles: Array<Float32Array | null> = [null, ...Array.from({ length: k }, () => null), ...Array.from({ length: n }, (_, j) => sampleOf(refs, j))];
-    for (let i = 0; i < n; i++) tiles.push(sampleOf(x, i), ...latent.map((o) => sampleOf(o, i)), ...ref.map((o) => sampleOf(o, i)));
-    return E.right(await gridPng(tiles, cols, size, Math.max(1, Math.round(96 / size))));
-  }
-  return E.left([specError(spec.name, 'has no generator this version knows how to sample')]);
-};
-
-const repeat = (x: Float32Array, n: number): Float32Array => {
-  const out = new Float32Array(x.length * n);
-  for (let i = 0; i < n; i++) out.set(x, i * x.length);
-  return out;
-};
-
-/** The loss curves of a run's log, as PNG: one panel per phase. */
-export const lossPlot = async (logPath: string, title: string): Promise<Uint8Array | null> => {
-  const text = await readFile(logPath, 'utf8').catch(() => '');
-  const rows = text
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .flatMap((l) => {
-      try {
-        return [JSON.parse(l) as { step: number; losses: Record<string, number> }];
-      } catch {
-        return [];
-      }
-    });
-  if (rows.length < 2) return null;
-  const byPhase = new Map<string, Map<string, Array<[number, number]>>>();
-  for (const r of rows)
-    for (const [k, v] of Object.entries(r.losses)) {
-      const [phase, term] = [k.slice(0, k.indexOf('/')), k.slice(k.indexOf('/') + 1)];
-      if (!byPhase.has(phase)) byPhase.set(phase, new Map());
-      const m = byPhase.get(phase)!;
-      if (!m.has(term)) m.set(term, []);
-      m.get(term)!.push([r.step, v]);
-    }
-  const groups = [...byPhase].map(([phase, m]) => ({ title: phase, series: [...m].map(([name, points]): Series => ({ name, points })) }));
-  return svgToPng(lossPlotSvg(groups, title));
-};
-
 const fmt = (v: number): string => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toFixed(3));
 
-export const trainCommand = async (specIn: Spec, o: TrainOptions): Promise<Result<string>> => {
-  const checked = checkSpec(specIn);
-  if (E.isLeft(checked)) return checked;
-  const cp = join(o.out, CHECKPOINT);
-  let spec = specIn;
-  let dataSeed = o.dataSeed ?? spec.training.seed;
-  if (o.resume) {
-    if (!(await exists(cp))) return E.left([specError(o.out, 'has no checkpoint to resume', `start without --resume, or point --out at a run directory holding ${CHECKPOINT}`)]);
-    // The run's own spec and data seed win: resuming continues the same experiment.
-    const saved = await readFile(join(o.out, 'spec.json'), 'utf8').catch(() => null);
-    if (saved === null) return E.left([specError(join(o.out, 'spec.json'), 'is missing')]);
-    const decoded = E.flatMap((u: unknown) => decodeSpec(u, 'spec.json'))(parseJson(saved, 'spec.json'));
-    if (E.isLeft(decoded)) return decoded;
-    if (encodeSpec(decoded.right) !== encodeSpec(specIn))
-      return E.left([specError(o.out, 'was trained with another spec or settings', 'resume with the same spec and --set values (see its run.json), or start a new run')]);
-    spec = decoded.right;
-    const run = JSON.parse(await readFile(join(o.out, 'run.json'), 'utf8').catch(() => '{}')) as { dataSeed?: number };
-    dataSeed = run.dataSeed ?? dataSeed;
-  } else if (await exists(cp) || (await exists(join(o.out, 'run.json')))) {
-    if (!o.overwrite) return E.left([specError(o.out, 'already holds a run', 'pass --resume to continue it, --overwrite to replace it, or choose another --out')]);
-    for (const f of [CHECKPOINT, 'log.jsonl', 'run.json', 'spec.json', 'losses.png', 'samples']) await rm(join(o.out, f), { recursive: true, force: true });
-  }
-
-  const backend = await selectBackend(o.backend, o.threads === undefined ? {} : { threads: o.threads });
-  if (E.isLeft(backend)) return backend;
-  const provider = await makeProvider(spec, o.data, o.attrs, dataSeed);
-  if (E.isLeft(provider)) return provider;
-  const trainer = makeTrainer(spec);
-  if (E.isLeft(trainer)) return trainer;
-
-  let state: TrainState;
-  if (o.resume) {
-    const bytes = await readFile(cp).catch(() => null);
-    if (bytes === null) return E.left([specError(cp, 'cannot be read')]);
-    const contents = readSafetensorsContents(new Uint8Array(bytes), cp);
-    if (E.isLeft(contents)) return contents;
-    const s = stateFromFile(spec, contents.right.tensors, contents.right.metadata, cp);
-    if (E.isLeft(s)) return s;
-    state = s.right;
-  } else {
-    const s = initState(spec, spec.training.seed);
-    if (E.isLeft(s)) return s;
-    state = s.right;
-    await mkdir(join(o.out, 'samples'), { recursive: true });
-    const run = {
-      spec: spec.name,
-      settings: spec.settings,
-      data: o.data,
-      dataDescription: provider.right.description,
-      dataSeed,
-      backend: backend.right,
-      command: o.argv.join(' '),
-      started: new Date().toISOString(),
-    };
-    const w1 = await writeBytesAtomic(join(o.out, 'run.json'), new TextEncoder().encode(`${JSON.stringify(run, null, 2)}\n`));
-    const w2 = await writeBytesAtomic(join(o.out, 'spec.json'), new TextEncoder().encode(encodeSpec(spec)));
-    if (E.isLeft(w1)) return w1;
-    if (E.isLeft(w2)) return w2;
-  }
-
-  const total = o.steps ?? spec.training.iterations;
-  const tr = spec.training;
-  const datasets = [...new Set(tr.phases.map((p) => p.dataset ?? tr.datasets[0]!.name))];
-  const logPath = join(o.out, 'log.jsonl');
-  const save = async (s: TrainState): Promise<Result<void>> => {
-    const f = stateToFile(spec, s);
-    return writeBytesAtomic(cp, writeSafetensors(f.tensors, f.metadata));
-  };
-  const samples = async (s: TrainState): Promise<void> => {
-    const png = await sampleGrid(spec, trainer.right, s, provider.right);
-    if (E.isRight(png)) await writeBytesAtomic(join(o.out, 'samples', `${String(s.step).padStart(6, '0')}.png`), png.right);
-  };
-
-  let interrupted = false;
-  const onSigint = (): void => {
-    interrupted = true;
-  };
+export const trainCommand = async (spec: Spec, o: TrainOptions): Promise<Result<string>> => {
+  const abort = new AbortController();
+  const onSigint = (): void => abort.abort();
   process.on('SIGINT', onSigint);
   const bar = new SingleBar({
     format: ' {bar} {percentage}% | step {value}/{total} | {speed} it/s | ETA {eta_formatted} | {losses}',
@@ -241,74 +44,48 @@ export const trainCommand = async (specIn: Spec, o: TrainOptions): Promise<Resul
     notTTYSchedule: 5000,
     stream: process.stderr,
   });
-  if (!o.quiet) bar.start(total, state.step, { speed: '-', losses: '' });
-  const t0 = Date.now();
-  const s0 = state.step;
-  let failure: Result<never> | null = null;
+  let started = false;
   try {
-    while (state.step < total && !interrupted && !(o.timeLimit !== undefined && (Date.now() - t0) / 1000 >= o.timeLimit)) {
-      const batch = new Map<string, Map<string, tf.Tensor>>();
-      for (const ds of datasets) {
-        const b = await provider.right.batch(ds, state.step, tr.batchSize);
-        if (E.isLeft(b)) {
-          failure = b;
-          break;
-        }
-        batch.set(ds, toDevice(b.right));
-      }
-      if (failure) break;
-      const random = drawRandom(tr.random, tr.seed, state.step, tr.batchSize);
-      const r = trainer.right.step(state, batch as Batch, random);
-      tf.dispose([...[...batch.values()].flatMap((m) => [...m.values()]), ...random.values()]);
-      if (E.isLeft(r)) {
-        failure = r;
-        break;
-      }
-      state = r.right.state;
-      const step = state.step;
-      if (step % tr.logEvery === 0 || step === total) {
-        await appendFile(logPath, `${JSON.stringify({ step, seconds: (Date.now() - t0) / 1000, losses: r.right.losses })}\n`);
-      }
-      if (!o.quiet) {
-        const shown = Object.entries(r.right.losses)
+    const r = await train(spec, {
+      data: o.data,
+      ...(o.attrs !== undefined ? { attrs: o.attrs } : {}),
+      out: o.out,
+      ...(o.steps !== undefined ? { steps: o.steps } : {}),
+      ...(o.dataSeed !== undefined ? { dataSeed: o.dataSeed } : {}),
+      backend: o.backend,
+      ...(o.threads !== undefined ? { threads: o.threads } : {}),
+      resume: o.resume,
+      overwrite: o.overwrite ?? false,
+      ...(o.timeLimit !== undefined ? { timeLimit: o.timeLimit } : {}),
+      signal: abort.signal,
+      command: o.argv.join(' '),
+      onStart: (p) => {
+        if (o.quiet) return;
+        bar.start(p.total, p.step, { speed: '-', losses: '' });
+        started = true;
+      },
+      onStep: (p) => {
+        if (!started) return;
+        const shown = Object.entries(p.losses)
           .filter(([k]) => !k.endsWith('/total'))
           .slice(0, 6)
           .map(([k, v]) => `${k} ${fmt(v)}`)
           .join(' ');
-        bar.update(step, { speed: ((step - s0) / ((Date.now() - t0) / 1000)).toFixed(2), losses: shown });
-      }
-      if (step % tr.checkpointEvery === 0 && step < total) {
-        const w = await save(state);
-        if (E.isLeft(w)) {
-          failure = w;
-          break;
-        }
-      }
-      if (step % tr.sampleEvery === 0 || step === total) await samples(state);
+        bar.update(p.step, { speed: ((p.step - p.startStep) / p.seconds).toFixed(2), losses: shown });
+      },
+    });
+    if (started) bar.stop();
+    started = false;
+    if (E.isLeft(r)) return r;
+    const t = r.right;
+    if (t.stopped === 'interrupted') {
+      process.exitCode = 130;
+      return E.right(`interrupted at step ${t.step}; checkpoint written to ${t.checkpointPath} (continue with --resume)`);
     }
+    const why = t.stopped === 'time-limit' ? ` (time limit of ${o.timeLimit} s reached)` : '';
+    return E.right(`trained ${t.spec.name} to step ${t.step} in ${t.seconds.toFixed(1)} s${why}; run in ${o.out}`);
   } finally {
-    if (!o.quiet) bar.stop();
+    if (started) bar.stop();
     process.off('SIGINT', onSigint);
   }
-  if (failure) {
-    disposeState(state);
-    shutdownBackend();
-    return failure;
-  }
-  const w = await save(state);
-  // The last state always gets a sample grid, also when a time limit or Ctrl-C ended the run.
-  if (state.step % tr.sampleEvery !== 0 && state.step !== total) await samples(state);
-  const plot = await lossPlot(logPath, `${spec.name}: training losses`);
-  if (plot) await writeBytesAtomic(join(o.out, 'losses.png'), plot);
-  const step = state.step;
-  disposeState(state);
-  shutdownBackend();
-  if (E.isLeft(w)) return w;
-  const secs = (Date.now() - t0) / 1000;
-  if (interrupted) {
-    process.exitCode = 130;
-    return E.right(`interrupted at step ${step}; checkpoint written to ${cp} (continue with --resume)`);
-  }
-  const why = step < total ? ` (time limit of ${o.timeLimit} s reached)` : '';
-  return E.right(`trained ${spec.name} to step ${step} in ${secs.toFixed(1)} s${why}; run in ${o.out}`);
 };

@@ -38,7 +38,7 @@ import type { Network, Spec } from '../dsl/ir.ts';
 import { parameters } from '../dsl/params.ts';
 import { readSafetensorsContentsFile, writeBytesAtomic } from '../io/files.ts';
 import { gridPng, IMAGE_EXTENSIONS, loadImage, writeImageFile, type Chw } from '../io/images.ts';
-import { deriveSeed, rng } from '../io/random.ts';
+import { deriveSeed, rng } from '../dsl/random.ts';
 import type { HostTensor, TensorMap } from '../io/tensor.ts';
 import { deploymentWeights, underPrefix } from '../io/weights.ts';
 import type { BackendName } from '../interpreters/tfjs/backend.ts';

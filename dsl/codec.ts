@@ -1,13 +1,9 @@
 /** The serialized form of the IR: JSON in, decoded (never cast) with io-ts; errors name the path. */
 import * as E from 'fp-ts/lib/Either.js';
 import type * as t from 'io-ts';
+import { show } from './combinators.ts';
 import { specError, type Result, type SpecError } from './errors.ts';
 import { Spec } from './ir.ts';
-
-const show = (v: unknown): string => {
-  const s = JSON.stringify(v);
-  return s === undefined ? String(v) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
-};
 
 /** io-ts validation errors -> one SpecError per distinct path, deepest (most specific) first. */
 export const reportErrors = (errs: t.Errors, root = ''): readonly SpecError[] => {

@@ -28,17 +28,6 @@ export const fail = <A = never>(path: string, message: string, hint = ''): Resul
 export const formatError = (e: SpecError): string =>
   `${e.path ? `${e.path}: ` : ''}${e.message}${e.hint ? ` (${e.hint})` : ''}`;
 
-/** Collect the Rights, or every Left's errors. */
-export const sequenceResults = <A>(rs: ReadonlyArray<Result<A>>): Result<ReadonlyArray<A>> => {
-  const errors: SpecError[] = [];
-  const values: A[] = [];
-  for (const r of rs) {
-    if (E.isLeft(r)) errors.push(...r.left);
-    else values.push(r.right);
-  }
-  return errors.length > 0 ? E.left(errors) : E.right(values);
-};
-
 /** Exhaustiveness: a new union member breaks every fold at compile time until it is handled. */
 export const absurd = (x: never): never => {
   throw new Error(`unhandled case: ${JSON.stringify(x)}`);

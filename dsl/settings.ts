@@ -5,7 +5,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import * as t from 'io-ts';
 import { specError, type Result, type SpecError } from './errors.ts';
-import type { Network, SettingValue, Spec } from './ir.ts';
+import type { SettingValue, Spec } from './ir.ts';
 
 export type Settings = Readonly<Record<string, SettingValue>>;
 
@@ -198,8 +198,6 @@ export const buildSpec = (def: SpecDef, overrides: Readonly<Record<string, unkno
 export const num = (s: Settings, k: string): number => s[k] as number;
 export const str = (s: Settings, k: string): string => s[k] as string;
 export const list = (s: Settings, k: string): readonly string[] => s[k] as readonly string[];
-
-export const networkNames = (spec: Spec): readonly string[] => spec.networks.map((n: Network) => n.name);
 
 /**
  * A variant of a spec definition with other defaults (and its own name): the usual way to author

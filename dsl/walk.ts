@@ -1,24 +1,15 @@
 /** Graph walking shared by interpreters (no interpreter imports another). */
 import type { Network, Node, Ref } from './ir.ts';
+import { operandsOf } from './ops.ts';
+
+/**
+ * The nodes a node reads, in argument order, each flagged when it conditions the computation
+ * rather than carries the data (AdaIN's style, a label, a domain index: see ops.ts).
+ */
+export const operands = (n: Node): ReadonlyArray<{ readonly ref: Ref; readonly conditioning: boolean }> => operandsOf<Ref>(n.op, n);
 
 /** The nodes a node reads, in argument order. */
-export const refsOf = (n: Node): readonly Ref[] => {
-  switch (n.op) {
-    case 'input':
-      return [];
-    case 'adain':
-      return [n.input, n.style];
-    case 'concatLabel':
-      return [n.input, n.label];
-    case 'select':
-      return [n.input, n.index];
-    case 'add':
-    case 'stack':
-      return n.inputs;
-    default:
-      return [n.input];
-  }
-};
+export const refsOf = (n: Node): readonly Ref[] => operands(n).map((o) => o.ref);
 
 /** Which nodes some output depends on; the others exist only for their parameters. */
 export const reachable = (net: Network): readonly boolean[] => {

@@ -5,8 +5,8 @@
  *   npx starspec summary examples/stargan-v2-small.ts
  *   npx starspec check examples/stargan-v2-small.ts --set numDomains=3
  */
-import { withDefaults } from '../dsl/settings.ts';
-import { starganV2 } from '../specs/stargan-v2.ts';
+import { withDefaults } from 'starspec/dsl';
+import { starganV2 } from 'starspec/specs';
 
 export default withDefaults(
   starganV2,

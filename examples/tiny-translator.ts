@@ -7,13 +7,36 @@
  *   npx starspec summary examples/tiny-translator.ts
  *   npx starspec diagram examples/tiny-translator.ts --net generator --out translator.svg
  */
-import { pipe } from 'fp-ts/lib/function.js';
-import { resBlk } from '../dsl/blocks.ts';
-import { concatLabel, conv2d, flatten, input, instanceNorm, leakyRelu, network, relu, tanh } from '../dsl/builder.ts';
-import { IR_FORMAT, type Spec } from '../dsl/ir.ts';
-import { bceSumPerBatch, call, data, detach, gradPenalty, l1, meanOf, mix, permute, rand, term } from '../dsl/objective.ts';
-import { constant } from '../dsl/schedule.ts';
-import { num, type Settings, type SpecDef } from '../dsl/settings.ts';
+import {
+  bceSumPerBatch,
+  call,
+  concatLabel,
+  constant,
+  conv2d,
+  data,
+  detach,
+  flatten,
+  gradPenalty,
+  input,
+  instanceNorm,
+  IR_FORMAT,
+  l1,
+  leakyRelu,
+  meanOf,
+  mix,
+  network,
+  num,
+  permute,
+  pipe,
+  rand,
+  relu,
+  resBlk,
+  tanh,
+  term,
+  type Settings,
+  type Spec,
+  type SpecDef,
+} from 'starspec/dsl';
 
 const build = (s: Settings): Spec => {
   const size = num(s, 'imageSize');

@@ -5,7 +5,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result } from '../dsl/errors.ts';
 import type { Network } from '../dsl/ir.ts';
-import { ignoredKeys, parameters, type ParamSpec } from '../dsl/params.ts';
+import { buffersOfNode, ignoredKeys, stateDict, type ParamSpec } from '../dsl/params.ts';
 import { isFloatDType, type HostTensor, type TensorMap } from './tensor.ts';
 
 const showShape = (s: readonly number[]): string => `(${s.join(', ')})`;
@@ -15,13 +15,14 @@ const listAll = (xs: readonly string[], max = 6): string =>
 const isIntegerDType = (t: HostTensor): boolean => !isFloatDType(t.dtype) && t.dtype !== 'bool';
 
 /**
- * Check a weights map (PyTorch names and layouts) against a network: every parameter present with
- * its official shape and a float dtype; nothing else, except the buffers the network declares as
- * ignored (`ignoredKeys`: InstanceNorm running stats, `hpf.filter`) and integer `num_batches_tracked`
- * counters. All problems come back in one error.
+ * Check a weights map (PyTorch names and layouts) against a network: every parameter and used
+ * buffer (`stateDict`: BatchNorm running statistics) present with its official shape and a float
+ * dtype; nothing else, except the buffers the network declares as ignored (`ignoredKeys`:
+ * InstanceNorm running stats, `hpf.filter`) and integer `num_batches_tracked` counters. All
+ * problems come back in one error. Returns the entries to load, parameters and used buffers.
  */
 export const checkWeights = (net: Network, weights: TensorMap, origin = 'weights'): Result<readonly ParamSpec[]> => {
-  const params = parameters(net);
+  const params = stateDict(net);
   const ignored = ignoredKeys(net);
   const wanted = new Set(params.map((p) => p.key));
   const missing: string[] = [];
@@ -49,7 +50,7 @@ export const checkWeights = (net: Network, weights: TensorMap, origin = 'weights
   return E.left([
     specError(
       origin,
-      `weights do not fit network '${net.name}' (${params.length} parameters expected): ${parts.join('; ')}`,
+      `weights do not fit network '${net.name}' (${params.length} ${params.every((p) => p.trainable) ? 'parameters' : 'parameters and buffers'} expected): ${parts.join('; ')}`,
       'check that the --set settings match the ones the weights were made with, and that --net names the right network',
     ),
   ]);
@@ -62,8 +63,8 @@ export const fitWeights = (net: Network, tensors: TensorMap, origin = 'weights')
     checkWeights(net, tensors, origin),
   );
 
-/** True when every parameter key of `net` is present (used to guess which network a flat file is). */
-export const coversKeys = (net: Network, tensors: TensorMap): boolean => parameters(net).every((p) => tensors.has(p.key));
+/** True when every parameter and used-buffer key of `net` is present (used to guess which network a flat file is). */
+export const coversKeys = (net: Network, tensors: TensorMap): boolean => stateDict(net).every((p) => tensors.has(p.key));
 
 /** Keys under `NAME.` (prefix stripped), for files holding several networks. */
 export const underPrefix = (tensors: TensorMap, name: string): TensorMap | null => {
@@ -82,7 +83,7 @@ export const withPrefix = (tensors: TensorMap, name: string): TensorMap =>
  * else its live weights, under `NAME.`; any other file is returned as it is.
  */
 export const deploymentWeights = (tensors: TensorMap, metadata: Readonly<Record<string, string>>): TensorMap => {
-  if (metadata['format'] !== 'starspec/checkpoint@1') return tensors;
+  if (!Object.hasOwn(metadata, 'format') || metadata['format'] !== 'starspec/checkpoint@1') return tensors;
   const out = new Map<string, HostTensor>();
   const emaNets = new Set<string>();
   for (const k of tensors.keys()) if (k.startsWith('ema.')) emaNets.add(k.slice(4, k.indexOf('.', 4)));
@@ -92,4 +93,35 @@ export const deploymentWeights = (tensors: TensorMap, metadata: Readonly<Record<
     else if (!emaNets.has(k.slice(0, k.indexOf('.')))) out.set(k, v);
   }
   return out;
+};
+
+/**
+ * The buffers an official module's state_dict carries besides its parameters, at their initial
+ * values (computation never reads them): StarGAN v1's InstanceNorm `running_mean` (zeros),
+ * `running_var` (ones) and `num_batches_tracked` (int64 0, a scalar). With them a weights file
+ * loads into the official module with `load_state_dict(strict=True)`.
+ */
+export const officialBuffers = (net: Network): TensorMap => {
+  const out = new Map<string, HostTensor>();
+  for (const n of net.nodes) {
+    if (n.op !== 'instanceNorm') continue;
+    for (const key of buffersOfNode(n)) {
+      if (key.endsWith('.num_batches_tracked')) out.set(key, { dtype: 'int64', shape: [], data: new BigInt64Array(1) });
+      else out.set(key, { dtype: 'float32', shape: [n.channels], data: new Float32Array(n.channels).fill(key.endsWith('.running_var') ? 1 : 0) });
+    }
+  }
+  return out;
+};
+
+/**
+ * The weights of `net` in a map that may hold several networks under `NAME.` prefixes
+ * (`generator.from_rgb.weight`): the prefixed ones when no parameter is present unprefixed.
+ */
+export const networkWeights = (net: Network, weights: TensorMap): TensorMap => {
+  const keys = stateDict(net).map((p) => p.key);
+  if (keys.some((k) => weights.has(k))) return weights;
+  const pre = `${net.name}.`;
+  const sub = new Map<string, HostTensor>();
+  for (const [k, v] of weights) if (k.startsWith(pre)) sub.set(k.slice(pre.length), v);
+  return sub.size > 0 ? sub : weights;
 };

@@ -1,7 +1,10 @@
-/** The built-in specs, by the names the CLI accepts. */
+/** `starspec/specs`: the built-in specs, by the names the CLI accepts. */
 import type { SpecDef } from '../dsl/settings.ts';
 import { starganV1 } from './stargan-v1.ts';
 import { starganV2 } from './stargan-v2.ts';
+
+export { starganV1, starganV2 };
+export { CELEBA_ATTRS } from './stargan-v1.ts';
 
 export const builtinSpecs: ReadonlyMap<string, SpecDef> = new Map([
   [starganV1.name, starganV1],

@@ -14,8 +14,10 @@ import {
   leakyRelu,
   network,
   relu,
+  sequential,
   tanh,
-  type Sym,
+  times,
+  type Module,
 } from '../dsl/builder.ts';
 import { specError, type SpecError } from '../dsl/errors.ts';
 import type { Dataset, Expr, Network, Optimizer, Phase, RandomSource, Spec, WeightedTerm } from '../dsl/ir.ts';
@@ -94,51 +96,54 @@ export const labelWidths = (s: Settings): { g: number; d: number } => {
   return str(s, 'dataset') === 'Both' ? { g: c + c2 + 2, d: c + c2 } : { g: c, d: c };
 };
 
+/** Instance norm as v1 has it: affine, with running statistics (carried in the state_dict, unused). */
+const norm = (channels: number): Module => instanceNorm({ channels, affine: true, runningStats: true });
+
+/**
+ * The generator, as the paper's Table 4 lists it (`main`, an nn.Sequential; the official layout
+ * is gOuterKernel 7, gDownNum 2, gRepeatNum 6). Widths double on the way down from gConvDim and
+ * halve on the way up.
+ */
 export const generator = (s: Settings): Network => {
-  const conv = num(s, 'gConvDim');
   const size = num(s, 'imageSize');
-  const x = input('x', [3, size, size]);
-  const c = input('c', [labelWidths(s).g]);
-  let h: Sym = concatLabel('concat', x, c);
-  let i = 0;
-  const at = (): string => `main.${i++}`;
-  const cbr = (inC: number, outC: number, k: number, st: number, p: number, transposed = false): void => {
-    const make = transposed ? convTranspose2d : conv2d;
-    h = pipe(
-      h,
-      make({ path: at(), in: inC, out: outC, k, s: st, p, bias: false }),
-      instanceNorm({ path: at(), channels: outC, affine: true, runningStats: true }),
-      relu(at()),
-    );
-  };
+  const labels = labelWidths(s).g;
   const ko = num(s, 'gOuterKernel');
-  cbr(3 + labelWidths(s).g, conv, ko, 1, (ko - 1) / 2);
-  let cur = conv;
   const down = num(s, 'gDownNum');
-  for (let k = 0; k < down; k++, cur *= 2) cbr(cur, cur * 2, 4, 2, 1);
-  for (let r = 0; r < num(s, 'gRepeatNum'); r++) h = v1ResidualBlock(at(), cur, h);
-  for (let k = 0; k < down; k++, cur = Math.floor(cur / 2)) cbr(cur, Math.floor(cur / 2), 4, 2, 1, true);
-  h = pipe(h, conv2d({ path: at(), in: cur, out: 3, k: ko, s: 1, p: (ko - 1) / 2, bias: false }), tanh(at()));
-  return network('generator', { out: h }, { inputOrder: ['x', 'c'], init: 'torch-default' });
+  const width = (k: number): number => num(s, 'gConvDim') * 2 ** k;
+  const x = input('x', [3, size, size]);
+  const c = input('c', [labels]);
+  const main = sequential('main', [
+    // Down-sampling
+    conv2d({ in: 3 + labels, out: width(0), k: ko, s: 1, p: (ko - 1) / 2, bias: false }), norm(width(0)), relu,
+    ...times(down, (k) => [conv2d({ in: width(k), out: width(k + 1), k: 4, s: 2, p: 1, bias: false }), norm(width(k + 1)), relu]),
+    // Bottleneck
+    ...times(num(s, 'gRepeatNum'), () => v1ResidualBlock(width(down))),
+    // Up-sampling
+    ...times(down, (k) => [convTranspose2d({ in: width(down - k), out: width(down - k - 1), k: 4, s: 2, p: 1, bias: false }), norm(width(down - k - 1)), relu]),
+    conv2d({ in: width(0), out: 3, k: ko, s: 1, p: (ko - 1) / 2, bias: false }), tanh,
+  ]);
+  return network('generator', { out: main(concatLabel('concat', x, c)) }, { inputOrder: ['x', 'c'], init: 'torch-default' });
 };
 
+/** The discriminator, as the paper's Table 5 lists it: `main`, then the two output convolutions. */
 export const discriminator = (s: Settings): Network => {
   const size = num(s, 'imageSize');
   const repeat = num(s, 'dRepeatNum');
+  const width = (k: number): number => num(s, 'dConvDim') * 2 ** k;
   const x = input('x', [3, size, size]);
-  let h: Sym = x;
-  let cur = num(s, 'dConvDim');
-  h = pipe(h, conv2d({ path: 'main.0', in: 3, out: cur, k: 4, s: 2, p: 1 }), leakyRelu('main.1', 0.01));
-  for (let i = 1; i < repeat; i++, cur *= 2)
-    h = pipe(
-      h,
-      conv2d({ path: `main.${2 * i}`, in: cur, out: cur * 2, k: 4, s: 2, p: 1 }),
-      leakyRelu(`main.${2 * i + 1}`, 0.01),
-    );
-  // int(image_size / 2**repeat_num): 0 when the image is too small, which shape inference reports.
+  const main = sequential('main', [
+    // Input layer
+    conv2d({ in: 3, out: width(0), k: 4, s: 2, p: 1 }), leakyRelu(0.01),
+    // Hidden layers
+    ...times(repeat - 1, (k) => [conv2d({ in: width(k), out: width(k + 1), k: 4, s: 2, p: 1 }), leakyRelu(0.01)]),
+  ]);
+  const h = main(x);
+  const top = width(repeat - 1);
+  // Output layers. int(image_size / 2**repeat_num): 0 when the image is too small, which shape
+  // inference reports.
   const k = Math.floor(size / 2 ** repeat);
-  const src = conv2d({ path: 'conv1', in: cur, out: 1, k: 3, s: 1, p: 1, bias: false })(h);
-  const cls = pipe(h, conv2d({ path: 'conv2', in: cur, out: labelWidths(s).d, k, bias: false }), flatten('out_cls'));
+  const src = conv2d({ path: 'conv1', in: top, out: 1, k: 3, s: 1, p: 1, bias: false })(h);
+  const cls = pipe(h, conv2d({ path: 'conv2', in: top, out: labelWidths(s).d, k, bias: false }), flatten('out_cls'));
   return network('discriminator', { out_src: src, out_cls: cls }, { inputOrder: ['x'], init: 'torch-default' });
 };
 

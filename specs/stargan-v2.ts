@@ -16,7 +16,10 @@ import {
   network,
   relu,
   select,
-  seq,
+  sequential,
+  times,
+  type Layer,
+  type Module,
   type Sym,
 } from '../dsl/builder.ts';
 import { specError, type SpecError } from '../dsl/errors.ts';
@@ -25,8 +28,6 @@ import { IR_FORMAT } from '../dsl/ir.ts';
 import { bceConst, call, data, detach, gradPenalty, l1, rand, term } from '../dsl/objective.ts';
 import { constant, linearDecay } from '../dsl/schedule.ts';
 import { num, type SettingDecl, type Settings, type SpecDef } from '../dsl/settings.ts';
-
-const ALL = ['generator', 'mapping_network', 'style_encoder', 'discriminator'];
 
 export const settings: readonly SettingDecl[] = [
   { key: 'imageSize', doc: 'image height and width (a power of two)', type: { kind: 'int', min: 1 }, default: 256, nets: ['generator', 'style_encoder', 'discriminator'] },
@@ -87,21 +88,15 @@ export const generator = (s: Settings): Network => {
     enc.push({ dimIn: dimOut, dimOut, down: false });
     decStack.unshift({ dimIn: dimOut, dimOut, up: false });
   }
-  enc.forEach((b, i) => {
-    h = resBlk({ path: `encode.${i}`, dimIn: b.dimIn, dimOut: b.dimOut, normalize: true, downsample: b.down }, h);
-  });
+  // `encode` is a ModuleList applied in order: numbered as a Sequential would be.
+  h = sequential('encode', enc.map((b) => resBlk({ dimIn: b.dimIn, dimOut: b.dimOut, normalize: true, downsample: b.down })))(h);
   const unused: Sym[] = [];
   decStack.forEach((b, i) => {
     const r = adainResBlk({ path: `decode.${i}`, dimIn: b.dimIn, dimOut: b.dimOut, styleDim, wHpf, upsample: b.up }, h, st);
     h = r.out;
     unused.push(...r.unused);
   });
-  h = pipe(
-    h,
-    instanceNorm({ path: 'to_rgb.0', channels: base, affine: true }),
-    leakyRelu('to_rgb.1', 0.2),
-    conv2d({ path: 'to_rgb.2', in: base, out: 3, k: 1 }),
-  );
+  h = sequential('to_rgb', [instanceNorm({ channels: base, affine: true }), leakyRelu(0.2), conv2d({ in: base, out: 3, k: 1 })])(h);
   return network('generator', { out: h }, {
     inputOrder: ['x', 's'],
     ignoredBuffers: wHpf > 0 ? ['hpf.filter'] : [],
@@ -113,48 +108,44 @@ export const mappingNetwork = (s: Settings): Network => {
   const hidden = num(s, 'hiddenDim');
   const z = input('z', [num(s, 'latentDim')]);
   const y = indexInput('y');
-  const shared = seq(
-    linear({ path: 'shared.0', in: num(s, 'latentDim'), out: hidden }),
-    relu('shared.1'),
-    ...[1, 2, 3].flatMap((i) => [linear({ path: `shared.${2 * i}`, in: hidden, out: hidden }), relu(`shared.${2 * i + 1}`)]),
-  )(z);
-  const out = branches('unshared', shared, num(s, 'numDomains'), (d) =>
-    seq(
-      ...[0, 1, 2].flatMap((i) => [linear({ path: `unshared.${d}.${2 * i}`, in: hidden, out: hidden }), relu(`unshared.${d}.${2 * i + 1}`)]),
-      linear({ path: `unshared.${d}.6`, in: hidden, out: num(s, 'styleDim') }),
-    ),
-  y);
-  return network('mapping_network', { out }, { inputOrder: ['z', 'y'] });
+  const shared = sequential('shared', [
+    linear({ in: num(s, 'latentDim'), out: hidden }), relu,
+    ...times(3, () => [linear({ in: hidden, out: hidden }), relu]),
+  ]);
+  const unshared = (d: number): Layer =>
+    sequential(`unshared.${d}`, [
+      ...times(3, () => [linear({ in: hidden, out: hidden }), relu]),
+      linear({ in: hidden, out: num(s, 'styleDim') }),
+    ]);
+  return network('mapping_network', { out: branches('unshared', shared(z), num(s, 'numDomains'), unshared, y) }, { inputOrder: ['z', 'y'] });
 };
 
-/** The trunk shared by the style encoder and the discriminator (`shared` / `main` Sequential). */
-const trunk = (s: Settings, prefix: string, x: Sym): { h: Sym; dim: number; next: number } => {
-  const size = num(s, 'imageSize');
-  const maxConv = num(s, 'maxConvDim');
-  let dimIn = num(s, 'baseDim');
-  let h = conv2d({ path: `${prefix}.0`, in: 3, out: dimIn, k: 3, p: 1 })(x);
-  const repeat = Math.max(0, log2i(size) - 2);
-  let dimOut = dimIn;
-  for (let i = 0; i < repeat; i++) {
-    dimOut = Math.min(dimIn * 2, maxConv);
-    h = resBlk({ path: `${prefix}.${i + 1}`, dimIn, dimOut, normalize: false, downsample: true }, h);
-    dimIn = dimOut;
-  }
-  const j = repeat + 1;
-  h = pipe(
-    h,
-    leakyRelu(`${prefix}.${j}`, 0.2),
-    conv2d({ path: `${prefix}.${j + 1}`, in: dimOut, out: dimOut, k: 4 }),
-    leakyRelu(`${prefix}.${j + 2}`, 0.2),
-  );
-  return { h, dim: dimOut, next: j + 3 };
+/**
+ * The layers the style encoder (`shared`) and the discriminator (`main`) begin their
+ * nn.Sequential with, and the width they end at.
+ */
+const trunk = (s: Settings): { layers: readonly Module[]; dim: number } => {
+  const repeat = Math.max(0, log2i(num(s, 'imageSize')) - 2);
+  const dims = [num(s, 'baseDim')];
+  for (let i = 0; i < repeat; i++) dims.push(Math.min(dims[i]! * 2, num(s, 'maxConvDim')));
+  const dim = dims[repeat]!;
+  return {
+    layers: [
+      conv2d({ in: 3, out: dims[0]!, k: 3, p: 1 }),
+      ...times(repeat, (i) => resBlk({ dimIn: dims[i]!, dimOut: dims[i + 1]!, normalize: false, downsample: true })),
+      leakyRelu(0.2),
+      conv2d({ in: dim, out: dim, k: 4 }),
+      leakyRelu(0.2),
+    ],
+    dim,
+  };
 };
 
 export const styleEncoder = (s: Settings): Network => {
   const x = input('x', [3, num(s, 'imageSize'), num(s, 'imageSize')]);
   const y = indexInput('y');
-  const t = trunk(s, 'shared', x);
-  const h = flatten('flatten')(t.h);
+  const t = trunk(s);
+  const h = pipe(x, sequential('shared', t.layers), flatten('flatten'));
   const out = branches('unshared', h, num(s, 'numDomains'), (d) => linear({ path: `unshared.${d}`, in: t.dim, out: num(s, 'styleDim') }), y);
   return network('style_encoder', { out }, { inputOrder: ['x', 'y'] });
 };
@@ -162,8 +153,8 @@ export const styleEncoder = (s: Settings): Network => {
 export const discriminator = (s: Settings): Network => {
   const x = input('x', [3, num(s, 'imageSize'), num(s, 'imageSize')]);
   const y = indexInput('y');
-  const t = trunk(s, 'main', x);
-  const logits = pipe(t.h, conv2d({ path: `main.${t.next}`, in: t.dim, out: num(s, 'numDomains'), k: 1 }), flatten('flatten'));
+  const t = trunk(s);
+  const logits = pipe(x, sequential('main', [...t.layers, conv2d({ in: t.dim, out: num(s, 'numDomains'), k: 1 })]), flatten('flatten'));
   return network('discriminator', { out: select('select', logits, y) }, { inputOrder: ['x', 'y'] });
 };
 
@@ -281,4 +272,3 @@ export const starganV2: SpecDef = {
 };
 
 export default starganV2;
-export const NETWORKS = ALL;

@@ -85,7 +85,7 @@ const randomWeights = (spec: Spec, nets: readonly string[], seed: number, prefix
     for (const p of parameters(findNetwork(spec.networks, name)!)) {
       const n = p.shape.reduce((a, b) => a * b, 1);
       const a = Math.sqrt(6 / p.fanIn);
-      const data = p.init === 'he' ? noise(r, n, -a, a) : p.init === 'ones' ? noise(r, n, 0.9, 1.1) : noise(r, n, -0.1, 0.1);
+      const data = p.role === 'weight' ? noise(r, n, -a, a) : p.role === 'scale' ? noise(r, n, 0.9, 1.1) : noise(r, n, -0.1, 0.1);
       out.set(prefixed ? `${name}.${p.key}` : p.key, { dtype: 'float32', shape: p.shape, data });
     }
   }

@@ -24,7 +24,7 @@ if (files.length === 0) {
 }
 // Human-readable progress on stdout; TAP to a file for the closing 'N passed, N failed' line.
 const tap = join(mkdtempSync(join(tmpdir(), 'starspec-test-')), 'results.tap');
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${tap}`, ...files], {
+const r = spawnSync(process.execPath, ['--conditions=starspec-source', '--import', 'tsx', '--test', '--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${tap}`, ...files], {
   cwd: root,
   stdio: 'inherit',
   env: { ...process.env, NODE_OPTIONS: '--max-old-space-size=8192' },

@@ -33,7 +33,7 @@ import {
 import type { Result } from '../dsl/errors.ts';
 import type { Network } from '../dsl/ir.ts';
 import { inferShapes } from '../dsl/shapes.ts';
-import { deriveSeed, rng } from '../io/random.ts';
+import { deriveSeed, rng } from '../dsl/random.ts';
 import { selectBackend, shutdownBackend } from '../interpreters/tfjs/backend.ts';
 import { compileNetwork, type Compiled } from '../interpreters/tfjs/forward.ts';
 import { disposeParams, initParams, loadParams } from '../interpreters/tfjs/params.ts';

@@ -37,7 +37,7 @@ import {
 } from '../dsl/builder.ts';
 import type { Network, Spec } from '../dsl/ir.ts';
 import { IR_FORMAT } from '../dsl/ir.ts';
-import { deriveSeed, rng } from '../io/random.ts';
+import { deriveSeed, rng } from '../dsl/random.ts';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.ts';
 import type { HostTensor } from '../io/tensor.ts';
 import { selectBackend, shutdownBackend } from '../interpreters/tfjs/backend.ts';

@@ -6,7 +6,7 @@
  *   Trainer.load, with non-trivial weights (seeded init, norm parameters and biases perturbed, as
  *   the official fixtures' weights are);
  * - the batch is the synthetic provider's batch of step 0 (the same tensors on both sides); the
- *   random draws are drawn independently on each side from the same seed and step (io/random.ts and
+ *   random draws are drawn independently on each side from the same seed and step (dsl/random.ts and
  *   its Python port draws.py), so the test also checks that the port draws the same numbers;
  * - every logged loss, then every tensor of the checkpoint after the iteration (weights, EMA copies,
  *   Adam first and second moments) and its step counters must agree.
@@ -30,7 +30,7 @@ import { disposeState, initState, stateToFile } from '../interpreters/tfjs/train
 import { drawRandom, makeTrainer, type Batch } from '../interpreters/tfjs/train/step.ts';
 import { spec } from './helpers/specs.ts';
 import { scheduleAt } from '../dsl/schedule.ts';
-import { initParams } from '../io/init.ts';
+import { initParams } from '../dsl/init.ts';
 import { harness, noTorch, nonTrivialWeights, tempDir, V1_SMALL, V2_SMALL, writeExport } from './torch.helpers.ts';
 
 /** Relative tolerance (float32 on both sides, different kernels and summation orders). */
@@ -68,7 +68,7 @@ const toDevice = (h: HostTensor): tf.Tensor =>
 
 describe('fresh weights and random draws: train.py draws what starspec draws', { skip: noTorch }, () => {
   for (const [name, set] of [['stargan-v1', V1_SMALL], ['stargan-v2', V2_SMALL]] as const) {
-    test(`${name}: init_weights equals io/init.ts, draw_random equals drawRandom`, async () => {
+    test(`${name}: init_weights equals dsl/init.ts, draw_random equals drawRandom`, async () => {
       right(await selectBackend('cpu'));
       const s = spec(name, set);
       const tmp = tempDir(`torch-init-${name}`);

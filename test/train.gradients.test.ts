@@ -26,7 +26,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import type { Result } from '../dsl/errors.ts';
 import type { Expr, Phase, Spec } from '../dsl/ir.ts';
 import { syntheticProvider } from '../io/datasets/provider.ts';
-import { rng } from '../io/random.ts';
+import { rng } from '../dsl/random.ts';
 import { selectBackend, shutdownBackend } from '../interpreters/tfjs/backend.ts';
 import { evaluator, phaseLoss, type EvalEnv } from '../interpreters/tfjs/train/objective.ts';
 import { disposeState, initState, type TrainState } from '../interpreters/tfjs/train/state.ts';

@@ -12,9 +12,9 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, type Result } from '../../dsl/errors.ts';
 import type { Network, Node } from '../../dsl/ir.ts';
-import { numel, paramsOfNode } from '../../dsl/params.ts';
+import { paramCountsByNode, stateOfNode } from '../../dsl/params.ts';
 import { inferShapes, showShape, type Shape } from '../../dsl/shapes.ts';
-import { reachable, refsOf } from '../../dsl/walk.ts';
+import { operands, reachable, refsOf } from '../../dsl/walk.ts';
 
 export interface DotOptions {
   /** Draw each block (e.g. `encode.0`) as one box with its in/out shapes and parameter total. */
@@ -79,8 +79,14 @@ export interface OpView {
   readonly family: Family;
 }
 
-const kxk = (k: number): string => `${k}x${k}`;
-const sp = (s: number, p: number): string => `${s !== 1 ? ` s${s}` : ''}${p !== 0 ? ` p${p}` : ''}`;
+type Size2 = number | readonly [number, number];
+const two = (v: Size2): readonly [number, number] => (typeof v === 'number' ? [v, v] : v);
+const kxk = (k: Size2): string => `${two(k)[0]}x${two(k)[1]}`;
+/** ` s2 p1`, ` s(1,2) p(0,3)`; stride 1 and padding 0 left out. */
+const sp = (s: Size2, p: Size2): string => {
+  const one = (v: Size2): string => (typeof v === 'number' || v[0] === v[1] ? `${two(v)[0]}` : `(${v[0]},${v[1]})`);
+  return `${two(s).some((x) => x !== 1) ? ` s${one(s)}` : ''}${two(p).some((x) => x !== 0) ? ` p${one(p)}` : ''}`;
+};
 const num = (v: number): string => (Number.isInteger(v) ? `${v}` : `${Number(v.toPrecision(4))}`);
 
 const scaleText = (scale: number): string =>
@@ -129,6 +135,50 @@ export const viewOf = (n: Node, net: Network): OpView => {
       return { title: `avg pool ↓${n.size}`, short: `pool↓${n.size}`, family: 'resample' };
     case 'upsampleNearest':
       return { title: `upsample ↑${n.scale} nearest`, short: `up↑${n.scale}`, family: 'resample' };
+    case 'batchNorm2d':
+      return { title: `batch norm (eval) · ${n.channels}${n.affine ? '' : ' · no affine'}`, short: 'BN', family: 'norm' };
+    case 'avgPool2d':
+      return { title: `avg pool ${kxk(n.kernel)}${sp(n.stride, n.padding)}`, short: `avg${kxk(n.kernel)}`, family: 'resample' };
+    case 'maxPool2d':
+      return { title: `max pool ${kxk(n.kernel)}${sp(n.stride, n.padding)}`, short: `max${kxk(n.kernel)}`, family: 'resample' };
+    case 'globalAvgPool':
+      return { title: 'global avg pool', short: 'gap', family: 'resample' };
+    case 'resizeBilinear': {
+      const to = n.size !== null ? `→ ${kxk(n.size)}` : `×${num(n.scale ?? 1)}`;
+      return { title: `bilinear ${to}${n.alignCorners ? ' · align corners' : ''}`, short: `bilinear${to}`, family: 'resample' };
+    }
+    case 'shiftRows':
+      return { title: `shift rows ${n.rows >= 0 ? '↑' : '↓'}${Math.abs(n.rows)}`, short: `shift${n.rows}`, family: 'resample' };
+    case 'concat':
+      return { title: `concat ${n.inputs.length} (channels)`, short: 'concat', family: 'merge' };
+    case 'sliceChannels':
+      return { title: `channels ${n.start}:${n.end}`, short: `[${n.start}:${n.end}]`, family: 'merge' };
+    case 'sumChannels':
+      return { title: 'sum over channels', short: 'Σc', family: 'merge' };
+    case 'zeroChannels':
+      return { title: `zero ${n.channels.length} channels`, short: 'zero', family: 'merge' };
+    case 'addCoords':
+      return { title: `add coordinates (x, y${n.withRadius ? ', r' : ''})`, short: 'coords', family: 'merge' };
+    case 'mul':
+      return { title: 'multiply', short: '×', family: 'merge' };
+    case 'sub':
+      return { title: 'subtract', short: '−', family: 'merge' };
+    case 'standardize':
+      return { title: `(x − mean) / std · ${n.mean.length === 1 ? num(n.mean[0]!) : `${n.mean.length} ch`}`, short: 'std', family: 'norm' };
+    case 'minMaxNorm':
+      return { title: 'min-max norm (per channel)', short: 'minmax', family: 'norm' };
+    case 'l2Normalize':
+      return { title: 'L2 norm over channels', short: 'L2', family: 'norm' };
+    case 'pow':
+      return { title: `x^${num(n.exponent)}`, short: `^${num(n.exponent)}`, family: 'act' };
+    case 'zeroBelow':
+      return { title: `zero below ${num(n.threshold)}`, short: `<${num(n.threshold)}→0`, family: 'act' };
+    case 'clamp':
+      return { title: `clamp [${num(n.min)}, ${num(n.max)}]`, short: 'clamp', family: 'act' };
+    case 'zeroWhereNaN':
+      return { title: n.of === n.input ? 'NaN → 0' : 'zero where other is NaN', short: 'NaN→0', family: 'act' };
+    case 'highPass':
+      return { title: `high-pass 3x3 ÷${num(n.wHpf)} (depthwise)`, short: 'hpf', family: 'conv' };
     case 'concatLabel':
       return { title: 'concat label (tiled over H×W)', short: 'concat', family: 'merge' };
     case 'add':
@@ -148,29 +198,6 @@ export const viewOf = (n: Node, net: Network): OpView => {
     }
     default:
       return absurd(n);
-  }
-};
-
-/** The edges a node reads, flagged when the operand conditions rather than carries the data. */
-const operands = (n: Node): ReadonlyArray<{ ref: number; cond: boolean }> => {
-  switch (n.op) {
-    case 'adain':
-      return [
-        { ref: n.input, cond: false },
-        { ref: n.style, cond: true },
-      ];
-    case 'concatLabel':
-      return [
-        { ref: n.input, cond: false },
-        { ref: n.label, cond: true },
-      ];
-    case 'select':
-      return [
-        { ref: n.input, cond: false },
-        { ref: n.index, cond: true },
-      ];
-    default:
-      return refsOf(n).map((ref) => ({ ref, cond: false }));
   }
 };
 
@@ -292,7 +319,7 @@ const spineOf = (net: Network, live: readonly boolean[]): ReadonlySet<number> =>
   const prev: (number | null)[] = [];
   net.nodes.forEach((n, i) => {
     let best: number | null = null;
-    for (const { ref, cond } of operands(n))
+    for (const { ref, conditioning: cond } of operands(n))
       if (!cond && ref >= 0 && ref < i && (best === null || depth[ref]! > depth[best]!)) best = ref;
     depth.push(best === null ? 1 : depth[best]! + 1);
     prev.push(best);
@@ -334,7 +361,7 @@ const nodeStmt = (c: Ctx, i: number): string => {
   const tags = c.tagged.get(i);
   if (tags !== undefined)
     rows.push(row(font(`<i>→ ${tags} ‘${esc(v.short)}’ tags</i>`, { size: 8, color: sub })));
-  const keys = paramsOfNode(n).map((p) => `${p.key} [${p.shape.join(', ')}]`);
+  const keys = stateOfNode(n).map((p) => `${p.key} [${p.shape.join(', ')}]${p.trainable ? '' : ' (buffer)'}`);
   const tooltip = [
     n.op === 'input' ? `input ${n.name} (${n.dtype})` : `${n.path} — ${v.title}`,
     `output ${shape}`,
@@ -431,7 +458,7 @@ const blockStmt = (c: Ctx, b: Block, id: string): string => {
       .join(', ');
   // Style / label inputs are conditioning: list only the data inputs on the in → out line.
   const dataIns = ins.filter((r) =>
-    b.members.some((m) => operands(c.net.nodes[m]!).some((o) => o.ref === r && !o.cond)),
+    b.members.some((m) => operands(c.net.nodes[m]!).some((o) => o.ref === r && !o.conditioning)),
   );
   const strip = b.members
     .map((i) => {
@@ -472,7 +499,7 @@ const blockStmt = (c: Ctx, b: Block, id: string): string => {
 const legend = (c: Ctx, title: string, collapsed: number): string => {
   const total = c.params.reduce((a, b) => a + b, 0);
   const deadCount = c.live.filter((l) => !l).length;
-  const hasCond = c.net.nodes.some((n) => operands(n).some((o) => o.cond));
+  const hasCond = c.net.nodes.some((n) => operands(n).some((o) => o.conditioning));
   const swatch = (fill: string, border: string, color: string, text: string, style = ''): string =>
     `<td bgcolor="${fill}" border="1" color="${border}"${style ? ` style="${style}"` : ''} cellpadding="4">${font(esc(text), { size: 10, color })}</td>`;
   const cells = [
@@ -526,7 +553,7 @@ const render = (net: Network, shapes: readonly Shape[], opts: DotOptions): strin
   const consumers = new Map<number, Set<string>>();
   net.nodes.forEach((n, j) => {
     if (!live[j]) return;
-    for (const { ref, cond } of operands(n))
+    for (const { ref, conditioning: cond } of operands(n))
       if (cond && net.nodes[ref]?.op === 'input') consumers.set(ref, (consumers.get(ref) ?? new Set()).add(repr(j)));
   });
   const tagged = new Map([...consumers].filter(([, s]) => s.size >= TAG_THRESHOLD).map(([r, s]) => [r, s.size]));
@@ -534,7 +561,7 @@ const render = (net: Network, shapes: readonly Shape[], opts: DotOptions): strin
     net,
     shapes,
     live,
-    params: net.nodes.map((n) => paramsOfNode(n).reduce((a, p) => a + numel(p.shape), 0)),
+    params: paramCountsByNode(net),
     views: net.nodes.map((n) => viewOf(n, net)),
     tagged,
     spine: spineOf(net, live),
@@ -544,7 +571,7 @@ const render = (net: Network, shapes: readonly Shape[], opts: DotOptions): strin
   const emitTags = (members: readonly number[], at: string, depth: number): void => {
     const refs = new Set<number>();
     for (const j of members)
-      if (live[j]) for (const { ref, cond } of operands(net.nodes[j]!)) if (cond && tagged.has(ref)) refs.add(ref);
+      if (live[j]) for (const { ref, conditioning: cond } of operands(net.nodes[j]!)) if (cond && tagged.has(ref)) refs.add(ref);
     // The tag sits on its consumer's rank, to its right, with a short arrow pointing at it: no
     // extra rank, so the block it belongs to does not grow upwards into the previous one.
     refs.forEach((r) => {
@@ -658,7 +685,7 @@ const render = (net: Network, shapes: readonly Shape[], opts: DotOptions): strin
   // Edges: deduplicated by drawn endpoints (collapsed blocks merge many edges into one).
   const edges = new Map<string, { from: string; to: string; cond: boolean; live: boolean; shape: string }>();
   net.nodes.forEach((n, j) => {
-    for (const { ref, cond } of operands(n)) {
+    for (const { ref, conditioning: cond } of operands(n)) {
       const to = repr(j);
       const from = repr(ref);
       if (from === to || (cond && c.live[j] && tagged.has(ref))) continue;

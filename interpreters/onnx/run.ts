@@ -47,8 +47,23 @@ const toHost = (t: Ort.Tensor): HostTensor | undefined => {
   return undefined;
 };
 
+/**
+ * onnxruntime-node, an optional peer dependency (only running models needs it: 288 MB, and its
+ * install script fetches CUDA extras from outside the npm registry).
+ */
+const loadOrt = async (): Promise<typeof Ort | null> => {
+  try {
+    return await import('onnxruntime-node');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') return null;
+    throw e;
+  }
+};
+
 export const openOnnx = async (model: Uint8Array, opts: RunOptions = {}): Promise<Result<OnnxSession>> => {
-  const ort = await import('onnxruntime-node');
+  const ort = await loadOrt();
+  if (ort === null) return fail('onnxruntime-node', 'is not installed: running ONNX models from Node needs it', 'npm install onnxruntime-node (exporting needs nothing)');
   let session: Ort.InferenceSession;
   try {
     session = await ort.InferenceSession.create(model, {

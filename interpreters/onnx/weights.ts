@@ -1,12 +1,12 @@
 /**
- * Weights for an export, checked against the networks' parameter declarations: every parameter
- * present, floating point and of its PyTorch shape; no key the networks do not know. All problems
- * are reported at once, one error per key.
+ * Weights for an export, checked against the networks' declarations: every parameter and used
+ * buffer (`stateDict`) present, floating point and of its PyTorch shape; no key the networks do
+ * not know. All problems are reported at once, one error per key.
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result, type SpecError } from '../../dsl/errors.ts';
 import type { Spec } from '../../dsl/ir.ts';
-import { ignoredKeys, parameters } from '../../dsl/params.ts';
+import { ignoredKeys, stateDict } from '../../dsl/params.ts';
 import { isFloatDType, toFloat32, type TensorMap } from '../../io/tensor.ts';
 import type { ResolvedStage } from './pipelines.ts';
 
@@ -29,7 +29,7 @@ export const checkWeights = (
   for (const s of stages) {
     const p = s.weightPrefix;
     for (const k of ignoredKeys(s.net)) ignored.add(`${p}${k}`);
-    for (const param of parameters(s.net)) {
+    for (const param of stateDict(s.net)) {
       const key = `${p}${param.key}`;
       expected.add(key);
       const t = weights.get(key);

@@ -13,6 +13,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import type { Result } from '../../dsl/errors.ts';
+import { initParams as freshParams } from '../../dsl/init.ts';
 import type { Network } from '../../dsl/ir.ts';
 import type { ParamSpec } from '../../dsl/params.ts';
 import { toFloat32, type HostTensor, type TensorMap } from '../../io/tensor.ts';
@@ -85,20 +86,23 @@ export const toTorchParam = (t: tf.Tensor): HostTensor => {
 export { checkWeights };
 
 export interface LoadOptions {
-  /** Make `tf.Variable`s (trainable) instead of constant tensors. Default false. */
+  /**
+   * Make `tf.Variable`s instead of constant tensors (default false): trainable for parameters,
+   * non-trainable for used buffers (BatchNorm statistics), which no gradient or optimizer touches.
+   */
   readonly variables?: boolean;
   /** Names the weights in errors (a file name). */
   readonly origin?: string;
 }
 
-/** Validate a weights map against `net` and upload it in tfjs layouts. */
+/** Validate a weights map against `net` and upload it (parameters and used buffers) in tfjs layouts. */
 export const loadParams = (net: Network, weights: TensorMap, options: LoadOptions = {}): Result<ParamStore> =>
   E.map((params: readonly ParamSpec[]) => {
     const store = new Map<string, tf.Variable | tf.Tensor>();
     for (const p of params) {
       const t = toTfParam(weights.get(p.key)!);
       if (options.variables) {
-        store.set(p.key, tf.variable(t, true));
+        store.set(p.key, tf.variable(t, p.trainable));
         t.dispose();
       } else store.set(p.key, t);
     }
@@ -117,5 +121,5 @@ export const disposeParams = (store: ParamStore): void => {
 // ---------------------------------------------------------------------------------------------
 // Initialisation
 
-/** Seeded initialisation as the official code: see io/init.ts (plain JS, shared with export). */
-export { initParams } from '../../io/init.ts';
+/** Seeded initialisation as the official code (dsl/init.ts: plain JS, shared with export), as host tensors. */
+export const initParams = (net: Network, seed: number): TensorMap => freshParams(net, seed);

@@ -6,26 +6,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result, type SpecError } from '../../dsl/errors.ts';
-import type { Network, Spec } from '../../dsl/ir.ts';
-import { parameters } from '../../dsl/params.ts';
+import type { Spec } from '../../dsl/ir.ts';
 import { showShape } from '../../dsl/shapes.ts';
 import { findNetwork } from '../../dsl/walk.ts';
 import { isFloatDType, toFloat32, type HostTensor, type TensorMap } from '../../io/tensor.ts';
+import { networkWeights } from '../../io/weights.ts';
 import { compileNetwork, type Compiled } from './forward.ts';
 import { disposeParams, loadParams } from './params.ts';
 
-/**
- * The weights of `net` in a map that may hold several networks under `NAME.` prefixes
- * (`generator.from_rgb.weight`): the prefixed ones when no parameter is present unprefixed.
- */
-export const networkWeights = (net: Network, weights: TensorMap): TensorMap => {
-  const keys = parameters(net).map((p) => p.key);
-  if (keys.some((k) => weights.has(k))) return weights;
-  const pre = `${net.name}.`;
-  const sub = new Map<string, HostTensor>();
-  for (const [k, v] of weights) if (k.startsWith(pre)) sub.set(k.slice(pre.length), v);
-  return sub.size > 0 ? sub : weights;
-};
+export { networkWeights } from '../../io/weights.ts';
 
 /**
  * Check an inputs map against a compiled network: exactly its input names, each (N, per-sample

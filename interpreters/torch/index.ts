@@ -12,7 +12,6 @@ import * as E from 'fp-ts/lib/Either.js';
 import { readFile } from 'node:fs/promises';
 import { encodeSpec } from '../../dsl/codec.ts';
 import type { Result } from '../../dsl/errors.ts';
-import { sequenceResults } from '../../dsl/errors.ts';
 import type { Spec } from '../../dsl/ir.ts';
 import { emitModels } from './models.ts';
 import { emitObjective } from './objective.ts';
@@ -67,15 +66,20 @@ G.load_state_dict({k[len('ema.generator.'):]: v for k, v in tensors.items() if k
 };
 
 /** The generated files of an export (models.py, objective.py, spec.json, README.md), or the spec's problems. */
-export const emitTorch = (spec: Spec): Result<ReadonlyMap<string, string>> =>
-  E.map(([models, objective]: ReadonlyArray<string>) =>
+export const emitTorch = (spec: Spec): Result<ReadonlyMap<string, string>> => {
+  const models = emitModels(spec);
+  const objective = emitObjective(spec);
+  if (E.isLeft(models) || E.isLeft(objective))
+    return E.left([...(E.isLeft(models) ? models.left : []), ...(E.isLeft(objective) ? objective.left : [])]);
+  return E.right(
     new Map<string, string>([
-      ['models.py', models!],
-      ['objective.py', objective!],
+      ['models.py', models.right],
+      ['objective.py', objective.right],
       ['spec.json', encodeSpec(spec)],
       ['README.md', readme(spec)],
     ]),
-  )(sequenceResults([emitModels(spec), emitObjective(spec)]));
+  );
+};
 
 /** The runtime files, read from this interpreter's py/ folder. */
 export const runtimeFiles = async (): Promise<ReadonlyMap<string, string>> =>

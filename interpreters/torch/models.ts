@@ -1,22 +1,26 @@
 /**
  * models.py: every network of a spec as a PyTorch `nn.Module`, written as plain Python by a total
- * fold over the IR's node union.
+ * fold over the IR's node union; each op is emitted as the PyTorch call its doc comment in the op
+ * table (dsl/ops.ts) names.
  *
  * - `__init__` places one module per parametric node at the node's path (containers for the path's
- *   prefixes), so `state_dict()` keys are exactly the spec's parameter keys (dsl/params.ts: the
- *   official names for the built-in specs). Nodes that share a path share the module (as the tfjs
- *   interpreter shares parameters by key).
+ *   prefixes), so `state_dict()` keys are exactly the spec's state keys (dsl/params.ts `stateDict`:
+ *   parameters, then used buffers; the official names for the built-in specs). Nodes that share a
+ *   path share the module (as the tfjs interpreter shares parameters by key).
  * - `forward` takes the inputs in the network's order and computes only the nodes some output
  *   depends on, one line per node (an unused branch keeps its parameters, as in the official code).
- * - Buffers official checkpoints carry and computation ignores (v1 InstanceNorm running statistics,
- *   `num_batches_tracked`, v2 `hpf.filter`) are registered, so `load_state_dict(strict=True)` takes
- *   an official checkpoint; a file without them (starspec's weights files) loads strictly too: the
- *   absent ones are filled in, never used.
+ * - Used buffers (BatchNorm's running statistics) are the module's own buffers: loaded strictly,
+ *   read by forward, never trained. Ignored buffers (dsl/params.ts `ignoredKeys`: v1 InstanceNorm
+ *   running statistics, `num_batches_tracked`, v2 `hpf.filter`) are registered too, so
+ *   `load_state_dict(strict=True)` takes an official checkpoint; a file without them (starspec's
+ *   weights files) loads strictly too: the absent ones are filled in, never used.
+ * - The tables PARAMETERS and BUFFERS (from `parameters` and `stateDict`) tell train.py what to
+ *   initialise, optimise, average and save.
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result, type SpecError } from '../../dsl/errors.ts';
 import type { Network, Node, Spec } from '../../dsl/ir.ts';
-import { buffersOfNode, paramsOfNode, parameterCount, parameters } from '../../dsl/params.ts';
+import { buffersOfNode, ignoredKeys, parameterCount, parameters, stateDict } from '../../dsl/params.ts';
 import { inputsOf, reachable } from '../../dsl/walk.ts';
 import { PIPELINES } from './pipelines.ts';
 import { className, identifier, indent, namer, pyNum, pyStr, pyTuple } from './python.ts';
@@ -112,6 +116,75 @@ class AdaIN(nn.Module):
         return (1 + gamma) * F.instance_norm(x, eps=self.eps) + beta
 
 
+class BatchNorm(nn.BatchNorm2d):
+    """nn.BatchNorm2d in eval mode whatever the module's mode: (x - running_mean) /
+    sqrt(running_var + eps) * weight + bias. The running statistics are read, never updated
+    (train.py never optimises or averages them); num_batches_tracked is carried, never used."""
+
+    def forward(self, x):
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+
+def zero_channels(x, channels):
+    """x.clone(); x[:, channels] = 0 (NaN and infinities there become 0 too)."""
+    x = x.clone()
+    x[:, channels] = 0
+    return x
+
+
+def add_coords(x, with_radius):
+    """core/wing.py's AddCoordsTh (with_boundary off): torch.cat([x, xx, yy(, rr)], dim=1) with
+    xx = 2h/(H-1) - 1 along the height, yy = 2w/(W-1) - 1 along the width, rr = sqrt(xx^2 + yy^2) / max(rr)."""
+    n, _, h, w = x.shape
+    xx = torch.arange(h, device=x.device).unsqueeze(1).expand(h, w).float()
+    yy = torch.arange(w, device=x.device).unsqueeze(0).expand(h, w).float()
+    xx = (xx / (h - 1)) * 2 - 1
+    yy = (yy / (w - 1)) * 2 - 1
+    parts = [xx, yy]
+    if with_radius:
+        rr = torch.sqrt(torch.pow(xx, 2) + torch.pow(yy, 2))
+        parts.append(rr / torch.max(rr))
+    coords = torch.stack(parts, dim=0).unsqueeze(0).expand(n, -1, -1, -1).to(x.dtype)
+    return torch.cat([x, coords], dim=1)
+
+
+def standardize(x, mean, std):
+    """(x - mean[c]) / std[c] over dim 1, the lists as float32 constants (length 1: every channel)."""
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(shape)
+    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(shape)
+    return (x - m) / s
+
+
+def zero_where_nan(x, of):
+    """x.clone(); x[of != of] = 0."""
+    x = x.clone()
+    x[of != of] = 0
+    return x
+
+
+def min_max_norm(x, eps):
+    """core/wing.py's normalize: per sample and channel over H and W, (x - min) / (max - min + eps)."""
+    n, c, h, w = x.shape
+    flat = x.contiguous().view(n * c, -1)
+    lo = flat.min(dim=1, keepdim=True)[0]
+    hi = flat.max(dim=1, keepdim=True)[0]
+    return ((flat - lo) / (hi - lo + eps)).view(n, c, h, w)
+
+
+def l2_normalize(x, eps):
+    """metrics/lpips.py's normalize: x * rsqrt(sum(x ** 2 over dim 1) + eps)."""
+    return x * torch.rsqrt(torch.sum(x ** 2, dim=1, keepdim=True) + eps)
+
+
+def high_pass(x, w_hpf):
+    """core/model.py's HighPass: the fixed 3x3 kernel [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]] / w_hpf
+    on every channel (computed here, not read from the checkpoint's ignored 'filter' buffer)."""
+    k = torch.tensor([[-1, -1, -1], [-1, 8., -1], [-1, -1, -1]], device=x.device) / w_hpf
+    c = x.size(1)
+    return F.conv2d(x, k.view(1, 1, 3, 3).repeat(c, 1, 1, 1), padding=1, groups=c)
+
+
 class Network(nn.Module):
     """Base of every network here: optional buffers (those official checkpoints carry and
     computation ignores) are taken from a state_dict when present, whatever their shape, and kept
@@ -137,27 +210,60 @@ interface NetCode {
   readonly lines: readonly string[];
 }
 
-/** The constructor expression of a parametric node's module, or null for a parameter-free node. */
+const pyBool = (b: boolean): string => (b ? 'True' : 'False');
+/** PyTorch's `int or (h, w)` (kernel_size, stride, padding, size). */
+const pySize = (v: number | readonly [number, number]): string => (typeof v === 'number' ? String(v) : pyTuple(v.map(String)));
+/** A list of numbers as a Python list literal. */
+const pyList = (v: readonly number[]): string => `[${v.map(pyNum).join(', ')}]`;
+
+/**
+ * The constructor expression of a node's module (its parameters and buffers live there), or null
+ * for a node without state. A module registers the node's ignored buffers itself
+ * (InstanceNorm's running statistics, BatchNorm's num_batches_tracked); a node without a module
+ * that has ignored buffers (HighPass's filter) gets empty placeholders (see networkClass).
+ */
 const moduleOf = (n: Node): string | null => {
   switch (n.op) {
     case 'conv2d':
-      return `nn.Conv2d(${n.inChannels}, ${n.outChannels}, ${n.kernel}, stride=${n.stride}, padding=${n.padding}, bias=${n.bias ? 'True' : 'False'})`;
+      return `nn.Conv2d(${n.inChannels}, ${n.outChannels}, ${pySize(n.kernel)}, stride=${pySize(n.stride)}, padding=${pySize(n.padding)}, bias=${pyBool(n.bias)})`;
     case 'convTranspose2d':
-      return `nn.ConvTranspose2d(${n.inChannels}, ${n.outChannels}, ${n.kernel}, stride=${n.stride}, padding=${n.padding}, bias=${n.bias ? 'True' : 'False'})`;
+      return `nn.ConvTranspose2d(${n.inChannels}, ${n.outChannels}, ${pySize(n.kernel)}, stride=${pySize(n.stride)}, padding=${pySize(n.padding)}, bias=${pyBool(n.bias)})`;
     case 'instanceNorm':
       return n.affine || n.runningStats
-        ? `InstanceNorm(${n.channels}, affine=${n.affine ? 'True' : 'False'}, eps=${pyNum(n.eps)}, running_stats=${n.runningStats ? 'True' : 'False'})`
+        ? `InstanceNorm(${n.channels}, affine=${pyBool(n.affine)}, eps=${pyNum(n.eps)}, running_stats=${pyBool(n.runningStats)})`
         : null;
+    case 'batchNorm2d':
+      return `BatchNorm(${n.channels}, eps=${pyNum(n.eps)}, affine=${pyBool(n.affine)})`;
     case 'adain':
       return `AdaIN(${n.styleDim}, ${n.channels}, eps=${pyNum(n.eps)})`;
     case 'linear':
-      return `nn.Linear(${n.inFeatures}, ${n.outFeatures}, bias=${n.bias ? 'True' : 'False'})`;
+      return `nn.Linear(${n.inFeatures}, ${n.outFeatures}, bias=${pyBool(n.bias)})`;
     case 'input':
     case 'relu':
     case 'leakyRelu':
     case 'tanh':
     case 'avgPool':
+    case 'avgPool2d':
+    case 'maxPool2d':
+    case 'globalAvgPool':
     case 'upsampleNearest':
+    case 'resizeBilinear':
+    case 'concat':
+    case 'sliceChannels':
+    case 'sumChannels':
+    case 'zeroChannels':
+    case 'addCoords':
+    case 'shiftRows':
+    case 'mul':
+    case 'sub':
+    case 'standardize':
+    case 'pow':
+    case 'zeroBelow':
+    case 'clamp':
+    case 'zeroWhereNaN':
+    case 'minMaxNorm':
+    case 'l2Normalize':
+    case 'highPass':
     case 'concatLabel':
     case 'add':
     case 'flatten':
@@ -169,21 +275,31 @@ const moduleOf = (n: Node): string | null => {
   }
 };
 
+/** Names models.py defines at module level, which forward's local variables must not shadow. */
+const PRELUDE_NAMES = [
+  'math', 'torch', 'nn', 'F', 'Tree', 'put', 'buffer', 'as_index', 'concat_label', 'select', 'InstanceNorm', 'AdaIN', 'BatchNorm',
+  'zero_channels', 'add_coords', 'standardize', 'zero_where_nan', 'min_max_norm', 'l2_normalize', 'high_pass', 'Network',
+];
+
 /** One network as a class. */
 const networkClass = (net: Network, cls: string, specName: string): Result<NetCode> => {
   const errors: SpecError[] = [];
   const where = (n: Node): string => `${net.name}/${n.path}`;
   const live = reachable(net);
   const inputs = inputsOf(net);
-  const argNames = namer(['self', 'L', 'torch', 'nn', 'F', 'math']);
+  const argNames = namer(['self', 'L', ...PRELUDE_NAMES]);
   const args = new Map(inputs.map((i) => [i, argNames(i.name)] as const));
 
   // __init__: one module per parametric path.
   const init: string[] = [];
   const modules = new Map<string, string>();
+  const placeholders: string[] = [];
   for (const n of net.nodes) {
     const m = moduleOf(n);
-    if (m === null) continue;
+    if (m === null) {
+      placeholders.push(...buffersOfNode(n));
+      continue;
+    }
     if (n.path.split('.').some((p) => p === ''))
       errors.push(specError(where(n), `path '${n.path}' has an empty component`, 'a PyTorch module path is names joined by dots'));
     const seen = modules.get(n.path);
@@ -193,13 +309,14 @@ const networkClass = (net: Network, cls: string, specName: string): Result<NetCo
     } else if (seen !== m)
       errors.push(specError(where(n), `path '${n.path}' names two different layers (${seen} and ${m})`, 'give each layer its own path'));
   }
-  const optional = [...new Set([...net.nodes.flatMap(buffersOfNode), ...net.ignoredBuffers])];
-  for (const b of net.ignoredBuffers) init.push(`buffer(self, ${pyStr(b)}, torch.zeros(0))  # ignored by computation`);
+  // Ignored buffers no module registers: empty placeholders, so official checkpoints load strictly.
+  const optional = [...ignoredKeys(net)];
+  for (const b of new Set([...placeholders, ...net.ignoredBuffers])) init.push(`buffer(self, ${pyStr(b)}, torch.zeros(0))  # ignored by computation`);
 
   // forward: one line per live node.
   const vars: string[] = net.nodes.map(() => '');
   const body: string[] = [];
-  const names = namer([...args.values(), 'self', 'L', 'torch', 'nn', 'F', 'math', 'put', 'buffer', 'as_index', 'concat_label', 'select']);
+  const names = namer([...args.values(), 'self', 'L', ...PRELUDE_NAMES]);
   net.nodes.forEach((n, i) => {
     if (n.op === 'input') {
       vars[i] = args.get(n)!;
@@ -214,6 +331,7 @@ const networkClass = (net: Network, cls: string, specName: string): Result<NetCo
         case 'conv2d':
         case 'convTranspose2d':
         case 'linear':
+        case 'batchNorm2d':
           return `${at}(${v(n.input)})`;
         case 'instanceNorm':
           return n.affine || n.runningStats ? `${at}(${v(n.input)})` : `F.instance_norm(${v(n.input)}, eps=${pyNum(n.eps)})`;
@@ -227,8 +345,50 @@ const networkClass = (net: Network, cls: string, specName: string): Result<NetCo
           return `torch.tanh(${v(n.input)})`;
         case 'avgPool':
           return `F.avg_pool2d(${v(n.input)}, ${n.size})`;
+        case 'avgPool2d':
+          return `F.avg_pool2d(${v(n.input)}, ${pySize(n.kernel)}, stride=${pySize(n.stride)}, padding=${pySize(n.padding)}, count_include_pad=${pyBool(n.countIncludePad)})`;
+        case 'maxPool2d':
+          return `F.max_pool2d(${v(n.input)}, ${pySize(n.kernel)}, stride=${pySize(n.stride)}, padding=${pySize(n.padding)})`;
+        case 'globalAvgPool':
+          return `F.adaptive_avg_pool2d(${v(n.input)}, 1)`;
         case 'upsampleNearest':
           return `F.interpolate(${v(n.input)}, scale_factor=${n.scale}, mode='nearest')`;
+        case 'resizeBilinear': {
+          const to = n.size !== null ? `size=${pySize(n.size)}` : `scale_factor=${pyNum(n.scale ?? 1)}`;
+          return `F.interpolate(${v(n.input)}, ${to}, mode='bilinear', align_corners=${pyBool(n.alignCorners)})`;
+        }
+        case 'concat':
+          return `torch.cat([${n.inputs.map(v).join(', ')}], dim=1)`;
+        case 'sliceChannels':
+          return `${v(n.input)}[:, ${n.start}:${n.end}]`;
+        case 'sumChannels':
+          return `${v(n.input)}.sum(dim=1, keepdim=True)`;
+        case 'zeroChannels':
+          return `zero_channels(${v(n.input)}, ${pyList(n.channels)})`;
+        case 'addCoords':
+          return `add_coords(${v(n.input)}, ${pyBool(n.withRadius)})`;
+        case 'shiftRows':
+          return `torch.roll(${v(n.input)}, ${-n.rows}, dims=2)`;
+        case 'mul':
+          return `${v(n.a)} * ${v(n.b)}`;
+        case 'sub':
+          return `${v(n.a)} - ${v(n.b)}`;
+        case 'standardize':
+          return `standardize(${v(n.input)}, ${pyList(n.mean)}, ${pyList(n.std)})`;
+        case 'pow':
+          return `${v(n.input)} ** ${pyNum(n.exponent)}`;
+        case 'zeroBelow':
+          return `torch.where(${v(n.input)} < ${pyNum(n.threshold)}, torch.zeros_like(${v(n.input)}), ${v(n.input)})`;
+        case 'clamp':
+          return `torch.clamp(${v(n.input)}, ${pyNum(n.min)}, ${pyNum(n.max)})`;
+        case 'zeroWhereNaN':
+          return `zero_where_nan(${v(n.input)}, ${v(n.of)})`;
+        case 'minMaxNorm':
+          return `min_max_norm(${v(n.input)}, ${pyNum(n.eps)})`;
+        case 'l2Normalize':
+          return `l2_normalize(${v(n.input)}, ${pyNum(n.eps)})`;
+        case 'highPass':
+          return `high_pass(${v(n.input)}, ${pyNum(n.wHpf)})`;
         case 'concatLabel':
           return `concat_label(${v(n.input)}, ${v(n.label)})`;
         case 'add': {
@@ -328,7 +488,7 @@ const pipelineClasses = (spec: Spec, classes: ReadonlyMap<string, string>): stri
 /** The whole models.py. */
 export const emitModels = (spec: Spec): Result<string> => {
   const errors: SpecError[] = [];
-  const clsNames = namer(['Tree', 'InstanceNorm', 'AdaIN', 'Network', ...PIPELINES.map((p) => className(p.name))]);
+  const clsNames = namer([...PRELUDE_NAMES, 'NETWORKS', 'PARAMETERS', 'BUFFERS', ...PIPELINES.map((p) => className(p.name))]);
   const classes = new Map(spec.networks.map((n) => [n.name, clsNames(className(n.name))] as const));
   const code: string[] = [];
   for (const net of spec.networks) {
@@ -337,18 +497,21 @@ export const emitModels = (spec: Spec): Result<string> => {
     else code.push('', '', ...r.right.lines);
   }
   if (errors.length > 0) return E.left(errors);
-  const table = spec.networks.map(
-    (n) =>
-      `    ${pyStr(n.name)}: [\n${parameters(n)
-        .map((p) => `        (${pyStr(p.key)}, ${pyTuple(p.shape.map(String))}, ${pyStr(p.role)}, ${p.fanIn}),`)
-        .join('\n')}\n    ],`,
-  );
+  const table = (name: string, rows: (n: Network) => readonly string[]): string[] => [
+    `${name} = {`,
+    ...spec.networks.map((n) => {
+      const r = rows(n);
+      return r.length === 0 ? `    ${pyStr(n.name)}: [],` : `    ${pyStr(n.name)}: [\n${r.map((x) => `        ${x},`).join('\n')}\n    ],`;
+    }),
+    '}',
+  ];
   const text = [
     `"""The networks of ${spec.name} as PyTorch modules, written by \`starspec export-torch\` from the spec.`,
     '',
-    "Every module sits at its spec path, so state_dict() keys are the spec's parameter names (the",
-    'official PyTorch names for the built-in specs): load_state_dict(strict=True) takes the official',
-    "checkpoints and starspec's weights files. Instance norms always use instance statistics.",
+    "Every module sits at its spec path, so state_dict() keys are the spec's parameter and buffer names",
+    '(the official PyTorch names for the built-in specs): load_state_dict(strict=True) takes the official',
+    "checkpoints and starspec's weights files. Instance norms always use instance statistics; batch norms",
+    'always run as in eval mode (their running statistics are loaded, never updated).',
     '"""',
     PRELUDE.trimEnd(),
     ...code,
@@ -358,15 +521,15 @@ export const emitModels = (spec: Spec): Result<string> => {
     '# Every network of the spec by name.',
     `NETWORKS = {${spec.networks.map((n) => `${pyStr(n.name)}: ${classes.get(n.name)}`).join(', ')}}`,
     '',
-    "# Each network's parameters in spec order: (state_dict key, shape, role, fan-in). Roles and fan-ins",
-    "# decide fresh values (train.py's init, as starspec's io/init.ts).",
-    'PARAMETERS = {',
-    ...table,
-    '}',
+    "# Each network's parameters in spec order (PyTorch's parameters(): trained, optimised, averaged by",
+    "# EMA): (state_dict key, shape, role, fan-in). Roles and fan-ins decide fresh values (train.py's",
+    "# init, as starspec's dsl/init.ts).",
+    ...table('PARAMETERS', (n) => parameters(n).map((p) => `(${pyStr(p.key)}, ${pyTuple(p.shape.map(String))}, ${pyStr(p.role)}, ${p.fanIn})`)),
+    '',
+    "# Each network's used buffers (BatchNorm running statistics): loaded, saved and read by forward,",
+    '# never trained: (state_dict key, shape, role); fresh ones are mean zeros, variance ones.',
+    ...table('BUFFERS', (n) => stateDict(n).filter((p) => !p.trainable).map((p) => `(${pyStr(p.key)}, ${pyTuple(p.shape.map(String))}, ${pyStr(p.role)})`)),
     '',
   ].join('\n');
   return E.right(text);
 };
-
-/** Parameter keys per network (for tests and the emitters). */
-export const parameterKeys = (net: Network): readonly string[] => net.nodes.flatMap(paramsOfNode).map((p) => p.key);

@@ -11,7 +11,7 @@
  *
  * Images are CHW float32 in [-1, 1]; every draw is a pure function of (seed, index).
  */
-import { deriveSeed, rng, type Rng } from '../random.ts';
+import { deriveSeed, rng, type Rng } from '../../dsl/random.ts';
 
 export const V1_ATTRIBUTES = ['Red', 'Green', 'Blue', 'Bright', 'Warm'] as const;
 export const COLOUR_NAMES = ['red', 'green', 'blue'] as const;

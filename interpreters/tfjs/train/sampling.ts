@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Spec } from '../../../dsl/ir.ts';
-import { deriveSeed, rng } from '../../../io/random.ts';
+import { deriveSeed, rng } from '../../../dsl/random.ts';
 import type { HostTensor } from '../../../io/tensor.ts';
 import type { Compiled } from '../forward.ts';
 import type { ParamStore } from '../params.ts';

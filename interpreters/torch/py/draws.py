@@ -1,4 +1,4 @@
-"""Deterministic random draws, an exact port of starspec's io/random.ts.
+"""Deterministic random draws, an exact port of starspec's dsl/random.ts.
 
 Every draw is a pure function of (seed, stream, index): mulberry32 seeded through a murmur3-style
 hash of the keys, Box-Muller normals, Fisher-Yates permutations. The arithmetic is 32-bit integer
@@ -28,7 +28,7 @@ def _mix32(h):
 
 
 def derive_seed(seed, *keys):
-    """A seed derived from a base seed and integer or string keys (io/random.ts deriveSeed)."""
+    """A seed derived from a base seed and integer or string keys (dsl/random.ts deriveSeed)."""
     h = _mix32((int(seed) & M32) ^ 0x9E3779B9)
     for k in keys:
         if isinstance(k, str):
@@ -43,7 +43,7 @@ def derive_seed(seed, *keys):
 
 
 class Rng:
-    """mulberry32 (io/random.ts rng): uniform, integer, normal and permutation draws."""
+    """mulberry32 (dsl/random.ts rng): uniform, integer, normal and permutation draws."""
 
     def __init__(self, seed):
         self.a = int(seed) & M32

@@ -52,13 +52,13 @@ class TrainError(Exception):
 
 
 # ------------------------------------------------------------------------------------------------
-# Fresh weights (starspec io/init.ts): every parameter from its own stream (seed, 'init', key).
+# Fresh weights (starspec dsl/init.ts): every parameter and used buffer from its own stream (seed, 'init', key).
 
 
 def init_weights(net, seed):
-    """{key: tensor} fresh weights of a network: He normal (fan-in, ReLU gain) and zero biases for
+    """{key: tensor} fresh state of a network: He normal (fan-in, ReLU gain) and zero biases for
     init 'he'; PyTorch's layer defaults (uniform +-1/sqrt(fan_in)) for 'torch-default'; norm
-    scales 1, shifts 0."""
+    scales 1, shifts 0; used buffers as a fresh BatchNorm's (running mean 0, running variance 1)."""
     kind = models.NETWORKS[net].init
     out = {}
     for key, shape, role, fan_in in models.PARAMETERS[net]:
@@ -74,6 +74,8 @@ def init_weights(net, seed):
         else:
             a = np.zeros(n)
         out[key] = torch.from_numpy(a.astype(np.float32)).reshape(shape)
+    for key, shape, role in models.BUFFERS[net]:
+        out[key] = (torch.ones if role == 'variance' else torch.zeros)(shape, dtype=torch.float32)
     return out
 
 
@@ -129,7 +131,13 @@ class Trainer:
 
     @staticmethod
     def keys(net):
+        """The parameters of a network (what Adam and the EMA see)."""
         return [p[0] for p in models.PARAMETERS[net]]
+
+    @staticmethod
+    def buffer_keys(net):
+        """Its used buffers (BatchNorm statistics): saved and loaded with the weights, never trained."""
+        return [b[0] for b in models.BUFFERS[net]]
 
     def param(self, net, key, ema=False):
         cache = self.__dict__.setdefault('_params', {})
@@ -156,14 +164,19 @@ class Trainer:
 
     # Checkpoints ------------------------------------------------------------------------------
     def state_tensors(self):
-        """starspec's stateToFile: NAME.key, ema.NAME.key, adam.NAME.m.key / .v.key, and metadata."""
+        """starspec's stateToFile: NAME.key, ema.NAME.key (parameters and used buffers),
+        adam.NAME.m.key / .v.key (parameters), and metadata."""
         out = {}
         for net in self.nets:
             for k in self.keys(net):
                 out[f'{net}.{k}'] = self.param(net, k).detach().float().cpu()
+            for k in self.buffer_keys(net):
+                out[f'{net}.{k}'] = self.nets[net].get_buffer(k).detach().float().cpu()
         for net in self.ema:
             for k in self.keys(net):
                 out[f'ema.{net}.{k}'] = self.param(net, k, ema=True).detach().float().cpu()
+            for k in self.buffer_keys(net):
+                out[f'ema.{net}.{k}'] = self.ema[net].get_buffer(k).detach().float().cpu()
         for net, opt in self.optim.items():
             for k in self.keys(net):
                 p = self.param(net, k)

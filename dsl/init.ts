@@ -6,24 +6,33 @@
  * - `he` (official StarGAN v2 `he_init`): weights Kaiming-normal, fan-in, ReLU gain: std sqrt(2 / fan_in); biases zero.
  * - `torch-default` (official StarGAN v1 keeps PyTorch's layer defaults): weights and biases
  *   uniform in +-1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5)).
- * Norm scales are ones and shifts zeros under both.
+ * Norm scales are ones and shifts zeros under both; used buffers are PyTorch's fresh BatchNorm
+ * statistics (running mean zeros, running variance ones).
  */
-import type { Network } from '../dsl/ir.ts';
-import { numel, parameters } from '../dsl/params.ts';
+import type { Network } from './ir.ts';
+import { numel, stateDict } from './params.ts';
 import { deriveSeed, rng } from './random.ts';
-import type { HostTensor, TensorMap } from './tensor.ts';
 
-export const initParams = (net: Network, seed: number): TensorMap => {
-  const out = new Map<string, HostTensor>();
-  for (const p of parameters(net)) {
+/** A fresh parameter: float32, PyTorch layout (a host tensor as io/tensor.ts has them). */
+export interface FreshTensor {
+  readonly dtype: 'float32';
+  readonly shape: readonly number[];
+  readonly data: Float32Array;
+}
+
+export const initParams = (net: Network, seed: number): ReadonlyMap<string, FreshTensor> => {
+  const out = new Map<string, FreshTensor>();
+  for (const p of stateDict(net)) {
     const data = new Float32Array(numel(p.shape));
     const r = rng(deriveSeed(seed, 'init', p.key));
     const bound = 1 / Math.sqrt(p.fanIn);
     switch (p.role) {
       case 'scale':
+      case 'variance':
         data.fill(1);
         break;
       case 'shift':
+      case 'mean':
         break;
       case 'weight':
         if (net.init === 'he') {
