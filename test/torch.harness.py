@@ -54,7 +54,9 @@ def forward(jobs):
             else:
                 sd, _ = tensorfile.read(job['weights'])
             msg = net.load_state_dict(sd, strict=True)
-            result = {'ok': True, 'load': str(msg), 'keys': sorted(net.state_dict().keys())}
+            result = {'ok': True, 'load': str(msg), 'keys': sorted(net.state_dict().keys()),
+                      'parameters': sorted(k for k, _ in net.named_parameters()),
+                      'parameter_count': sum(p.numel() for p in net.parameters())}
             if 'save' in job:
                 torch.save(net.state_dict(), job['save'])
             if 'inputs' in job:
