@@ -1,10 +1,13 @@
 /**
  * Property: on random small networks (every node kind of the IR: convolutions and transposed ones,
- * instance norm with and without affine parameters and running statistics, AdaIN, linear, the
- * activations, pooling, upsampling, label concatenation, residual sums, flatten, stacked branches
- * and per-sample selection), the emitted PyTorch module computes what the tfjs interpreter
- * computes, within 1e-4 (relative to the output's scale when it exceeds 1), from the same weights
- * (loaded with load_state_dict(strict=True)) and inputs. One harness process runs every case.
+ * square and rectangular, instance norm with and without affine parameters and running
+ * statistics, batch norm, AdaIN, linear, the activations, the poolings, nearest and bilinear
+ * resizing, label and coordinate channels, slices, sums, products and differences with
+ * broadcasting, the elementwise ops, the normalisations, the high-pass filter, residual sums,
+ * flatten, stacked branches and per-sample selection), the emitted PyTorch module computes what
+ * the tfjs interpreter computes, within 1e-4 (relative to the output's scale when it exceeds 1),
+ * from the same weights (loaded with load_state_dict(strict=True)) and inputs. One harness process
+ * runs every case. (Every op against PyTorch's own outputs: test/torch.ops.test.ts.)
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -16,27 +19,49 @@ import * as E from 'fp-ts/lib/Either.js';
 import {
   adain,
   add,
+  addCoords,
   avgPool,
+  avgPool2d,
+  batchNorm2d,
   branches,
+  clamp,
+  concatChannels,
   concatLabel,
   conv2d,
   convTranspose2d,
   flatten,
+  globalAvgPool,
+  highPass,
   indexInput,
   input,
   instanceNorm,
+  l2Normalize,
   leakyRelu,
   linear,
+  maxPool2d,
+  minMaxNorm,
+  mul,
   network,
+  pow,
   relu,
+  resizeBilinear,
+  shiftRows,
+  sliceChannels,
   stack,
+  standardize,
   select,
+  sub,
+  sumChannels,
   tanh,
   upsampleNearest,
+  zeroBelow,
+  zeroChannels,
+  zeroWhereNaN,
   type Sym,
 } from '../dsl/builder.ts';
 import type { Network, Spec } from '../dsl/ir.ts';
 import { IR_FORMAT } from '../dsl/ir.ts';
+import { stateDict } from '../dsl/params.ts';
 import { deriveSeed, rng } from '../dsl/random.ts';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.ts';
 import type { HostTensor } from '../io/tensor.ts';
@@ -63,7 +88,25 @@ type LayerPlan =
   | { kind: 'pool' }
   | { kind: 'up' }
   | { kind: 'label' }
-  | { kind: 'residual'; scale: number };
+  | { kind: 'residual'; scale: number }
+  | { kind: 'convRect'; kh: number; kw: number; sh: number; sw: number; ph: number; pw: number; out: number }
+  | { kind: 'bn'; affine: boolean; eps: number }
+  | { kind: 'pool2d'; max: boolean; k: number; s: number; p: number; countIncludePad: boolean }
+  | { kind: 'resize'; h: number; w: number; alignCorners: boolean }
+  | { kind: 'coords'; withRadius: boolean }
+  | { kind: 'shift'; rows: number }
+  | { kind: 'sliceCat'; start: number }
+  | { kind: 'sumMul' }
+  | { kind: 'subMean' }
+  | { kind: 'zeroCh' }
+  | { kind: 'standardize'; perChannel: boolean }
+  | { kind: 'pow'; exponent: number }
+  | { kind: 'zeroBelow' }
+  | { kind: 'clamp' }
+  | { kind: 'zeroNaN' }
+  | { kind: 'minMax' }
+  | { kind: 'l2' }
+  | { kind: 'hpf'; wHpf: number };
 
 type Head = 'image' | 'linear' | 'branches' | 'imageBranches' | 'matrixStack' | 'two';
 
@@ -89,13 +132,34 @@ const layerArb: fc.Arbitrary<LayerPlan> = fc.oneof(
   fc.constant({ kind: 'up' as const }),
   fc.constant({ kind: 'label' as const }),
   fc.record({ kind: fc.constant('residual' as const), scale: fc.constantFrom(1, Math.SQRT1_2, 0.5) }),
+  fc.record({
+    kind: fc.constant('convRect' as const), kh: fc.constantFrom(1, 3), kw: fc.constantFrom(1, 2, 3), sh: fc.constantFrom(1, 2), sw: fc.constantFrom(1, 2),
+    ph: fc.constantFrom(0, 1), pw: fc.constantFrom(0, 1), out: fc.integer({ min: 1, max: 4 }),
+  }),
+  fc.record({ kind: fc.constant('bn' as const), affine: fc.boolean(), eps: fc.constantFrom(1e-5, 1e-3) }),
+  fc.record({ kind: fc.constant('pool2d' as const), max: fc.boolean(), k: fc.constantFrom(2, 3), s: fc.constantFrom(1, 2), p: fc.constantFrom(0, 1), countIncludePad: fc.boolean() }),
+  fc.record({ kind: fc.constant('resize' as const), h: fc.integer({ min: 1, max: 9 }), w: fc.integer({ min: 1, max: 9 }), alignCorners: fc.boolean() }),
+  fc.record({ kind: fc.constant('coords' as const), withRadius: fc.boolean() }),
+  fc.record({ kind: fc.constant('shift' as const), rows: fc.integer({ min: -3, max: 3 }) }),
+  fc.record({ kind: fc.constant('sliceCat' as const), start: fc.integer({ min: 0, max: 2 }) }),
+  fc.constant({ kind: 'sumMul' as const }),
+  fc.constant({ kind: 'subMean' as const }),
+  fc.constant({ kind: 'zeroCh' as const }),
+  fc.record({ kind: fc.constant('standardize' as const), perChannel: fc.boolean() }),
+  fc.record({ kind: fc.constant('pow' as const), exponent: fc.constantFrom(1, 2, 3) }),
+  fc.constant({ kind: 'zeroBelow' as const }),
+  fc.constant({ kind: 'clamp' as const }),
+  fc.constant({ kind: 'zeroNaN' as const }),
+  fc.constant({ kind: 'minMax' as const }),
+  fc.constant({ kind: 'l2' as const }),
+  fc.record({ kind: fc.constant('hpf' as const), wHpf: fc.constantFrom(1, 0.5) }),
 );
 
 const planArb: fc.Arbitrary<Plan> = fc.record({
   batch: fc.integer({ min: 1, max: 3 }),
   channels: fc.integer({ min: 1, max: 3 }),
   size: fc.constantFrom(3, 4, 6, 8),
-  layers: fc.array(layerArb, { minLength: 1, maxLength: 7 }),
+  layers: fc.array(layerArb, { minLength: 1, maxLength: 8 }),
   head: fc.constantFrom<Head>('image', 'linear', 'branches', 'imageBranches', 'matrixStack', 'two'),
   domains: fc.integer({ min: 1, max: 3 }),
   seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
@@ -122,9 +186,10 @@ const build = (plan: Plan): Network => {
         return;
       case 'convT': {
         const oh = (hh - 1) * l.s - 2 * l.p + l.k;
-        if (oh < 1 || oh > 16) return;
+        const ow = (ww - 1) * l.s - 2 * l.p + l.k;
+        if (oh < 1 || oh > 16 || ow < 1 || ow > 16) return;
         h = convTranspose2d({ path, in: ch, out: l.out, k: l.k, s: l.s, p: l.p, bias: l.bias })(h);
-        [ch, hh, ww] = [l.out, oh, oh];
+        [ch, hh, ww] = [l.out, oh, ow];
         return;
       }
       case 'norm':
@@ -145,12 +210,12 @@ const build = (plan: Plan): Network => {
         h = tanh(path)(h);
         return;
       case 'pool':
-        if (hh < 2) return;
+        if (hh < 2 || ww < 2) return;
         h = avgPool(path)(h);
         [hh, ww] = [Math.floor(hh / 2), Math.floor(ww / 2)];
         return;
       case 'up':
-        if (hh > 8) return;
+        if (hh > 8 || ww > 8) return;
         h = upsampleNearest(path)(h);
         [hh, ww] = [hh * 2, ww * 2];
         return;
@@ -160,6 +225,77 @@ const build = (plan: Plan): Network => {
         return;
       case 'residual':
         h = add(path, [h, relu(`${path}.r`)(h)], l.scale);
+        return;
+      case 'convRect': {
+        if (hh + 2 * l.ph < l.kh || ww + 2 * l.pw < l.kw) return;
+        h = conv2d({ path, in: ch, out: l.out, k: [l.kh, l.kw], s: [l.sh, l.sw], p: [l.ph, l.pw], bias: true })(h);
+        [ch, hh, ww] = [l.out, Math.floor((hh + 2 * l.ph - l.kh) / l.sh) + 1, Math.floor((ww + 2 * l.pw - l.kw) / l.sw) + 1];
+        return;
+      }
+      case 'bn':
+        h = batchNorm2d({ path, channels: ch, eps: l.eps, affine: l.affine })(h);
+        return;
+      case 'pool2d': {
+        const p = l.p * 2 <= l.k ? l.p : 0;
+        if (hh + 2 * p < l.k || ww + 2 * p < l.k) return;
+        h = l.max ? maxPool2d({ path, k: l.k, s: l.s, p })(h) : avgPool2d({ path, k: l.k, s: l.s, p, countIncludePad: l.countIncludePad })(h);
+        [hh, ww] = [Math.floor((hh + 2 * p - l.k) / l.s) + 1, Math.floor((ww + 2 * p - l.k) / l.s) + 1];
+        return;
+      }
+      case 'resize':
+        h = resizeBilinear({ path, size: [l.h, l.w], alignCorners: l.alignCorners })(h);
+        [hh, ww] = [l.h, l.w];
+        return;
+      case 'coords':
+        if (hh < 2 || ww < 2) return;
+        h = addCoords({ path, withRadius: l.withRadius })(h);
+        ch += l.withRadius ? 3 : 2;
+        return;
+      case 'shift':
+        h = shiftRows({ path, rows: l.rows })(h);
+        return;
+      case 'sliceCat': {
+        const start = Math.min(l.start, ch - 1);
+        h = concatChannels(path, [h, sliceChannels({ path: `${path}.slice`, start, end: ch })(h)]);
+        ch += ch - start;
+        return;
+      }
+      case 'sumMul':
+        h = mul(path, sumChannels(`${path}.sum`)(h), h);
+        return;
+      case 'subMean':
+        h = sub(path, h, globalAvgPool(`${path}.mean`)(h));
+        return;
+      case 'zeroCh':
+        if (ch < 2) return;
+        h = zeroChannels({ path, channels: [0] })(h);
+        return;
+      case 'standardize': {
+        const n = l.perChannel ? ch : 1;
+        h = standardize({ path, mean: Array.from({ length: n }, (_, k) => 0.1 * k - 0.2), std: Array.from({ length: n }, (_, k) => 0.5 + 0.25 * k) })(h);
+        return;
+      }
+      case 'pow':
+        h = pow({ path, exponent: l.exponent })(h);
+        return;
+      case 'zeroBelow':
+        h = zeroBelow({ path, threshold: 0.1 })(h);
+        return;
+      case 'clamp':
+        h = clamp({ path, min: -0.5, max: 0.75 })(h);
+        return;
+      case 'zeroNaN':
+        h = zeroWhereNaN(path, h);
+        return;
+      case 'minMax':
+        if (hh * ww < 2) return;
+        h = minMaxNorm({ path })(h);
+        return;
+      case 'l2':
+        h = l2Normalize({ path })(h);
+        return;
+      case 'hpf':
+        h = highPass({ path, wHpf: l.wHpf })(h);
         return;
     }
   });
@@ -202,11 +338,19 @@ const specOf = (net: Network): Spec => ({
   training: { batchSize: 1, iterations: 1, seed: 0, datasets: [], random: [], phases: [], optimizers: [], ema: [], sampleEvery: 1, checkpointEvery: 1, logEvery: 1 },
 });
 
-/** Non-trivial weights: the seeded init, with norm scales and every bias perturbed away from 1 and 0. */
+/**
+ * Non-trivial weights: the seeded init, with norm scales, every bias and the BatchNorm statistics
+ * perturbed away from 1 and 0 (running variances upwards only: they stay positive).
+ */
 const weightsOf = (net: Network, seed: number): Map<string, HostTensor> => {
   const w = new Map(initParams(net, seed));
   const r = rng(deriveSeed(seed, 'perturb'));
-  for (const [k, t] of w) if (t.shape.length === 1) w.set(k, { ...t, data: Float32Array.from(t.data as Float32Array, (v) => v + 0.3 * r.normal()) });
+  const roles = new Map(stateDict(net).map((p) => [p.key, p.role] as const));
+  for (const [k, t] of w)
+    if (t.shape.length === 1) {
+      const up = roles.get(k) === 'variance';
+      w.set(k, { ...t, data: Float32Array.from(t.data as Float32Array, (v) => v + 0.3 * (up ? Math.abs(r.normal()) : r.normal())) });
+    }
   return w;
 };
 
@@ -257,7 +401,11 @@ describe('emitted PyTorch modules against the tfjs interpreter', { skip: noTorch
       cases.push({ dir, net, want, plan });
     });
     tf.engine().endScope();
-    for (const op of ['conv2d', 'convTranspose2d', 'instanceNorm+affine+running', 'instanceNorm', 'adain', 'linear', 'leakyRelu', 'tanh', 'avgPool', 'upsampleNearest', 'concatLabel', 'add', 'stack', 'select'])
+    for (const op of [
+      'conv2d', 'convTranspose2d', 'instanceNorm+affine+running', 'instanceNorm', 'adain', 'linear', 'leakyRelu', 'tanh', 'avgPool', 'upsampleNearest', 'concatLabel', 'add', 'stack', 'select',
+      'batchNorm2d', 'avgPool2d', 'maxPool2d', 'globalAvgPool', 'resizeBilinear', 'concat', 'sliceChannels', 'sumChannels', 'zeroChannels', 'addCoords', 'shiftRows', 'mul', 'sub',
+      'standardize', 'pow', 'zeroBelow', 'clamp', 'zeroWhereNaN', 'minMaxNorm', 'l2Normalize', 'highPass',
+    ])
       assert.ok(ops.has(op), `the random networks cover ${op}`);
 
     const results = await harness<{ ok: boolean; error?: string; load?: string }>(

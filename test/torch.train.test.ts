@@ -22,6 +22,7 @@ import { after, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import type { Result } from '../dsl/errors.ts';
+import type { Node, Spec } from '../dsl/ir.ts';
 import { syntheticProvider } from '../io/datasets/provider.ts';
 import { readSafetensorsContents, writeSafetensors } from '../io/safetensors.ts';
 import type { HostTensor, TensorMap } from '../io/tensor.ts';
@@ -103,19 +104,32 @@ describe('fresh weights and random draws: train.py draws what starspec draws', {
   }
 });
 
+/** The spec with the generator's instance norms replaced by eval-mode BatchNorm of the same path and width. */
+const withBatchNorm = (s: Spec): Spec => ({
+  ...s,
+  networks: s.networks.map((n) =>
+    n.name !== 'generator'
+      ? n
+      : { ...n, nodes: n.nodes.map((x): Node => (x.op === 'instanceNorm' ? { op: 'batchNorm2d', path: x.path, input: x.input, channels: x.channels, eps: x.eps, affine: true } : x)) },
+  ),
+});
+
 describe('one training iteration: emitted PyTorch against the tfjs interpreter', { skip: noTorch }, () => {
+  const same = (s: Spec): Spec => s;
   const cases = [
-    ['stargan-v1', V1_SMALL, ''],
+    ['stargan-v1', V1_SMALL, '', same],
     // Joint training (both datasets every iteration, the mask vector, sliced classification logits).
-    ['stargan-v1', { ...V1_SMALL, dataset: 'Both', c2Dim: 3 }, ', joint CelebA + RaFD'],
-    ['stargan-v2', V2_SMALL, ''],
+    ['stargan-v1', { ...V1_SMALL, dataset: 'Both', c2Dim: 3 }, ', joint CelebA + RaFD', same],
+    // Used buffers: G's norms as eval-mode BatchNorm (running statistics read, saved, never trained).
+    ['stargan-v1', V1_SMALL, ', G with BatchNorm', withBatchNorm],
+    ['stargan-v2', V2_SMALL, '', same],
   ] as const;
-  for (const [name, set, what] of cases) {
+  for (const [name, set, what, variant] of cases) {
     test(`${name} (small${what}): the same losses, weights, EMA and Adam moments`, async () => {
       right(await selectBackend('cpu'));
-      const s = spec(name, set);
+      const s = variant(spec(name, set));
       const tr = s.training;
-      const tmp = tempDir(`torch-train-${name}${what ? '-joint' : ''}`);
+      const tmp = tempDir(`torch-train-${name}${what ? `-${cases.findIndex((c) => c[2] === what)}` : ''}`);
       const state = right(initState(s, 0, nonTrivialWeights(s, 11)));
       const init = stateToFile(s, state);
       writeFileSync(join(tmp, 'init.safetensors'), writeSafetensors(init.tensors, init.metadata));
@@ -154,6 +168,7 @@ describe('one training iteration: emitted PyTorch against the tfjs interpreter',
       assert.equal(torchFile.metadata['step'], after.metadata['step']);
       assert.deepEqual(JSON.parse(torchFile.metadata['adam_steps']!), JSON.parse(after.metadata['adam_steps']!));
       assert.deepEqual([...torchFile.tensors.keys()].sort(), [...after.tensors.keys()].sort(), 'the same checkpoint keys');
+      if (variant === withBatchNorm) assert.ok(after.tensors.has('generator.main.1.running_var') && after.tensors.has('ema.generator.main.1.running_mean'), 'the used buffers are in the checkpoint');
       const groups = new Map<string, string[]>();
       for (const k of after.tensors.keys()) {
         const g = k.startsWith('adam.') ? k.split('.').slice(0, 3).join('.') : k.startsWith('ema.') ? `ema.${k.split('.')[1]}` : k.split('.')[0]!;
