@@ -11,7 +11,8 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { SYNTHETIC_FORMAT, SYNTHETIC_MARKER } from './data.ts';
 import { specError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
 import { iou, readAttributes, readImage, v1Sample, v2Sample } from '../io/datasets/synthetic.ts';
@@ -134,13 +135,31 @@ export const judgeV2 = (spec: Spec, weights: Weights, seed: number, count = 100)
  * Judge the run in `dir` with its checkpoint's weights (EMA copies where it keeps them), merged
  * with `extraWeights` (more `--weights` files: networks the checkpoint does not hold).
  */
+/** The record `starspec data synthetic` leaves in a folder it wrote (in the folder or its parent: v1 trains on DIR/images). */
+const syntheticRecord = async (folder: string): Promise<{ seed?: number } | null> => {
+  for (const p of [join(folder, SYNTHETIC_MARKER), join(dirname(resolve(folder)), SYNTHETIC_MARKER)]) {
+    const text = await readFile(p, 'utf8').catch(() => null);
+    if (text === null) continue;
+    try {
+      const r = JSON.parse(text) as { format?: string; seed?: number };
+      if (r.format === SYNTHETIC_FORMAT) return r;
+    } catch {
+      return null;
+    }
+  }
+  return null;
+};
+
 export const evaluateRun = async (dir: string, backendName: BackendName, count = 100, extraWeights: readonly string[] = []): Promise<Result<{ spec: Spec; metrics: Metrics }>> => {
   const specPath = join(dir, 'spec.json');
   const spec = await readSpecFile(specPath);
   if (E.isLeft(spec)) return E.left([specError(dir, 'is not a run directory (no readable spec.json)', 'pass the --out directory of `starspec train`')]);
-  const run = JSON.parse((await readFile(join(dir, 'run.json'), 'utf8').catch(() => '{}')) || '{}') as { dataSeed?: number; data?: string[] };
-  if (!(run.data?.length === 1 && run.data[0] === 'synthetic'))
-    return E.left([specError(dir, 'was not trained on the synthetic data', 'evaluate judges translations analytically, which needs the synthetic data')]);
+  const run = JSON.parse((await readFile(join(dir, 'run.json'), 'utf8').catch(() => '{}')) || '{}') as { dataSeed?: number; data?: string[]; syntheticData?: { seed?: number } };
+  // The built-in data, or a folder `starspec data synthetic` wrote (its record names the seed).
+  const folder = run.data?.[0] !== undefined && run.data[0] !== 'synthetic' ? (run.syntheticData ?? (await syntheticRecord(run.data[0]))) : null;
+  if (!(run.data?.length === 1 && run.data[0] === 'synthetic') && !(folder !== null && Number.isInteger(folder.seed)))
+    return E.left([specError(dir, 'was not trained on the synthetic data', 'evaluate judges translations analytically, which needs the synthetic data (--data synthetic, or a folder written by `starspec data synthetic`)')]);
+  const dataSeed = folder !== null ? folder.seed! : run.dataSeed;
   const cp = join(dir, CHECKPOINT);
   const contents = await readSafetensorsContentsFile(cp);
   if (E.isLeft(contents)) return E.left([specError(cp, 'is missing or unreadable', 'a run directory holds its checkpoint')]);
@@ -155,7 +174,7 @@ export const evaluateRun = async (dir: string, backendName: BackendName, count =
   const backend = await selectBackend(backendName);
   if (E.isLeft(backend)) return backend;
   const s = spec.right;
-  const seed = deriveSeed(run.dataSeed ?? s.training.seed, 'test');
+  const seed = deriveSeed(dataSeed ?? s.training.seed, 'test');
   const kind = s.pipelines.some((p) => p.name === 'reference_synthesis') ? 'v2' : s.pipelines.some((p) => p.name === `translate_${s.training.datasets[0]?.name}`) ? 'v1' : null;
   if (kind === null) {
     shutdownBackend();

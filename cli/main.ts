@@ -374,6 +374,43 @@ Examples:
   });
 
 program
+  .command('export-torch')
+  .description('write the spec as a standalone PyTorch project: models.py, objective.py, train.py (torchrun for several processes)')
+  .argument('<spec>', 'built-in spec name or a .ts/.json spec file')
+  .addOption(setOption())
+  .requiredOption('--out <dir>', 'the folder to write')
+  .option('--overwrite', 'replace an export already in --out')
+  .action(async (specArg: string, o: { set: string[]; out: string; overwrite?: boolean }) => {
+    const spec = ok(await loadSpec(specArg, o.set));
+    ok(checkSpec(spec));
+    const { exportTorchCommand } = await import('./export-torch.ts');
+    const info = ok(await exportTorchCommand(spec, o.out, o.overwrite ?? false));
+    process.stderr.write(`wrote ${o.out} (${info})\n`);
+  });
+
+program
+  .command('data')
+  .description('write a dataset as image files: `data synthetic` writes the built-in synthetic data as a folder other trainers read')
+  .argument('<kind>', 'synthetic')
+  .option('--spec <spec>', 'the spec whose datasets to write (built-in name or a .ts/.json file)', 'stargan-v2')
+  .addOption(setOption())
+  .requiredOption('--out <dir>', 'the folder to write')
+  .requiredOption('--count <n>', 'images to write (v2: split evenly among the domains)')
+  .option('--seed <n>', "seed of the data (default: the spec's seed)")
+  .option('--overwrite', 'write into a folder that is not empty')
+  .action(async (kind: string, o: { spec: string; set: string[]; out: string; count: string; seed?: string; overwrite?: boolean }) => {
+    if (kind !== 'synthetic') die('<kind>', `'${kind}' is not a dataset this command writes`, 'use: starspec data synthetic --out DIR --count N');
+    const count = Number(o.count);
+    if (!(Number.isInteger(count) && count > 0)) die('--count', `${o.count} is not a positive integer`);
+    const seed = o.seed === undefined ? undefined : Number(o.seed);
+    if (seed !== undefined && !Number.isInteger(seed)) die('--seed', `${o.seed} is not an integer`);
+    const spec = ok(await loadSpec(o.spec, o.set));
+    const { syntheticDataCommand } = await import('./data.ts');
+    const info = ok(await syntheticDataCommand(spec, o.out, count, seed, o.overwrite ?? false));
+    process.stderr.write(`wrote ${o.out} (${info})\n`);
+  });
+
+program
   .command('schema')
   .description('print the JSON Schema of JSON spec files (editors validate and complete them with it)')
   .argument('[spec...]', 'spec definitions whose settings the schema knows by name (default: the built-in specs)')
