@@ -7,9 +7,10 @@ import * as E from 'fp-ts/lib/Either.js';
 import { open } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { dirname, extname, resolve } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { checkNetworks } from '../dsl/check.ts';
 import { show } from '../dsl/combinators.ts';
-import { decodeSpec, parseJson, scanDocument } from '../dsl/codec.ts';
+import { decodeSpec, encodeSpec, parseJson, scanDocument } from '../dsl/codec.ts';
 import { specError, type Result, type SpecError } from '../dsl/errors.ts';
 import { IR_FORMAT, type SettingValue, type Spec } from '../dsl/ir.ts';
 import { buildSpec, isSpecDef, parseSetArgs, type SettingDecl, type SpecDef } from '../dsl/settings.ts';
@@ -49,7 +50,7 @@ const codeSpecsAllowed = (o: { readonly codeSpecs?: boolean }): boolean => {
 };
 
 /** A spec file's text: a regular file (a FIFO or a device would block or never end), of bounded size. */
-const readSpecFile = async (path: string, arg: string): Promise<Result<string>> => {
+const readSpecText = async (path: string, arg: string): Promise<Result<string>> => {
   const why = (e: unknown): string => {
     const code = (e as NodeJS.ErrnoException).code;
     return code === 'ENOENT' ? 'no such file' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : (code ?? (e as Error).message);
@@ -92,8 +93,39 @@ const withoutSchemaKey = (u: Record<string, unknown>): Record<string, unknown> =
   return rest;
 };
 
+/**
+ * A resolved IR written before specs declared pipelines (a run's spec.json) decodes with none.
+ * When it is a built-in spec that its settings rebuild exactly, apart from the pipelines (which do
+ * not change training), it gets the built-in's pipelines, so old runs still translate, sample,
+ * evaluate and resume. Anything else is returned as it is.
+ */
+export const withLegacyPipelines = (spec: Spec): Spec => {
+  if (spec.pipelines.length > 0) return spec;
+  const def = builtinSpecs.get(spec.name);
+  if (def === undefined) return spec;
+  const built = buildSpec(def, spec.settings);
+  if (E.isLeft(built) || built.right.pipelines.length === 0) return spec;
+  return isDeepStrictEqual({ ...built.right, pipelines: [] }, spec) ? built.right : spec;
+};
+
+/**
+ * Whether a run's spec (its spec.json) is the experiment `given` describes: equal, or, for a run
+ * written before specs declared pipelines, equal apart from them (they do not change training).
+ */
+export const sameExperiment = (run: Spec, given: Spec): boolean =>
+  encodeSpec(run) === encodeSpec(given) || (run.pipelines.length === 0 && isDeepStrictEqual({ ...run, pipelines: [] }, { ...given, pipelines: [] }));
+
+/** Decode a resolved IR (legacy pipelines filled in, as `withLegacyPipelines`). */
+export const decodeIr = (u: unknown, origin: string): Result<Spec> => E.map(withLegacyPipelines)(decodeSpec(u, origin));
+
+/** A resolved IR file (a run's spec.json), decoded (legacy pipelines filled in). */
+export const readSpecFile = async (path: string): Promise<Result<Spec>> => {
+  const text = await readSpecText(path, path);
+  return E.flatMap((t: string) => E.flatMap((u: unknown) => decodeIr(u, path))(parseJson(t, path)))(text);
+};
+
 const fromIr = (u: Record<string, unknown>, origin: string): Result<Loaded> =>
-  E.map((spec: Spec) => ({ kind: 'ir' as const, spec, origin }))(decodeSpec(withoutSchemaKey(u), origin));
+  E.map((spec: Spec) => ({ kind: 'ir' as const, spec, origin }))(decodeIr(withoutSchemaKey(u), origin));
 
 const fromModuleValue = (v: unknown, origin: string): Result<Loaded> => {
   if (isSpecDef(v)) return E.right({ kind: 'def', def: v, set: {}, origin });
@@ -160,7 +192,7 @@ export const load = async (arg: string, from = process.cwd(), depth = 0, o: Load
   const path = resolve(from, arg);
   const ext = extname(path).toLowerCase();
   if (ext === '.json') {
-    const text = await readSpecFile(path, arg);
+    const text = await readSpecText(path, arg);
     if (E.isLeft(text)) return text;
     const parsed = parseJson(text.right, arg);
     if (E.isLeft(parsed)) return parsed;

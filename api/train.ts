@@ -32,15 +32,16 @@ import type { Spec } from '../dsl/ir.ts';
 import { folderProvider, type DatasetCheck } from '../io/datasets/folders.ts';
 import { syntheticProvider, type HostBatch, type Provider } from '../io/datasets/provider.ts';
 import { writeBytesAtomic } from '../io/files.ts';
-import { gridPng, svgToPng, type BadImage } from '../io/images.ts';
+import { svgToPng, type BadImage } from '../io/images.ts';
 import { lossPlotSvg, type Series } from './plot.ts';
 import { readSafetensorsContents, writeSafetensors } from '../io/safetensors.ts';
-import type { HostTensor, TensorMap } from '../io/tensor.ts';
+import type { TensorMap } from '../io/tensor.ts';
 import { deploymentWeights } from '../io/weights.ts';
 import { selectBackend, shutdownBackend, type BackendInfo, type BackendName } from '../interpreters/tfjs/backend.ts';
 import { disposeState, initState, samplingWeights, stateFromFile, stateToFile, type TrainState } from '../interpreters/tfjs/train/state.ts';
-import { drawRandom, makeTrainer, type Batch, type Trainer } from '../interpreters/tfjs/train/step.ts';
-import { sampleOf, samplerKind, translateLatent, translateReference, translateV1, v1Targets } from '../interpreters/tfjs/train/sampling.ts';
+import { drawRandom, makeTrainer, type Batch } from '../interpreters/tfjs/train/step.ts';
+import { sampleGrid as gridOf } from '../interpreters/tfjs/train/sampling.ts';
+import { readSpecFile, sameExperiment } from './spec.ts';
 
 export const CHECKPOINT = 'checkpoint.safetensors';
 
@@ -160,62 +161,11 @@ export const makeProvider = async (spec: Spec, data: readonly string[], attrs: s
 
 const isProvider = (d: TrainOptions['data']): d is Provider => typeof d === 'object' && !Array.isArray(d) && 'batch' in d;
 
-/** A grid of sample translations from held-out images (v1: each source to every target). */
-export const sampleGrid = async (spec: Spec, trainer: Trainer, state: TrainState, provider: Provider, n = 8): Promise<Result<Uint8Array>> => {
-  const kind = samplerKind(spec);
-  const size = provider.imageSize;
-  const weights = (net: string) => samplingWeights(state, net);
-  if (kind === 'v1') {
-    const ds = spec.training.datasets[0]!;
-    const held = await provider.heldOut(ds.name, n);
-    if (E.isLeft(held)) return held;
-    const x = held.right.get('x')!;
-    const label = held.right.get('label')!;
-    const g = trainer.nets.get('generator')!;
-    const width = g.inputs.find((i) => i.name === 'c')!.shape[0]!;
-    const lw = ds.fields.find((f) => f.name === 'label')!.size;
-    // Joint training: this dataset's labels, zeros for the other, and the mask vector.
-    const pad = (t: Float32Array): Float32Array => {
-      if (lw === width) return t;
-      const out = new Float32Array(n * width);
-      for (let i = 0; i < n; i++) {
-        out.set(t.subarray(i * lw, (i + 1) * lw), i * width);
-        out[i * width + width - 2] = 1;
-      }
-      return out;
-    };
-    const targets = v1Targets(spec, label, lw).map(pad);
-    const outs = translateV1(g, weights('generator'), x, targets);
-    const tiles: Float32Array[] = [];
-    for (let i = 0; i < n; i++) tiles.push(sampleOf(x, i), ...outs.map((o) => sampleOf(o, i)));
-    return E.right(await gridPng(tiles, targets.length + 1, size, Math.max(1, Math.round(96 / size))));
-  }
-  if (kind === 'v2') {
-    const ds = spec.training.datasets[0]!;
-    const held = await provider.heldOut(ds.name, n);
-    if (E.isLeft(held)) return held;
-    const x = held.right.get('x')!;
-    const k = ds.fields.find((f) => f.name === 'y')!.size;
-    const latent = Array.from({ length: k }, (_, d) => translateLatent(trainer.nets, weights, x, d, 1));
-    // Reference-guided: the references are the held-out xRef row (one per column).
-    const refs = held.right.get('xRef')!;
-    const yRefs = held.right.get('yTrg')!;
-    const ref = Array.from({ length: n }, (_, j) => {
-      const one = (t: HostTensor, dims: number[]): HostTensor => ({ ...t, shape: [n, ...dims], data: repeat(sampleOf(t, j), n) });
-      return translateReference(trainer.nets, weights, x, one(refs, refs.shape.slice(1) as number[]), { dtype: 'int32', shape: [n], data: Int32Array.from({ length: n }, () => (yRefs.data as Int32Array)[j]!) });
-    });
-    const cols = 1 + k + n;
-    const tiles: Array<Float32Array | null> = [null, ...Array.from({ length: k }, () => null), ...Array.from({ length: n }, (_, j) => sampleOf(refs, j))];
-    for (let i = 0; i < n; i++) tiles.push(sampleOf(x, i), ...latent.map((o) => sampleOf(o, i)), ...ref.map((o) => sampleOf(o, i)));
-    return E.right(await gridPng(tiles, cols, size, Math.max(1, Math.round(96 / size))));
-  }
-  return E.left([specError(spec.name, 'has no generator this version knows how to sample')]);
-};
-
-const repeat = (x: Float32Array, n: number): Float32Array => {
-  const out = new Float32Array(x.length * n);
-  for (let i = 0; i < n; i++) out.set(x, i * x.length);
-  return out;
+/** A grid of sample translations from held-out images of the first dataset (interpreters/tfjs/train/sampling.ts). */
+export const sampleGrid = async (spec: Spec, state: TrainState, provider: Provider, n = 8): Promise<Result<Uint8Array>> => {
+  const held = await provider.heldOut(spec.training.datasets[0]!.name, n);
+  if (E.isLeft(held)) return held;
+  return gridOf(spec, (net) => samplingWeights(state, net), held.right, provider.imageSize);
 };
 
 /** The loss curves of a run's log, as PNG: one panel per phase. */
@@ -336,11 +286,10 @@ const prepareRun = async (specIn: Spec, o: TrainOptions, warn: (w: SpecError) =>
     if (E.isLeft(writable)) return writable;
     await removeStaleTemporaries(o.out);
     // The run's own spec and data seed win: resuming continues the same experiment.
-    const saved = await readFile(join(o.out, 'spec.json'), 'utf8').catch(() => null);
-    if (saved === null) return E.left([specError(join(o.out, 'spec.json'), 'is missing')]);
-    const decoded = E.flatMap((u: unknown) => decodeSpec(u, 'spec.json'))(parseJson(saved, 'spec.json'));
+    if (!(await exists(join(o.out, 'spec.json')))) return E.left([specError(join(o.out, 'spec.json'), 'is missing')]);
+    const decoded = await readSpecFile(join(o.out, 'spec.json'));
     if (E.isLeft(decoded)) return decoded;
-    if (encodeSpec(decoded.right) !== encodeSpec(specIn))
+    if (!sameExperiment(decoded.right, specIn))
       return E.left([specError(o.out, 'was trained with another spec or settings', 'resume with the same spec and --set values (see its run.json), or start a new run')]);
     const run = (parseJson(await readFile(join(o.out, 'run.json'), 'utf8').catch(() => '{}'), 'run.json') as E.Either<unknown, { dataSeed?: unknown }>);
     const savedSeed = E.isRight(run) && typeof run.right?.dataSeed === 'number' ? run.right.dataSeed : dataSeed;
@@ -348,7 +297,8 @@ const prepareRun = async (specIn: Spec, o: TrainOptions, warn: (w: SpecError) =>
     if (bytes === null) return E.left([specError(cp, 'cannot be read')]);
     const contents = readSafetensorsContents(new Uint8Array(bytes), cp);
     if (E.isLeft(contents)) return contents;
-    return E.right({ spec: decoded.right, dataSeed: savedSeed, from: contents.right, fresh: false, madeDir: false });
+    // A run written before specs declared pipelines takes the given spec's (they do not change training).
+    return E.right({ spec: decoded.right.pipelines.length === 0 ? specIn : decoded.right, dataSeed: savedSeed, from: contents.right, fresh: false, madeDir: false });
   }
   const made = await runDirectory(o.out);
   if (E.isLeft(made)) return made;
@@ -496,7 +446,7 @@ const run = async (start: Start, o: TrainOptions, warn: (w: SpecError) => void, 
   const samples = async (s: TrainState): Promise<void> => {
     if (out === undefined) return;
     const file = join(out, 'samples', `${String(s.step).padStart(6, '0')}.png`);
-    const png = await sampleGrid(spec, trainer.right, s, provider.right).catch((e: unknown) => E.left([specError(file, e instanceof Error ? e.message : String(e))]));
+    const png = await sampleGrid(spec, s, provider.right).catch((e: unknown) => E.left([specError(file, e instanceof Error ? e.message : String(e))]));
     const w = E.isLeft(png) ? png : await writeBytesAtomic(file, png.right);
     if (E.isLeft(w)) warn(specError(file, `no sample grid at step ${s.step}: ${w.left.map((e) => `${e.path}: ${e.message}`).join('; ')}`, 'training goes on'));
   };

@@ -8,12 +8,13 @@ import * as E from 'fp-ts/lib/Either.js';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { SpecExit } from '../api/module.ts';
-import { checkSpec } from '../dsl/check.ts';
+import { checkPipeline, checkRunnable, checkSpec } from '../dsl/check.ts';
 import { clip, formatError, specError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { Network, Spec } from '../dsl/ir.ts';
+import { networksOf } from '../dsl/pipelines.ts';
 import { renderTable, summarize, fmtInt } from '../interpreters/analysis/summary.ts';
 import { settingsOf } from '../api/spec.ts';
-import { loadChecked, loadSpec } from './load.ts';
+import { loadChecked, loadRunnable, loadSpec } from './load.ts';
 import { renderSettings } from './settings.ts';
 
 // By package name (self-reference): the same path from the sources and from dist/.
@@ -84,6 +85,9 @@ program
     const spec = ok(await loadChecked(specArg, o.set, o.net ? [o.net] : undefined, o));
     const nets = o.net ? [netOf(spec, o.net)] : spec.networks;
     const sums = nets.map((n) => ok(summarize(n)));
+    // The declared pipelines (what run --net and export --net take besides networks), with their inputs and outputs.
+    const pipelines = o.net ? [] : spec.pipelines.map((p) => ({ p, sig: ok(checkPipeline(spec, p)) }));
+    const shape = (t: { dtype: string; shape: readonly number[] }): string => `(N${t.shape.map((d) => `, ${d}`).join('')})${t.dtype === 'index' ? ' index' : ''}`;
     if (o.json) {
       const networks = Object.fromEntries(
         sums.map((s) => [
@@ -97,9 +101,23 @@ program
           },
         ]),
       );
-      process.stdout.write(`${JSON.stringify({ spec: spec.name, settings: spec.settings, networks })}\n`);
+      const pipes = Object.fromEntries(
+        pipelines.map(({ p, sig }) => [
+          p.name,
+          {
+            doc: p.doc,
+            networks: networksOf(p),
+            inputs: sig.inputs.map((i) => ({ name: i.name, dtype: i.dtype, shape: ['N', ...i.shape] })),
+            outputs: sig.outputs.map((i) => ({ name: i.name, dtype: i.dtype, shape: ['N', ...i.shape] })),
+          },
+        ]),
+      );
+      process.stdout.write(`${JSON.stringify({ spec: spec.name, settings: spec.settings, networks, pipelines: pipes })}\n`);
     } else {
-      process.stdout.write(`${spec.name}\n\n${sums.map(renderTable).join('\n\n')}\n`);
+      const pipes = pipelines.map(
+        ({ p, sig }) => `  ${p.name}: ${sig.inputs.map((i) => `${i.name} ${shape(i)}`).join(', ')} -> ${sig.outputs.map((i) => `${i.name} ${shape(i)}`).join(', ')}\n    ${p.doc}`,
+      );
+      process.stdout.write(`${spec.name}\n\n${sums.map(renderTable).join('\n\n')}\n${pipes.length > 0 ? `\npipelines (run --net, export --net)\n${pipes.join('\n')}\n` : ''}`);
     }
   });
 
@@ -109,13 +127,20 @@ program
   .argument('<spec>', 'built-in spec name or a .ts/.json spec file')
   .addOption(setOption())
   .addOption(codeSpecsOption())
-  .option('--net <name>', 'check only this network (training is then not checked)')
+  .option('--net <name>', 'check only this network, or this pipeline and its networks (training is then not checked)')
   .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; net?: string }) => {
     const spec = ok(await loadSpec(specArg, o.set, o));
+    const pipe = o.net === undefined ? undefined : spec.pipelines.find((p) => p.name === o.net);
+    if (pipe !== undefined) {
+      const sig = ok(checkRunnable(spec, pipe.name));
+      const list = (ts: typeof sig.inputs | typeof sig.outputs): string => ts.map((t) => t.name).join(', ');
+      process.stdout.write(`OK ${spec.name} pipeline ${pipe.name}: ${list(sig.inputs)} -> ${list(sig.outputs)} through ${networksOf(pipe).join(', ')}\n`);
+      return;
+    }
     ok(checkSpec(spec, o.net ? [o.net] : undefined));
     const nets = o.net ? [netOf(spec, o.net)] : spec.networks;
     const counts = nets.map((n) => `${n.name} ${fmtInt(ok(summarize(n)).params)}`).join(', ');
-    process.stdout.write(`OK ${spec.name}: ${counts} parameters${o.net ? '' : `; ${spec.training.phases.length} training phases`}\n`);
+    process.stdout.write(`OK ${spec.name}: ${counts} parameters${o.net ? '' : `; ${spec.training.phases.length} training phases; ${spec.pipelines.length} pipelines`}\n`);
   });
 
 program
@@ -156,19 +181,28 @@ program
 const backendOption = (): Option =>
   new Option('--backend <name>', 'tfjs backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto');
 
+/** `--weights`, repeatable: the files are merged (a tensor name in two of them is an error). */
+const weightsOption = (what: string): Option =>
+  new Option('--weights <run dir|w.safetensors>', `${what}; repeatable: the files are merged, a tensor name in two of them is an error`).argParser(collect).default([]);
+const required = (flag: string, values: readonly string[]): void => {
+  if (values.length === 0) die(flag, 'is required', 'a run directory of `starspec train`, or a .safetensors weights file (repeatable)');
+};
+const NET_HELP = 'a network or a pipeline of the spec (`starspec summary <spec>` lists both)';
+
 program
   .command('run')
-  .description('one forward pass through the tfjs interpreter')
+  .description('one forward pass of a network or a pipeline through the tfjs interpreter')
   .argument('<spec>', 'built-in spec name or a .ts/.json spec file')
   .addOption(setOption())
   .addOption(codeSpecsOption())
-  .requiredOption('--net <name>', 'the network to run')
-  .requiredOption('--weights <w.safetensors>', 'weights (official names and layouts)')
-  .requiredOption('--inputs <in.safetensors>', 'inputs under the official argument names')
+  .requiredOption('--net <name>', NET_HELP)
+  .addOption(weightsOption('weights (official names and layouts; a pipeline of several networks takes NAME.-prefixed ones), or a run directory'))
+  .requiredOption('--inputs <in.safetensors>', 'inputs under the official argument names (or the pipeline\'s)')
   .requiredOption('--out <out.safetensors>', 'where to write the outputs')
   .addOption(backendOption())
-  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; net: string; weights: string; inputs: string; out: string; backend: string }) => {
-    const spec = ok(await loadChecked(specArg, o.set, [o.net], o));
+  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; net: string; weights: string[]; inputs: string; out: string; backend: string }) => {
+    required('--weights', o.weights);
+    const spec = ok(await loadRunnable(specArg, o.set, o.net, o));
     const { runCommand } = await import('./run.ts');
     const info = ok(await runCommand(spec, o.net, o.weights, o.inputs, o.out, o.backend));
     process.stderr.write(`wrote ${o.out} (${info})\n`);
@@ -180,14 +214,13 @@ program
   .argument('<spec>', 'built-in spec name or a .ts/.json spec file')
   .addOption(setOption())
   .addOption(codeSpecsOption())
-  .requiredOption('--net <name>', 'a network, or latent_synthesis / reference_synthesis (StarGAN v2 pipelines)')
-  .option('--weights <w.safetensors>', 'weights (default: freshly initialised, seeded)')
+  .requiredOption('--net <name>', NET_HELP)
+  .addOption(weightsOption('weights (default: freshly initialised, seeded)'))
   .requiredOption('--out <model.onnx>', 'where to write the model')
   .option('--opset <n>', 'ONNX opset (13-21)', '17')
   .option('--seed <n>', 'seed for fresh weights', '0')
-  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; net: string; weights?: string; out: string; opset: string; seed: string }) => {
-    const pipelines = ['latent_synthesis', 'reference_synthesis'];
-    const spec = ok(await loadChecked(specArg, o.set, pipelines.includes(o.net) ? undefined : [o.net], o));
+  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; net: string; weights: string[]; out: string; opset: string; seed: string }) => {
+    const spec = ok(await loadRunnable(specArg, o.set, o.net, o));
     const opset = Number(o.opset);
     if (!Number.isInteger(opset) || opset < 13 || opset > 21) die('--opset', `${o.opset} is not supported`, 'use an opset from 13 to 21');
     const { exportCommand } = await import('./export.ts');
@@ -252,12 +285,13 @@ program
   .argument('<run dir>', 'the --out directory of `starspec train`')
   .option('--count <n>', 'held-out source images', '100')
   .option('--json', 'print {"metrics": {...}}')
+  .addOption(weightsOption('more weights beside the run\'s checkpoint (networks it does not hold)'))
   .addOption(backendOption())
-  .action(async (dir: string, o: { count: string; json?: boolean; backend: string }) => {
+  .action(async (dir: string, o: { count: string; json?: boolean; weights: string[]; backend: string }) => {
     const count = Number(o.count);
     if (!(Number.isInteger(count) && count > 0)) die('--count', `${o.count} is not a positive integer`);
     const { evaluateRun } = await import('./evaluate.ts');
-    const r = ok(await evaluateRun(dir, o.backend as 'auto', count));
+    const r = ok(await evaluateRun(dir, o.backend as 'auto', count, o.weights));
     if (o.json) process.stdout.write(`${JSON.stringify({ spec: r.spec.name, metrics: r.metrics })}\n`);
     else {
       const w = Math.max(...Object.keys(r.metrics).map((k) => k.length));
@@ -265,8 +299,8 @@ program
     }
   });
 
-const weightsOption = (): Option =>
-  new Option('--weights <run dir|w.safetensors>', "a run directory of `starspec train` (EMA weights where kept; its spec.json must equal <spec>), or weights with official names (one network's, or NAME.-prefixed as import-torch writes)").makeOptionMandatory();
+const translateWeights = (): Option =>
+  weightsOption("a run directory of `starspec train` (EMA weights where kept; its spec.json must equal <spec>), or weights with official names (one network's, or NAME.-prefixed as import-torch writes)");
 
 program
   .command('translate')
@@ -274,7 +308,7 @@ program
   .argument('<spec>', "built-in spec name or a .ts/.json spec file (for a run: the same spec and --set values, or its spec.json)")
   .addOption(setOption())
   .addOption(codeSpecsOption())
-  .addOption(weightsOption())
+  .addOption(translateWeights())
   .requiredOption('--input <image|folder>', 'an image file, or a folder of them (PNG, JPEG, ...)')
   .requiredOption('--out <image|folder>', 'an image file (.png, .jpg, .webp): the result, or a grid when there are several; else a folder: one file per result')
   .option('--target <values>', 'v1: the full label vector c, comma-separated (e.g. 0,1,0,1,1); for categorical labels also a class index')
@@ -311,7 +345,8 @@ Examples:
   starspec translate runs/demo/spec.json --weights runs/demo --input a.png --out grid.png --all-targets --source-labels 1,0,0,0,1
   starspec translate stargan-v2 --set numDomains=3 --set wHpf=0 --weights nets.safetensors --input cat.jpg --ref dog.jpg --ref-domain 1 --out cat2dog.jpg`,
   )
-  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; weights: string; input: string; out: string; backend: string } & Record<string, unknown>) => {
+  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; weights: string[]; input: string; out: string; backend: string } & Record<string, unknown>) => {
+    required('--weights', o.weights);
     const spec = ok(await loadSpec(specArg, o.set, o));
     const { translateCommand } = await import('./translate.ts');
     const msg = ok(await translateCommand(spec, o as unknown as import('./translate.ts').TranslateOptions));
@@ -324,7 +359,7 @@ program
   .argument('<spec>', "built-in spec name or a .ts/.json spec file (for a run: the same spec and --set values, or its spec.json)")
   .addOption(setOption())
   .addOption(codeSpecsOption())
-  .addOption(weightsOption())
+  .addOption(translateWeights())
   .requiredOption('--input <image|folder>', 'the source images (one grid row each)')
   .requiredOption('--out <grid.png>', 'the grid image (.png, .jpg, .webp)')
   .option('--domains <list>', 'v2: target domains, comma-separated (default: all)')
@@ -347,11 +382,51 @@ Examples:
   starspec sample stargan-v2 --set numDomains=3 --set wHpf=0 --weights nets.safetensors --input val/ --out latent.png --psi 0.7 --per-domain 3
   starspec sample runs/demo/spec.json --weights runs/demo --input faces/ --out test.png --source-labels 1,0,0,1,1`,
   )
-  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; weights: string; input: string; out: string; backend: string } & Record<string, unknown>) => {
+  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; weights: string[]; input: string; out: string; backend: string } & Record<string, unknown>) => {
+    required('--weights', o.weights);
     const spec = ok(await loadSpec(specArg, o.set, o));
     const { sampleCommand } = await import('./translate.ts');
     const msg = ok(await sampleCommand(spec, o as unknown as import('./translate.ts').SampleOptions));
     process.stderr.write(`${msg}\n`);
+  });
+
+program
+  .command('export-torch')
+  .description('write the spec as a standalone PyTorch project: models.py, objective.py, train.py (torchrun for several processes)')
+  .argument('<spec>', 'built-in spec name or a .ts/.json spec file')
+  .addOption(setOption())
+  .addOption(codeSpecsOption())
+  .requiredOption('--out <dir>', 'the folder to write')
+  .option('--overwrite', 'replace an export already in --out')
+  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; out: string; overwrite?: boolean }) => {
+    const spec = ok(await loadSpec(specArg, o.set, o));
+    ok(checkSpec(spec));
+    const { exportTorchCommand } = await import('./export-torch.ts');
+    const info = ok(await exportTorchCommand(spec, o.out, o.overwrite ?? false));
+    process.stderr.write(`wrote ${o.out} (${info})\n`);
+  });
+
+program
+  .command('data')
+  .description('write a dataset as image files: `data synthetic` writes the built-in synthetic data as a folder other trainers read')
+  .argument('<kind>', 'synthetic')
+  .option('--spec <spec>', 'the spec whose datasets to write (built-in name or a .ts/.json file)', 'stargan-v2')
+  .addOption(setOption())
+  .addOption(codeSpecsOption())
+  .requiredOption('--out <dir>', 'the folder to write')
+  .requiredOption('--count <n>', 'images to write (v2: split evenly among the domains)')
+  .option('--seed <n>', "seed of the data (default: the spec's seed)")
+  .option('--overwrite', 'write into a folder that is not empty')
+  .action(async (kind: string, o: { spec: string; set: string[]; codeSpecs?: boolean; out: string; count: string; seed?: string; overwrite?: boolean }) => {
+    if (kind !== 'synthetic') die('<kind>', `'${kind}' is not a dataset this command writes`, 'use: starspec data synthetic --out DIR --count N');
+    const count = Number(o.count);
+    if (!(Number.isInteger(count) && count > 0)) die('--count', `${o.count} is not a positive integer`);
+    const seed = o.seed === undefined ? undefined : Number(o.seed);
+    if (seed !== undefined && !Number.isInteger(seed)) die('--seed', `${o.seed} is not an integer`);
+    const spec = ok(await loadSpec(o.spec, o.set, o));
+    const { syntheticDataCommand } = await import('./data.ts');
+    const info = ok(await syntheticDataCommand(spec, o.out, count, seed, o.overwrite ?? false));
+    process.stderr.write(`wrote ${o.out} (${info})\n`);
   });
 
 program

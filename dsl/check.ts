@@ -3,21 +3,25 @@
  * references (networks, their inputs and outputs, data fields, random sources, optimizers) and
  * schedules; the per-sample shapes flowing through the objective (what each network call
  * receives, what each loss term compares), so a generator that does not keep the image size fails
- * here, not in training; and the settings the edges read from the IR. Whatever passes here,
- * `train` accepts: what it would reject later is rejected here, as values naming the path.
+ * here, not in training; the settings the edges read from the IR; and the pipelines: their
+ * inputs, references, batches and shapes (`checkPipeline` also returns the resolved type of every
+ * expression, which the interpreters' folds use). Whatever passes here, `train` accepts: what it
+ * would reject later is rejected here, as values naming the path.
  *
- * The objective is walked once per phase: one fold over expressions (`exprWalk`) resolves each
- * reference and infers each value's shape together. Expressions are identified structurally
- * (`exprIds`: equal ids for equal structure whatever the key order), which is also how a gradient
- * penalty's dependency on its `wrt` is decided.
+ * The objective (once per phase) and each pipeline are walked by one fold over expressions
+ * (`exprWalk`) that resolves each reference and infers each value's batch and per-sample shape
+ * together; where the expressions live (`ExprEnv`) decides what `data` and `random` mean.
+ * Expressions are identified structurally (`exprIds`: equal ids for equal structure whatever the
+ * key order), which is also how a gradient penalty's dependency on its `wrt` is decided.
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { scanDocument } from './codec.ts';
 import { show } from './combinators.ts';
 import { absurd, specError, type Result, type SpecError } from './errors.ts';
-import type { CallExpr, DataExpr, DataField, Expr, Network, Phase, Schedule, Spec, Term } from './ir.ts';
+import type { CallExpr, DataExpr, DataField, DType, Expr, Network, Phase, Pipeline, Schedule, Spec, Term } from './ir.ts';
 import { OPERANDS } from './ops.ts';
-import { numel, paramsOfNode } from './params.ts';
+import { numel, stateOfNode } from './params.ts';
+import { networksOf, pipelineOf } from './pipelines.ts';
 import { inferShapes, isPosInt, showShape, type Inferred } from './shapes.ts';
 import { children, inputsOf } from './walk.ts';
 
@@ -73,7 +77,10 @@ export const checkSchedule = (s: Schedule, path: string, range?: { readonly min:
 // ---------------------------------------------------------------------------------------------
 // Networks
 
-/** Sizes (per-sample values, parameters) within the limits, and parameter keys each owned by one module. */
+/**
+ * Sizes (per-sample values, parameters) within the limits, and state_dict keys (parameters and
+ * used buffers) each owned by one module.
+ */
 const checkNetworkSizes = (net: Network, inferred: Inferred): readonly SpecError[] => {
   const errors: SpecError[] = [];
   const at = (i: number): string => `${net.name}/${net.nodes[i]!.path || `#${i}`}`;
@@ -92,27 +99,30 @@ const checkNetworkSizes = (net: Network, inferred: Inferred): readonly SpecError
   };
   let total = 0;
   net.nodes.forEach((node, i) => {
-    const shared = new Map<number, string[]>();
-    for (const p of paramsOfNode(node)) {
+    const shared = new Map<number, Array<{ readonly key: string; readonly trainable: boolean }>>();
+    for (const p of stateOfNode(node)) {
       const n = numel(p.shape);
       if (!(p.shape.every(Number.isSafeInteger) && n <= MAX_ELEMENTS)) {
-        errors.push(specError(at(i), `parameter ${p.key} of shape (${p.shape.join(', ')}) holds ${n} values, more than ${MAX_ELEMENTS} (2^31 - 1)`));
+        errors.push(specError(at(i), `${p.trainable ? 'parameter' : 'buffer'} ${p.key} of shape (${p.shape.join(', ')}) holds ${n} values, more than ${MAX_ELEMENTS} (2^31 - 1)`));
         continue;
       }
       const owner = owners.get(p.key);
       if (owner === undefined) {
         owners.set(p.key, i);
-        total += n;
-      } else if (fieldsOf(owner) !== fieldsOf(i)) shared.set(owner, [...(shared.get(owner) ?? []), p.key]);
+        if (p.trainable) total += n;
+      } else if (fieldsOf(owner) !== fieldsOf(i)) shared.set(owner, [...(shared.get(owner) ?? []), p]);
     }
-    for (const [owner, keys] of shared)
+    for (const [owner, keys] of shared) {
+      // Buffers (BatchNorm's running statistics) are state_dict keys too: two modules cannot share them either.
+      const what = keys.every((k) => k.trainable) ? 'parameter' : 'state_dict';
       errors.push(
         specError(
           at(i),
-          `parameter key${keys.length > 1 ? 's' : ''} ${keys.join(', ')} ${keys.length > 1 ? 'are' : 'is'} also node ${owner}'s (${net.nodes[owner]!.op} at '${net.nodes[owner]!.path}'), which differs: the two would share one tensor`,
+          `${what} key${keys.length > 1 ? 's' : ''} ${keys.map((k) => k.key).join(', ')} ${keys.length > 1 ? 'are' : 'is'} also node ${owner}'s (${net.nodes[owner]!.op} at '${net.nodes[owner]!.path}'), which differs: the two would share one tensor`,
           'give each module its own path; only the same module called twice shares a path',
         ),
       );
+    }
   });
   if (total > MAX_PARAMS) errors.push(specError(net.name, `has ${total} parameters, more than ${MAX_PARAMS} (2^34)`));
   return errors;
@@ -199,10 +209,16 @@ export const exprIds = (): { readonly id: (x: Expr) => number; readonly callId: 
         return `${x.width},${x.hot}`;
       case 'slice':
         return `${x.start},${x.end}`;
+      case 'draw':
+        return `${x.kind},${x.count},${x.dim},${x.seed}`;
+      case 'indexFill':
+        return `${x.count},${x.value}`;
       case 'detach':
       case 'mix':
       case 'permute':
       case 'concat':
+      case 'batchMean':
+      case 'choose':
         return '';
       default:
         return absurd(x);
@@ -246,18 +262,21 @@ const dependsOn = (ids: ReturnType<typeof exprIds>, of: Expr, wrt: Expr): boolea
  */
 type Dim = number | { readonly v: number };
 
+/** The leading dimension of a value: the evaluation's batch N, or a fixed count (a seeded draw, a batch mean). */
+export type Batch = 'N' | number;
+
 /**
- * What an objective expression yields per sample (the batch dimension N is implicit): a float
- * tensor of some shape, or one integer class index per sample, with its range [0, classes) when
- * known. A permutation of the batch is an index of unknown range.
+ * What an expression yields: a float tensor of some per-sample shape, or one integer class index
+ * per sample, with its range [0, classes) when known (a permutation of the batch is an index of
+ * unknown range); both with their batch.
  */
 type Val =
-  | { readonly k: 'tensor'; readonly shape: readonly Dim[] }
-  | { readonly k: 'index'; readonly classes: number | null };
+  | { readonly k: 'tensor'; readonly batch: Batch; readonly shape: readonly Dim[] }
+  | { readonly k: 'index'; readonly batch: Batch; readonly classes: number | null };
 type TensorVal = Extract<Val, { k: 'tensor' }>;
 
-const tensorVal = (shape: readonly Dim[]): Val => ({ k: 'tensor', shape });
-const indexVal = (classes: number | null): Val => ({ k: 'index', classes });
+const tensorVal = (shape: readonly Dim[], batch: Batch = 'N'): Val => ({ k: 'tensor', batch, shape });
+const indexVal = (classes: number | null, batch: Batch = 'N'): Val => ({ k: 'index', batch, classes });
 
 /** Union-find over dimension variables. Unifying two shapes binds all of them or nothing. */
 const unifier = () => {
@@ -302,8 +321,8 @@ const unifier = () => {
   /** `(N, 3, ?, ?)`, as `showShape` writes shapes, with `?` for a dimension not known yet. */
   const show = (x: Val): string =>
     x.k === 'index'
-      ? `(N) indices${x.classes === null ? '' : ` in [0, ${x.classes})`}`
-      : `(N${x.shape.map((d) => `, ${resolve(d) ?? '?'}`).join('')})`;
+      ? `(${x.batch}) indices${x.classes === null ? '' : ` in [0, ${x.classes})`}`
+      : `(${x.batch}${x.shape.map((d) => `, ${resolve(d) ?? '?'}`).join('')})`;
   return { fresh, resolve, shapes, show };
 };
 type Unifier = ReturnType<typeof unifier>;
@@ -336,13 +355,26 @@ const signature = (net: Network): Signature | null => {
   return { inputs, outputs: new Map(net.outputs.map((o) => [o.name, valOf(o.ref)])) };
 };
 
+/** The spec's networks by name, each with its signature computed once (ExprEnv's `network`). */
+const networkResolver = (spec: Spec): ExprEnv['network'] => {
+  const nets = new Map<string, Network>(spec.networks.map((n) => [n.name, n]));
+  const signatures = new Map<string, Signature | null>();
+  return (name) => {
+    const net = nets.get(name);
+    if (net === undefined) return undefined;
+    if (!signatures.has(name)) signatures.set(name, signature(net));
+    return { net, sig: signatures.get(name) ?? null };
+  };
+};
+
 const validSlice = (start: number, end: number): boolean =>
   Number.isSafeInteger(start) && Number.isSafeInteger(end) && 0 <= start && start < end;
 
 /**
  * What the one expression walk needs from where the expressions live (a phase's objective; a
- * pipeline's outputs): how `data` and `random` resolve, and which networks may be called.
- * Each resolver reports a broken reference itself (via `err`) and returns null.
+ * pipeline's outputs): how `data` and `random` resolve, which networks may be called, and whether
+ * a call may use an EMA copy. Each resolver reports a broken reference itself (via `err`) and
+ * returns null (or false).
  */
 export interface ExprEnv {
   readonly u: Unifier;
@@ -351,30 +383,52 @@ export interface ExprEnv {
   readonly random: (name: string, path: string) => Val | null;
   /** A network by name (undefined: none), with its signature (null: the network does not check; checkNetworks reports it). */
   readonly network: (name: string) => { readonly net: Network; readonly sig: Signature | null } | undefined;
-  /** Whether `net` has a declared EMA copy. */
-  readonly ema: (net: string) => boolean;
+  /** Why a call may not read `net`'s EMA copy (message and hint), or null when it may. */
+  readonly ema: (net: string) => readonly [string, string] | null;
 }
 
 /**
- * The fold over expressions: references and per-sample shapes in one walk. A structurally equal
- * expression is walked once (the interpreter computes it once), so one mismatch or one broken
- * reference gives one error, at the path of its first use. Depth is bounded by the document scan.
+ * The fold over expressions: references, batches and per-sample shapes in one walk. A
+ * structurally equal expression is walked once (the interpreter computes it once), so one
+ * mismatch or one broken reference gives one error, at the path of its first use. Depth is
+ * bounded by the document scan. `limits` records, per index value, the fewest classes any use of
+ * it admits (an index input's range: the branches of the networks it selects in, a oneHot depth,
+ * the options it chooses among).
  */
 export const exprWalk = (env: ExprEnv, ids: ReturnType<typeof exprIds> = exprIds()) => {
   const { u, err } = env;
   const show = u.show;
   const posInt = (v: number, path: string): boolean => isPosInt(v) || err(path, `must be a positive integer; got ${v}`) !== null;
+  const limits = new Map<Val, number>();
+  const limit = (v: Val, classes: number): void => {
+    limits.set(v, Math.min(limits.get(v) ?? Infinity, classes));
+  };
 
   /** A network argument: an index input takes indices within its branches, a float input a tensor of its shape. */
   const argument = (want: Val, got: Val, path: string, what: string): void => {
     if (want.k === 'index') {
       if (got.k !== 'index')
         err(path, `${what} expects ${show(want)} but gets ${show(got)}`, 'pass a domain index: a domainIndex field or a domain random source');
-      else if (want.classes !== null && got.classes !== null && got.classes > want.classes)
-        err(path, `${what} selects one of ${want.classes} branches, ${show(want)}, but gets ${show(got)}`, 'an index past the last branch selects nothing (zeros)');
+      else {
+        if (want.classes !== null) limit(got, want.classes);
+        if (want.classes !== null && got.classes !== null && got.classes > want.classes)
+          err(path, `${what} selects one of ${want.classes} branches, ${show(want)}, but gets ${show(got)}`, 'an index past the last branch selects nothing (zeros)');
+      }
       return;
     }
     if (got.k !== 'tensor' || !u.shapes(want.shape, got.shape)) err(path, `${what} expects ${show(want)} but gets ${show(got)}`);
+  };
+
+  /** Operands of one evaluation must share their batch (they are combined sample by sample); `report` false: only the answer. */
+  const sameBatch = (vals: ReadonlyArray<readonly [string, Val]>, path: string, what: string, report = true): Batch | null => {
+    const batches = [...new Set(vals.map(([, v]) => v.batch))];
+    if (batches.length <= 1) return batches[0] ?? 'N';
+    if (!report) return null;
+    return err(
+      path,
+      `${what} combines values of different batches: ${vals.map(([n, v]) => `${n} ${show(v)}`).join(', ')}`,
+      'a seeded draw or a batch mean has its own batch; reduce it (batchMean) and pick it per sample (choose)',
+    );
   };
 
   const memo = new Map<number, Val | null>();
@@ -397,24 +451,31 @@ export const exprWalk = (env: ExprEnv, ids: ReturnType<typeof exprIds> = exprIds
     const want = inputsOf(target.net).map((i) => i.name);
     const got = Object.keys(x.inputs);
     let ok = true;
-    if (first && (want.some((w) => !got.includes(w)) || got.some((g) => !want.includes(g)))) {
+    if (want.some((w) => !got.includes(w)) || got.some((g) => !want.includes(g))) {
       ok = false;
-      err(path, `call of ${x.net}: inputs ${got.join(', ')} do not match its arguments ${want.join(', ')}`);
+      if (first) err(path, `call of ${x.net}: inputs ${got.join(', ')} do not match its arguments ${want.join(', ')}`);
     }
     if (!target.net.outputs.some((o) => o.name === x.output)) {
       ok = false;
       err(path, `${x.net} has no output '${x.output}'`, `outputs: ${target.net.outputs.map((o) => o.name).join(', ')}`);
     }
-    if (x.weights === 'ema' && !env.ema(x.net)) err(path, `uses the EMA copy of ${x.net}, which is not declared`);
+    const noEma = x.weights === 'ema' ? env.ema(x.net) : null;
+    if (noEma !== null) {
+      ok = false;
+      if (first) err(path, ...noEma);
+    }
     const sig = target.sig;
     if (sig === null || !ok) return null;
+    const known = args.filter((a): a is readonly [string, Val] => a[1] !== null);
     // G(x, c) read for two outputs is one call: its arguments are checked once.
     if (first)
-      for (const [name, v] of args) {
+      for (const [name, v] of known) {
         const w = sig.inputs.get(name);
-        if (w !== undefined && v !== null) argument(w, v, at(name), `${x.net}(${name})`);
+        if (w !== undefined) argument(w, v, at(name), `${x.net}(${name})`);
       }
-    return sig.outputs.get(x.output) ?? null;
+    const batch = sameBatch(known, path, `the call of ${x.net}`, first);
+    const out = sig.outputs.get(x.output);
+    return out === undefined || batch === null ? null : { ...out, batch };
   };
 
   const infer_ = (x: Expr, path: string): Val | null => {
@@ -437,7 +498,7 @@ export const exprWalk = (env: ExprEnv, ids: ReturnType<typeof exprIds> = exprIds
         // alpha is reshaped to (N, 1, ..., 1) against a: one value per sample.
         if (alpha.k !== 'tensor' || !u.shapes(alpha.shape, alpha.shape.map(() => 1)))
           return err(path, `the mix weight must be one value per sample, (N) or (N, 1, ...); got ${show(alpha)}`, 'use a uniform random source');
-        return a;
+        return sameBatch([['a', a], ['b', b], ['alpha', alpha]], path, 'mix') === null ? null : a;
       }
       case 'permute': {
         const v = infer(x.x, path);
@@ -445,16 +506,17 @@ export const exprWalk = (env: ExprEnv, ids: ReturnType<typeof exprIds> = exprIds
         if (v === null || perm === null) return null;
         if (perm.k !== 'index')
           return err(path, `permute reorders the batch by integer indices; perm is ${show(perm)}`, 'use a permutation random source');
-        return v;
+        return sameBatch([['x', v], ['perm', perm]], path, 'permute') === null ? null : v;
       }
       case 'oneHot': {
         const depthOk = posInt(x.depth, `${path}.depth`);
         const v = infer(x.x, path);
         if (v === null || !depthOk) return null;
         if (v.k !== 'index') return err(path, `oneHot encodes class indices; got ${show(v)}`);
+        limit(v, x.depth);
         if (v.classes !== null && v.classes > x.depth)
           err(path, `oneHot of depth ${x.depth} gets ${show(v)}`, `indices from ${x.depth} on would encode as all zeros`);
-        return tensorVal([x.depth]);
+        return tensorVal([x.depth], v.batch);
       }
       case 'concat': {
         const parts = x.parts.map((q, i) => infer(q, `${path}.parts.${i}`));
@@ -475,10 +537,12 @@ export const exprWalk = (env: ExprEnv, ids: ReturnType<typeof exprIds> = exprIds
           err(`${path}.parts.${i}`, `concat joins ${show(first)} with ${show(q)} on axis 1: the other dimensions differ`);
         });
         if (!joined) return null;
+        const batch = sameBatch(ts.map((q, i) => [`part ${i}`, q] as const), path, 'concat');
+        if (batch === null) return null;
         const widths = ts.map((q) => u.resolve(q.shape[0]!));
         const known = widths.filter((w): w is number => w !== null);
         const width: Dim = known.length === widths.length ? known.reduce((a, b) => a + b, 0) : u.fresh();
-        return tensorVal([width, ...first.shape.slice(1)]);
+        return tensorVal([width, ...first.shape.slice(1)], batch);
       }
       case 'fill': {
         if (!posInt(x.width, `${path}.width`)) return null;
@@ -494,13 +558,53 @@ export const exprWalk = (env: ExprEnv, ids: ReturnType<typeof exprIds> = exprIds
           return err(path, `slice cuts axis 1 of features (N, k) or (N, k, d); got ${show(v)}`);
         const n = u.resolve(v.shape[0]!);
         if (n !== null && x.end > n) return err(path, `slice [${x.start}, ${x.end}) is outside ${show(v)}`);
-        return tensorVal([x.end - x.start, ...v.shape.slice(1)]);
+        return tensorVal([x.end - x.start, ...v.shape.slice(1)], v.batch);
+      }
+      case 'draw': {
+        const count = posInt(x.count, `${path}.count`);
+        const dim = posInt(x.dim, `${path}.dim`);
+        const seed = Number.isSafeInteger(x.seed) || err(`${path}.seed`, `must be an integer; got ${x.seed}`) !== null;
+        return count && dim && seed ? tensorVal([x.dim], x.count) : null;
+      }
+      case 'indexFill': {
+        const count = posInt(x.count, `${path}.count`);
+        const value = (Number.isSafeInteger(x.value) && x.value >= 0) || err(`${path}.value`, `must be a non-negative integer; got ${x.value}`) !== null;
+        return count && value ? indexVal(x.value + 1, x.count) : null;
+      }
+      case 'batchMean': {
+        const v = infer(x.x, path);
+        if (v === null) return null;
+        if (v.k !== 'tensor') return err(path, `batchMean averages float tensors; got ${show(v)}`);
+        return tensorVal(v.shape, 1);
+      }
+      case 'choose': {
+        const index = infer(x.index, path);
+        const options = x.options.map((o, i) => infer(o, `${path}.options.${i}`));
+        if (options.length === 0) return err(path, 'choose needs at least one option');
+        if (index === null || options.some((o) => o === null)) return null;
+        if (index.k !== 'index') return err(path, `choose picks an option by a class index per sample; got ${show(index)}`);
+        const first = options[0]!;
+        let ok = true;
+        options.forEach((o, i) => {
+          if (o!.k !== 'tensor' || o!.batch !== 1) {
+            ok = false;
+            err(`${path}.options.${i}`, `each option of choose is one row, (1, ...); got ${show(o!)}`, 'reduce it with batchMean');
+          } else if (i > 0 && first.k === 'tensor' && !u.shapes(first.shape, o!.shape)) {
+            ok = false;
+            err(`${path}.options.${i}`, `the options of choose differ in shape: ${show(first)} and ${show(o!)}`);
+          }
+        });
+        if (!ok || first.k !== 'tensor') return null;
+        limit(index, options.length);
+        if (index.classes !== null && index.classes > options.length)
+          err(path, `choose has ${options.length} options but gets ${show(index)}`, 'one option per class');
+        return tensorVal(first.shape, index.batch);
       }
       default:
         return absurd(x);
     }
   };
-  return { infer, memo };
+  return { infer, memo, limits };
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -586,8 +690,12 @@ const checkPhase = (
     }
   };
   const ids = exprIds();
-  const { infer, memo } = exprWalk({ u, err, data, random, network, ema: (net) => tr.ema.some((e) => e.net === net) }, ids);
+  const ema = (net: string): readonly [string, string] | null => (tr.ema.some((e) => e.net === net) ? null : [`uses the EMA copy of ${net}, which is not declared`, '']);
+  const { infer, memo } = exprWalk({ u, err, data, random, network, ema }, ids);
   const show = u.show;
+  /** Terms combine values sample by sample: both sides of the evaluation's batch. */
+  const perSample = (v: Val | null, path: string, what: string): Val | null =>
+    v === null || v.batch === 'N' ? v : err(path, `${what} is ${show(v)}; loss terms take values of the batch (N, ...)`, 'pick per sample with choose');
 
   /** Gradient penalties whose `wrt` must have a fully known shape once the phase is read. */
   const penalties: Array<{ readonly path: string; readonly wrt: Val }> = [];
@@ -603,8 +711,8 @@ const checkPhase = (
         return;
       }
       case 'bceSumPerBatch': {
-        const l = infer(t.logits, path);
-        const y = infer(t.labels, path);
+        const l = perSample(infer(t.logits, path), path, 'the BCE logits');
+        const y = perSample(infer(t.labels, path), path, 'the BCE labels');
         if (l === null || y === null) return;
         if (l.k !== 'tensor') err(path, `BCE logits must be a float tensor; got ${show(l)}`);
         else if (y.k !== 'tensor')
@@ -613,8 +721,8 @@ const checkPhase = (
         return;
       }
       case 'softmaxCE': {
-        const l = infer(t.logits, path);
-        const y = infer(t.labels, path);
+        const l = perSample(infer(t.logits, path), path, 'the logits');
+        const y = perSample(infer(t.labels, path), path, 'the labels');
         if (l === null || y === null) return;
         if (l.k !== 'tensor' || l.shape.length !== 1) err(path, `softmax cross-entropy takes logits (N, classes); got ${show(l)}`);
         else if (y.k !== 'index') err(path, `softmax cross-entropy takes class indices as labels; got ${show(y)}`, 'use a categoryIndex field');
@@ -625,8 +733,8 @@ const checkPhase = (
         return;
       }
       case 'l1': {
-        const a = infer(t.a, path);
-        const b = infer(t.b, path);
+        const a = perSample(infer(t.a, path), path, 'the first operand of L1');
+        const b = perSample(infer(t.b, path), path, 'the second operand of L1');
         if (a === null || b === null) return;
         if (a.k !== 'tensor' || b.k !== 'tensor') err(path, `L1 compares float tensors; got ${show(a)} and ${show(b)}`);
         else if (!u.shapes(a.shape, b.shape)) err(path, `L1 compares ${show(a)} with ${show(b)}: the shapes differ`);
@@ -736,13 +844,7 @@ const trainingChecked = (spec: Spec): readonly SpecError[] => {
   const tr = spec.training;
   const errors: SpecError[] = [];
   const nets = new Map<string, Network>(spec.networks.map((n) => [n.name, n]));
-  const signatures = new Map<string, Signature | null>();
-  const network = (name: string): { net: Network; sig: Signature | null } | undefined => {
-    const net = nets.get(name);
-    if (net === undefined) return undefined;
-    if (!signatures.has(name)) signatures.set(name, signature(net));
-    return { net, sig: signatures.get(name) ?? null };
-  };
+  const network = networkResolver(spec);
   const posInt = (v: number, path: string): void => {
     if (!isPosInt(v)) errors.push(specError(path, `must be a positive integer; got ${v}`));
   };
@@ -813,15 +915,186 @@ const trainingChecked = (spec: Spec): readonly SpecError[] => {
   return errors;
 };
 
+// ---------------------------------------------------------------------------------------------
+// Pipelines
+
+/** The resolved type of a pipeline expression (every dimension known). */
+export interface ExprType {
+  readonly dtype: DType;
+  readonly batch: Batch;
+  /** Per-sample shape ([] for an index). */
+  readonly shape: readonly number[];
+}
+
+export interface PipelineSignature {
+  /** Index inputs carry the classes their uses admit (indices must lie in [0, classes)), when bounded. */
+  readonly inputs: ReadonlyArray<{ readonly name: string; readonly dtype: DType; readonly shape: readonly number[]; readonly classes: number | null }>;
+  readonly outputs: ReadonlyArray<{ readonly name: string; readonly dtype: DType; readonly shape: readonly number[] }>;
+  /**
+   * The type of any sub-expression of the outputs, found by structure (`exprIds`: a structurally
+   * equal expression has the same type); undefined for an expression not in the pipeline.
+   */
+  readonly typeOf: (x: Expr) => ExprType | undefined;
+}
+
+interface PipelineTyping {
+  readonly errors: readonly SpecError[];
+  /** Networks called whose shapes do not check (their errors are checkNetworks's). */
+  readonly unchecked: readonly string[];
+  readonly sig: PipelineSignature | null;
+}
+
 /**
- * The whole spec (`names`: only those networks, and no training). First the document itself:
+ * One pipeline through the expression walk: `data(name)` reads input `name` (no dataset), there
+ * are no random sources, calls use the weights the pipeline is given (no EMA copies).
+ */
+const typePipeline = (spec: Spec, p: Pipeline, root: string): PipelineTyping => {
+  const errors: SpecError[] = [];
+  const u = unifier();
+  const err = (path: string, message: string, hint = ''): null => {
+    errors.push(specError(path, message, hint));
+    return null;
+  };
+  const none = (unchecked: readonly string[] = []): PipelineTyping => ({ errors, unchecked, sig: null });
+  const inputs = new Map<string, Val>();
+  p.inputs.forEach((i, k) => {
+    const at = `${root}.inputs.${i.name || k}`;
+    const bad = nameProblem(i.name);
+    if (bad !== null) return err(at, `input name ${bad}`);
+    if (inputs.has(i.name)) return err(at, `input '${i.name}' is declared twice`);
+    if (i.dtype === 'index' && i.shape.length !== 0) return err(at, 'a domain index input is one integer per sample: its shape must be []');
+    if (!i.shape.every(isPosInt)) return err(at, `input shape (N${i.shape.map((d) => `, ${d}`).join('')}) must hold positive integers`);
+    inputs.set(i.name, i.dtype === 'index' ? indexVal(null) : tensorVal(i.shape));
+    return null;
+  });
+  if (p.outputs.length === 0) err(root, 'has no outputs');
+  const outNames = new Set<string>();
+  for (const o of p.outputs) {
+    const bad = nameProblem(o.name);
+    if (bad !== null) err(`${root}.${o.name}`, `output name ${bad}`);
+    if (outNames.has(o.name)) err(`${root}.${o.name}`, `output '${o.name}' is declared twice`);
+    if (inputs.has(o.name)) err(`${root}.${o.name}`, `output '${o.name}' has the name of an input`, 'ONNX models name every input and output once');
+    outNames.add(o.name);
+  }
+
+  const data = (x: DataExpr, path: string): Val | null => {
+    if (x.dataset !== null)
+      return err(path, `reads field '${x.field}' of dataset '${x.dataset}', but a pipeline reads its inputs`, `read the input: data('${x.field}')`);
+    const v = inputs.get(x.field);
+    return v ?? err(path, `no input '${x.field}'`, `inputs: ${[...inputs.keys()].join(', ')}`);
+  };
+  const random = (name: string, path: string): null =>
+    err(path, `reads random source '${name}', but a pipeline has no per-iteration random sources`, 'make it an input, or a seeded draw');
+  const ema = (net: string): readonly [string, string] => [`calls the EMA copy of ${net}; a pipeline runs with the weights it is given`, "use 'live' (a run's EMA copies are what it is given)"];
+  const resolve = networkResolver(spec);
+  const unchecked = new Set<string>();
+  const network: ExprEnv['network'] = (name) => {
+    const r = resolve(name);
+    if (r !== undefined && r.sig === null) unchecked.add(name);
+    return r;
+  };
+  const ids = exprIds();
+  const { infer, memo, limits } = exprWalk({ u, err, data, random, network, ema }, ids);
+  const outs = p.outputs.map((o) => {
+    const path = `${root}.${o.name}`;
+    const v = infer(o.value, path);
+    if (v !== null && v.batch !== 'N') err(path, `output '${o.name}' is ${u.show(v)}; a pipeline's outputs have its batch N`, 'pick per sample with choose');
+    return v;
+  });
+  if (errors.length > 0) return none();
+  if (unchecked.size > 0) return none([...unchecked]);
+  const resolved = (v: Val, path: string): ExprType | null => {
+    if (v.k === 'index') return { dtype: 'index', batch: v.batch, shape: [] };
+    const shape = v.shape.map((d) => u.resolve(d));
+    if (shape.some((d) => d === null)) return err(path, `the shape ${u.show(v)} is not known`);
+    return { dtype: 'float32', batch: v.batch, shape: shape as number[] };
+  };
+  const types = new Map<number, ExprType>();
+  for (const [key, v] of memo) {
+    const t = v === null ? null : resolved(v, root);
+    if (t !== null) types.set(key, t);
+  }
+  const outTypes = p.outputs.map((o, k) => (outs[k] ? resolved(outs[k]!, `${root}.${o.name}`) : null));
+  if (errors.length > 0 || outTypes.some((t) => t === null)) return none();
+  return {
+    errors,
+    unchecked: [],
+    sig: {
+      inputs: p.inputs.map((i) => {
+        const lim = limits.get(inputs.get(i.name)!);
+        return { name: i.name, dtype: i.dtype, shape: i.shape, classes: i.dtype === 'index' && lim !== undefined && Number.isFinite(lim) ? lim : null };
+      }),
+      outputs: p.outputs.map((o, k) => ({ name: o.name, dtype: outTypes[k]!.dtype, shape: outTypes[k]!.shape })),
+      typeOf: (x) => types.get(ids.id(x)),
+    },
+  };
+};
+
+/**
+ * Check one pipeline against the spec's networks and resolve its signature: inputs well formed and
+ * named once, references resolving, per-sample shapes and batches agreeing, outputs of the batch N.
+ */
+export const checkPipeline = (spec: Spec, p: Pipeline, root = `pipelines.${p.name}`): Result<PipelineSignature> => {
+  const scanned = scanDocument(p, root);
+  if (scanned.length > 0) return E.left(scanned);
+  const r = typePipeline(spec, p, root);
+  if (r.sig !== null) return E.right(r.sig);
+  if (r.errors.length > 0) return E.left(r.errors);
+  return E.left([specError(root, `calls ${r.unchecked.join(', ')}, whose shapes do not check`, `check them: \`starspec check <spec> --net ${r.unchecked[0]}\``)]);
+};
+
+/** Every declared pipeline, and their names: distinct, and none a network's (`--net` takes both). */
+const pipelinesChecked = (spec: Spec): readonly SpecError[] => {
+  const errors: SpecError[] = [];
+  const seen = new Set<string>();
+  const nets = new Set(spec.networks.map((n) => n.name));
+  for (const p of spec.pipelines) {
+    const at = `pipelines.${p.name}`;
+    const bad = nameProblem(p.name);
+    if (bad !== null) errors.push(specError('pipelines', `pipeline name ${bad}`));
+    if (seen.has(p.name)) errors.push(specError(at, `duplicate pipeline name '${p.name}'`));
+    if (nets.has(p.name)) errors.push(specError(at, `pipeline '${p.name}' has the name of a network`, '`--net NAME` means either: rename the pipeline'));
+    seen.add(p.name);
+    // A pipeline calling a network whose shapes do not check: checkNetworks reports that network.
+    errors.push(...typePipeline(spec, p, at).errors);
+  }
+  return errors;
+};
+
+/** Every declared pipeline (see `pipelinesChecked`), after the document scan. */
+export const checkPipelines = (spec: Spec): readonly SpecError[] => {
+  const scanned = scanDocument(spec, 'spec');
+  return scanned.length > 0 ? scanned : pipelinesChecked(spec);
+};
+
+/**
+ * What a command working on `name` (a network or a pipeline: `run`, `export`) validates: the
+ * networks it runs, and the pipeline. Returns the resolved signature.
+ */
+export const checkRunnable = (spec: Spec, name: string): Result<PipelineSignature> => {
+  const r = pipelineOf(spec, name);
+  if (r === undefined)
+    return E.left([
+      specError(
+        `--net ${name}`,
+        `spec ${spec.name} has no network '${name}' and no pipeline of that name`,
+        `networks: ${spec.networks.map((n) => n.name).join(', ')}; pipelines: ${spec.pipelines.map((p) => p.name).join(', ') || 'none'}`,
+      ),
+    ]);
+  const nets = checkNetworks(spec, networksOf(r.pipeline));
+  if (E.isLeft(nets)) return nets;
+  return checkPipeline(spec, r.pipeline, r.lifted ? name : `pipelines.${name}`);
+};
+
+/**
+ * The whole spec (`names`: only those networks, and no training or pipelines). First the document itself:
  * nesting deeper than MAX_DEPTH or non-finite numbers stop here (a programmatic IR may hold them).
  */
 export const checkSpec = (spec: Spec, names?: readonly string[]): Result<ReadonlyMap<string, Inferred>> => {
   const scanned = scanDocument(spec, 'spec');
   if (scanned.length > 0) return E.left(scanned);
   const nets = networksChecked(spec, names);
-  const training = names === undefined ? trainingChecked(spec) : [];
-  if (E.isLeft(nets)) return E.left([...nets.left, ...training]);
-  return training.length > 0 ? E.left(training) : nets;
+  const rest = names === undefined ? [...trainingChecked(spec), ...pipelinesChecked(spec)] : [];
+  if (E.isLeft(nets)) return E.left([...nets.left, ...rest]);
+  return rest.length > 0 ? E.left(rest) : nets;
 };

@@ -105,6 +105,35 @@ export class PairType<A extends t.Mixed, B extends t.Mixed> extends t.Type<reado
 }
 export const pair = <A extends t.Mixed, B extends t.Mixed>(a: A, b: B): PairType<A, B> => new PairType([a, b]);
 
+/**
+ * PyTorch's `int or (h, w)` argument (kernel_size, stride, padding): a scalar means the same for
+ * height and width. Decoded as written (a scalar stays a scalar), so IRs written before pairs
+ * existed decode unchanged and re-encode byte for byte (shapes.ts `pairOf` reads either form).
+ */
+export class ScalarOrPairType extends t.Type<number | readonly [number, number], number | readonly [number, number], unknown> {
+  readonly _tag = 'ScalarOrPairType' as const;
+  constructor(
+    /** The codec of one value (`posInt`, `nonNegInt`). */
+    readonly member: IntType,
+  ) {
+    const both = pair(member, member);
+    super(
+      `${member.name} or [h, w]`,
+      (u): u is number | readonly [number, number] => member.is(u) || both.is(u),
+      (u, c) =>
+        typeof u === 'number'
+          ? member.validate(u, c)
+          : Array.isArray(u)
+            ? both.validate(u, c)
+            : t.failure(u, c, `expected ${article(member.name)} or a pair [h, w] of them, got ${show(u)}`),
+      t.identity,
+    );
+  }
+}
+
+/** `posInt` or `[h, w]` of them (a kernel size, a stride). */
+export const scalarOrPair = (member: IntType): ScalarOrPairType => new ScalarOrPairType(member);
+
 // ---------------------------------------------------------------------------------------------
 // References between nodes
 
@@ -251,3 +280,23 @@ export class TaggedType<M extends TaggedMembers> extends t.Type<t.TypeOf<M[keyof
 }
 
 export const tagged = <M extends TaggedMembers>(name: string, tag: string, members: M): TaggedType<M> => new TaggedType(name, tag, members);
+
+// ---------------------------------------------------------------------------------------------
+// Keys added to the format later
+
+/**
+ * A value that must be present in built data but that files written before it existed lack: an
+ * absent key (undefined) decodes as `absent`; anything else must decode with `codec`.
+ */
+export class AbsentAsType<C extends t.Mixed> extends t.Type<t.TypeOf<C>, t.OutputOf<C>, unknown> {
+  readonly _tag = 'AbsentAsType' as const;
+  constructor(
+    /** The codec of a present value. */
+    readonly type: C,
+    /** What an absent key decodes as. */
+    readonly absent: t.TypeOf<C>,
+  ) {
+    super(type.name, type.is, (u, c) => (u === undefined ? t.success(absent) : type.validate(u, c)), type.encode);
+  }
+}
+export const absentAs = <C extends t.Mixed>(codec: C, absent: t.TypeOf<C>): AbsentAsType<C> => new AbsentAsType(codec, absent);

@@ -12,8 +12,8 @@
  * No framework, no file system, no closures: interpreters fold over this data.
  */
 import * as t from 'io-ts';
-import { int, nonNegInt, pair, posInt, sortedRecord, strict, tagged } from './combinators.ts';
-import { NodeCodec } from './ops.ts';
+import { absentAs, int, nonNegInt, pair, posInt, sortedRecord, strict, tagged } from './combinators.ts';
+import { DType, NodeCodec } from './ops.ts';
 
 export { DType, NodeCodec, type Node, type NodeOf, type Op } from './ops.ts';
 
@@ -60,7 +60,11 @@ export const Schedule = tagged('Schedule', 'kind', {
 export type Schedule = t.TypeOf<typeof Schedule>;
 
 // ---------------------------------------------------------------------------------------------
-// Objectives: tensor expressions over network calls, data and declared random sources.
+// Expressions: tensors over network calls, data and declared random sources. One language for
+// the objective (loss terms) and for pipelines (inference): `data` is a dataset field in the
+// objective and a pipeline input in a pipeline. Every value is batched: its first dimension is
+// the evaluation's batch N, except a seeded `draw` (its own count), an `indexFill` (its count) and
+// a `batchMean` (1); `dsl/check.ts` infers and checks these batches and the per-sample shapes.
 
 export interface CallExpr {
   readonly e: 'call';
@@ -95,7 +99,22 @@ export type Expr =
   /** A constant (N, width) block: zeros, or a one-hot dataset mask. */
   | { readonly e: 'fill'; readonly width: number; readonly hot: number | null }
   /** x[:, start:end] */
-  | { readonly e: 'slice'; readonly x: Expr; readonly start: number; readonly end: number };
+  | { readonly e: 'slice'; readonly x: Expr; readonly start: number; readonly end: number }
+  /**
+   * A constant (count, dim) tensor of standard normal draws, a pure function of the seed
+   * (`dsl/random.ts` `normals`), so every interpreter holds the same values: e.g. the 10,000
+   * latent codes of StarGAN v2's truncation target.
+   */
+  | { readonly e: 'draw'; readonly kind: 'normal'; readonly count: number; readonly dim: number; readonly seed: number }
+  /** A constant (count) tensor of domain indices, all `value`. */
+  | { readonly e: 'indexFill'; readonly count: number; readonly value: number }
+  /** The mean over the batch axis, kept: (B, ...) -> (1, ...). */
+  | { readonly e: 'batchMean'; readonly x: Expr }
+  /**
+   * Per sample i, row 0 of options[index[i]]: each option has batch 1 (a constant such as a
+   * domain's mean style); the result has the index's batch.
+   */
+  | { readonly e: 'choose'; readonly index: Expr; readonly options: readonly Expr[] };
 
 export const Expr: t.Type<Expr> = t.recursion('Expr', () =>
   tagged('Expr', 'e', {
@@ -115,6 +134,10 @@ export const Expr: t.Type<Expr> = t.recursion('Expr', () =>
     concat: strict('concat', { e: t.literal('concat'), parts: t.readonlyArray(Expr) }),
     fill: strict('fill', { e: t.literal('fill'), width: posInt, hot: t.union([nonNegInt, t.null]) }),
     slice: strict('slice', { e: t.literal('slice'), x: Expr, start: nonNegInt, end: nonNegInt }),
+    draw: strict('draw', { e: t.literal('draw'), kind: t.literal('normal'), count: posInt, dim: posInt, seed: int }),
+    indexFill: strict('indexFill', { e: t.literal('indexFill'), count: posInt, value: nonNegInt }),
+    batchMean: strict('batchMean', { e: t.literal('batchMean'), x: Expr }),
+    choose: strict('choose', { e: t.literal('choose'), index: Expr, options: t.readonlyArray(Expr) }),
   }),
 );
 
@@ -226,6 +249,30 @@ export const Training = strict('Training', {
 export type Training = t.TypeOf<typeof Training>;
 
 // ---------------------------------------------------------------------------------------------
+// Pipelines: how a spec is used for inference, as data.
+
+/** A pipeline input: a float tensor of a per-sample shape, or one domain index per sample (shape []). */
+export const PipelineInput = strict('PipelineInput', { name: t.string, dtype: DType, shape: t.readonlyArray(posInt) });
+export type PipelineInput = t.TypeOf<typeof PipelineInput>;
+
+export const PipelineOutput = strict('PipelineOutput', { name: t.string, value: Expr });
+export type PipelineOutput = t.TypeOf<typeof PipelineOutput>;
+
+/**
+ * A named composition of network calls and tensor expressions with declared inputs (read as
+ * `data` expressions) and outputs, each of the pipeline's batch N. Every interpreter runs or
+ * emits it as one unit (tfjs, one ONNX graph). Calls run with the weights the pipeline is given
+ * (a run's EMA copies where it keeps them), so they are `live` calls.
+ */
+export const Pipeline = strict('Pipeline', {
+  name: t.string,
+  doc: t.string,
+  inputs: t.readonlyArray(PipelineInput),
+  outputs: t.readonlyArray(PipelineOutput),
+});
+export type Pipeline = t.TypeOf<typeof Pipeline>;
+
+// ---------------------------------------------------------------------------------------------
 // A resolved spec
 
 export const SettingValue = t.union([t.number, t.string, t.boolean, t.readonlyArray(t.string)]);
@@ -246,6 +293,11 @@ export const Spec = strict('Spec', {
    */
   settings: t.readonly(t.record(t.string, SettingValue)),
   networks: t.readonlyArray(Network),
+  /**
+   * Inference pipelines (names distinct from the networks'). A resolved IR written before
+   * pipelines existed (a run's spec.json) has none and decodes with [].
+   */
+  pipelines: absentAs(t.readonlyArray(Pipeline), []),
   training: Training,
 });
 export type Spec = t.TypeOf<typeof Spec>;

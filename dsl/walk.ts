@@ -42,12 +42,18 @@ export const inputsOf = (net: Network): ReadonlyArray<Extract<Node, { op: 'input
 export const findNetwork = (nets: readonly Network[], name: string): Network | undefined =>
   nets.find((n) => n.name === name);
 
-/** The direct sub-expressions of an objective expression, in argument order (a call's inputs by name, sorted). */
+/**
+ * The direct sub-expressions of an expression (objective or pipeline), in argument order: a
+ * call's inputs by name, sorted (as decoding orders them), then the other fields as declared.
+ * Every fold that walks expressions (check, pipelines, the interpreters) takes them from here.
+ */
 export const children = (x: Expr): readonly Expr[] => {
   switch (x.e) {
     case 'data':
     case 'random':
     case 'fill':
+    case 'draw':
+    case 'indexFill':
       return [];
     case 'call':
       return Object.keys(x.inputs)
@@ -56,6 +62,7 @@ export const children = (x: Expr): readonly Expr[] => {
     case 'detach':
     case 'oneHot':
     case 'slice':
+    case 'batchMean':
       return [x.x];
     case 'mix':
       return [x.a, x.b, x.alpha];
@@ -63,6 +70,8 @@ export const children = (x: Expr): readonly Expr[] => {
       return [x.x, x.perm];
     case 'concat':
       return x.parts;
+    case 'choose':
+      return [x.index, ...x.options];
     default:
       return absurd(x);
   }

@@ -15,6 +15,7 @@ import {
   conv2d,
   data,
   detach,
+  floatIn,
   flatten,
   gradPenalty,
   input,
@@ -28,6 +29,7 @@ import {
   num,
   permute,
   pipe,
+  pipeline,
   rand,
   relu,
   resBlk,
@@ -80,6 +82,7 @@ const build = (s: Settings): Spec => {
     name: 'tiny-translator',
     settings: s,
     networks: [generator, discriminator],
+    pipelines: [pipeline('translate', 'G(x, c): x translated to the labels c', [floatIn('x', [3, size, size]), floatIn('c', [labels])], { out: call('generator', { x: data('x'), c: data('c') }) })],
     training: {
       batchSize: 16,
       iterations: num(s, 'iterations'),

@@ -20,7 +20,7 @@ import {
   type Module,
 } from '../dsl/builder.ts';
 import { specError, type SpecError } from '../dsl/errors.ts';
-import type { Dataset, Expr, Network, Optimizer, Phase, RandomSource, Spec, WeightedTerm } from '../dsl/ir.ts';
+import type { Dataset, Expr, Network, Optimizer, Phase, Pipeline, PipelineInput, RandomSource, Spec, WeightedTerm } from '../dsl/ir.ts';
 import { IR_FORMAT } from '../dsl/ir.ts';
 import {
   bceSumPerBatch,
@@ -41,6 +41,7 @@ import {
   term,
   zeros,
 } from '../dsl/objective.ts';
+import { floatIn, indexIn, pipeline } from '../dsl/pipelines.ts';
 import { constant, piecewiseLinear } from '../dsl/schedule.ts';
 import { list, num, str, type SettingDecl, type Settings, type SpecDef } from '../dsl/settings.ts';
 
@@ -55,6 +56,28 @@ export const CELEBA_ATTRS = [
 
 const G = ['generator'];
 const D = ['discriminator'];
+
+/** CelebA's hair colours: one-hot among themselves in the official test targets. */
+export const HAIR_COLOURS: readonly string[] = ['Black_Hair', 'Blond_Hair', 'Brown_Hair', 'Gray_Hair'];
+
+/**
+ * The official test targets of binary attribute labels (solver.create_labels): for each attribute
+ * i, a copy of the labels where, if i is a hair colour, the hair colours become one-hot at i, and
+ * otherwise attribute i is flipped. `labels` is (n, attrs.length) row-major; one (n, attrs.length)
+ * target per attribute.
+ */
+export const createLabels = (attrs: readonly string[], labels: Float32Array, n: number): Float32Array[] => {
+  const width = attrs.length;
+  const hair = attrs.flatMap((a, i) => (HAIR_COLOURS.includes(a) ? [i] : []));
+  return attrs.map((_, c) => {
+    const t = Float32Array.from(labels);
+    for (let i = 0; i < n; i++) {
+      if (hair.includes(c)) for (const h of hair) t[i * width + h] = h === c ? 1 : 0;
+      else t[i * width + c] = labels[i * width + c] === 1 ? 0 : 1;
+    }
+    return t;
+  });
+};
 
 export const settings: readonly SettingDecl[] = [
   { key: 'dataset', doc: 'CelebA (binary attributes), RaFD (one-hot expressions) or Both (joint, mask vector)', type: { kind: 'enum', values: ['CelebA', 'RaFD', 'Both'] }, default: 'CelebA', nets: [...G, ...D] },
@@ -150,52 +173,68 @@ export const discriminator = (s: Settings): Network => {
 // ---------------------------------------------------------------------------------------------
 // Objective (solver.py train / train_multi)
 
+/**
+ * How one dataset's labels condition G: the one owner of the label and mask-vector layout, which
+ * the objective (original and permuted target labels) and the translation pipeline share.
+ */
 interface LabelLayout {
   readonly dataset: string;
-  /** G's condition for the original and the target labels. */
-  readonly cOrg: Expr;
-  readonly cTrg: Expr;
+  /** G's condition c from this dataset's label: binary attributes (N, cDim) or a class index (N). */
+  readonly condition: (label: Expr) => Expr;
+  /** The translation pipeline's label input: `c` (binary attributes) or `y` (a class index). */
+  readonly input: PipelineInput;
+  /** The random permutation that makes target labels from the batch's own. */
+  readonly perm: string;
   /** D's classification: logits of this dataset's slice, and the term against given labels. */
-  readonly cls: (outCls: Expr, which: 'org' | 'trg') => WeightedTerm['term'];
+  readonly cls: (outCls: Expr, labels: Expr) => WeightedTerm['term'];
 }
 
 const layouts = (s: Settings): readonly LabelLayout[] => {
   const c = num(s, 'cDim');
   const c2 = num(s, 'c2Dim');
   const ds = str(s, 'dataset');
-  const celebaLayout = (perm: string, joint: boolean): LabelLayout => {
-    const org = data('label', 'CelebA');
-    const trg = permute(org, rand(perm));
-    const wrap = (l: Expr): Expr => (joint ? concat(l, zeros(c2), mask(2, 0)) : l);
-    return {
-      dataset: 'CelebA',
-      cOrg: wrap(org),
-      cTrg: wrap(trg),
-      cls: (out, which) => bceSumPerBatch(joint ? slice(out, 0, c) : out, which === 'org' ? org : trg),
-    };
-  };
-  const rafdLayout = (perm: string, joint: boolean, width: number): LabelLayout => {
-    const org = data('label', 'RaFD');
-    const trg = permute(org, rand(perm));
-    const wrap = (l: Expr): Expr => (joint ? concat(zeros(c), oneHot(l, width), mask(2, 1)) : oneHot(l, width));
-    return {
-      dataset: 'RaFD',
-      cOrg: wrap(org),
-      cTrg: wrap(trg),
-      cls: (out, which) => softmaxCE(joint ? slice(out, c, c + c2) : out, which === 'org' ? org : trg),
-    };
-  };
+  // Joint training (solver.train_multi): CelebA's labels, zeros for RaFD's, mask [1, 0]; zeros for
+  // CelebA's, RaFD's one-hot label, mask [0, 1].
+  const celebaLayout = (perm: string, joint: boolean): LabelLayout => ({
+    dataset: 'CelebA',
+    condition: (l) => (joint ? concat(l, zeros(c2), mask(2, 0)) : l),
+    input: floatIn('c', [c]),
+    perm,
+    cls: (out, labels) => bceSumPerBatch(joint ? slice(out, 0, c) : out, labels),
+  });
+  const rafdLayout = (perm: string, joint: boolean, width: number): LabelLayout => ({
+    dataset: 'RaFD',
+    condition: (l) => (joint ? concat(zeros(c), oneHot(l, width), mask(2, 1)) : oneHot(l, width)),
+    input: indexIn('y'),
+    perm,
+    cls: (out, labels) => softmaxCE(joint ? slice(out, c, c + c2) : out, labels),
+  });
   if (ds === 'CelebA') return [celebaLayout('perm', false)];
   if (ds === 'RaFD') return [rafdLayout('perm', false, c)];
   return [celebaLayout('perm.CelebA', true), rafdLayout('perm.RaFD', true, c2)];
 };
 
+/**
+ * Translation to target labels of one dataset (solver.test / test_multi): `translate_CelebA`
+ * (inputs x and the binary attributes c) and `translate_RaFD` (x and the class index y), each
+ * laying the label out as G's condition as training does (mask vector included).
+ */
+const translation = (s: Settings, l: LabelLayout): Pipeline => {
+  const size = num(s, 'imageSize');
+  const what = l.input.dtype === 'index' ? `the ${l.dataset} class y` : `the ${l.dataset} attributes c`;
+  return pipeline(`translate_${l.dataset}`, `G(x, c) translating x to ${what}, laid out as G's label`, [floatIn('x', [3, size, size]), l.input], {
+    out: call('generator', { x: data('x'), c: l.condition(data(l.input.name)) }),
+  });
+};
+
 const phasesFor = (s: Settings, l: LabelLayout, joint: boolean): readonly Phase[] => {
   const x = data('x', l.dataset);
+  const org = data('label', l.dataset);
+  const trg = permute(org, rand(l.perm));
   const alpha = rand(joint ? `alpha.${l.dataset}` : 'alpha');
   const D = (img: Expr, out: string): Expr => call('discriminator', { x: img }, out);
   const Gx = (img: Expr, c: Expr): Expr => call('generator', { x: img, c });
-  const fake = Gx(x, l.cTrg);
+  const fake = Gx(x, l.condition(trg));
   const xHat = mix(x, detach(fake), alpha);
   const suffix = joint ? `_${l.dataset}` : '';
   return [
@@ -206,7 +245,7 @@ const phasesFor = (s: Settings, l: LabelLayout, joint: boolean): readonly Phase[
       loss: [
         term('loss_real', meanOf(D(x, 'out_src')), 1, -1),
         term('loss_fake', meanOf(D(detach(fake), 'out_src'))),
-        term('loss_cls', l.cls(D(x, 'out_cls'), 'org'), num(s, 'lambdaCls')),
+        term('loss_cls', l.cls(D(x, 'out_cls'), org), num(s, 'lambdaCls')),
         term('loss_gp', gradPenalty('wgan-gp', D(xHat, 'out_src'), xHat), num(s, 'lambdaGp')),
       ],
       updates: ['discriminator'],
@@ -217,8 +256,8 @@ const phasesFor = (s: Settings, l: LabelLayout, joint: boolean): readonly Phase[
       dataset: joint ? l.dataset : null,
       loss: [
         term('loss_fake', meanOf(D(fake, 'out_src')), 1, -1),
-        term('loss_rec', l1(x, Gx(fake, l.cOrg)), num(s, 'lambdaRec')),
-        term('loss_cls', l.cls(D(fake, 'out_cls'), 'trg'), num(s, 'lambdaCls')),
+        term('loss_rec', l1(x, Gx(fake, l.condition(org))), num(s, 'lambdaRec')),
+        term('loss_cls', l.cls(D(fake, 'out_cls'), trg), num(s, 'lambdaCls')),
       ],
       updates: ['generator'],
     },
@@ -268,7 +307,7 @@ export const build = (s: Settings): Spec => {
   const joint = str(s, 'dataset') === 'Both';
   const ls = layouts(s);
   const random: RandomSource[] = ls.flatMap((l) => [
-    { name: joint ? `perm.${l.dataset}` : 'perm', kind: 'permutation' as const },
+    { name: l.perm, kind: 'permutation' as const },
     { name: joint ? `alpha.${l.dataset}` : 'alpha', kind: 'uniform' as const },
   ]);
   const adam = (net: string, lr: number): Optimizer => ({
@@ -285,6 +324,7 @@ export const build = (s: Settings): Spec => {
     name: 'stargan-v1',
     settings: s,
     networks: [generator(s), discriminator(s)],
+    pipelines: ls.map((l) => translation(s, l)),
     training: {
       batchSize: num(s, 'batchSize'),
       iterations: num(s, 'iterations'),

@@ -23,9 +23,10 @@ import {
   type Sym,
 } from '../dsl/builder.ts';
 import { specError, type SpecError } from '../dsl/errors.ts';
-import type { Expr, Network, Optimizer, Phase, Spec } from '../dsl/ir.ts';
+import type { Expr, Network, Optimizer, Phase, Pipeline, Spec } from '../dsl/ir.ts';
 import { IR_FORMAT } from '../dsl/ir.ts';
-import { bceConst, call, data, detach, gradPenalty, l1, rand, term } from '../dsl/objective.ts';
+import { bceConst, call, data, detach, gradPenalty, l1, mix, rand, term } from '../dsl/objective.ts';
+import { batchMean, choose, drawNormal, floatIn, indexFill, indexIn, pipeline } from '../dsl/pipelines.ts';
 import { constant, linearDecay } from '../dsl/schedule.ts';
 import { num, type SettingDecl, type Settings, type SpecDef } from '../dsl/settings.ts';
 
@@ -205,6 +206,43 @@ const phases = (s: Settings): readonly Phase[] => {
   ];
 };
 
+// ---------------------------------------------------------------------------------------------
+// Inference (core/utils.py: translate_using_latent, translate_using_reference)
+
+/** The truncation target: the mean style of this many latent codes per domain, drawn from this seed. */
+export const TRUNCATION_CODES = 10000;
+export const TRUNCATION_SEED = 777;
+
+const pipelines = (s: Settings): readonly Pipeline[] => {
+  const size = num(s, 'imageSize');
+  const latentDim = num(s, 'latentDim');
+  const x = floatIn('x', [3, size, size]);
+  const z = floatIn('z', [latentDim]);
+  const y = indexIn('y');
+  const G = (style: Expr): Expr => call('generator', { x: data('x'), s: style });
+  const F = (codes: Expr, domains: Expr): Expr => call('mapping_network', { z: codes, y: domains });
+  // s_avg = mean(F(z_many, y)) over 10,000 seeded codes, for each domain; chosen per sample by y.
+  const zMany = drawNormal(TRUNCATION_CODES, latentDim, TRUNCATION_SEED);
+  const meanStyle = choose(
+    data('y'),
+    Array.from({ length: num(s, 'numDomains') }, (_, d) => batchMean(F(zMany, indexFill(TRUNCATION_CODES, d)))),
+  );
+  return [
+    pipeline('latent_synthesis', 'latent-guided synthesis: s = mapping_network(z, y); out = generator(x, s)', [x, z, y], {
+      out: G(F(data('z'), data('y'))),
+    }),
+    pipeline('reference_synthesis', 'reference-guided synthesis: s = style_encoder(x_ref, y); out = generator(x, s)', [x, floatIn('x_ref', [3, size, size]), y], {
+      out: G(call('style_encoder', { x: data('x_ref'), y: data('y') })),
+    }),
+    pipeline(
+      'latent_synthesis_truncated',
+      `latent-guided synthesis truncated toward the domain's mean style of ${TRUNCATION_CODES} codes (seed ${TRUNCATION_SEED}): s = psi * mapping_network(z, y) + (1 - psi) * s_avg(y); out = generator(x, s)`,
+      [x, z, y, floatIn('psi', [])],
+      { out: G(mix(F(data('z'), data('y')), meanStyle, data('psi'))) },
+    ),
+  ];
+};
+
 export const build = (s: Settings): Spec => {
   const adam = (net: string, lr: number): Optimizer => ({
     net,
@@ -221,6 +259,7 @@ export const build = (s: Settings): Spec => {
     name: 'stargan-v2',
     settings: s,
     networks: [generator(s), mappingNetwork(s), styleEncoder(s), discriminator(s)],
+    pipelines: pipelines(s),
     training: {
       batchSize: num(s, 'batchSize'),
       iterations: num(s, 'iterations'),

@@ -204,6 +204,7 @@ test('a size learnt by unification carries to later terms of the phase, and only
     name: 'unify',
     settings: {},
     networks: [down],
+    pipelines: [],
     training: {
       batchSize: 2,
       iterations: 1,

@@ -80,7 +80,8 @@ export const makeTrainer = (spec: Spec): Result<Trainer> => {
         random: (name) => random.get(name)!,
         batch: first.shape[0]!,
       };
-      const vars = phase.updates.flatMap((n) => [...state.params.get(n)!.values()]);
+      // Parameters only: used buffers (BatchNorm statistics) are non-trainable variables.
+      const vars = phase.updates.flatMap((n) => [...state.params.get(n)!.values()].filter((v) => v.trainable));
       let terms: ReadonlyArray<readonly [string, tf.Scalar]> = [];
       const { value, grads } = tf.variableGrads(() => {
         const l = phaseLoss(env, phase, state.step);
@@ -118,7 +119,7 @@ export const makeTrainer = (spec: Spec): Result<Trainer> => {
     }
     for (const e of tr.ema) {
       const live = state.params.get(e.net)!;
-      for (const [k, v] of state.ema.get(e.net)!) emaUpdate(v, live.get(k)!, e.beta);
+      for (const [k, v] of state.ema.get(e.net)!) if (live.get(k)!.trainable) emaUpdate(v, live.get(k)!, e.beta);
     }
     return E.right({ state: { ...state, step: state.step + 1, optim }, losses });
   };
