@@ -535,3 +535,4 @@ export const checkSpec = (spec: Spec, names?: readonly string[]): Result<Readonl
   if (E.isLeft(nets)) return E.left([...nets.left, ...training]);
   return training.length > 0 ? E.left(training) : nets;
 };
+export { checkMicroBatch } from './microbatch.ts';

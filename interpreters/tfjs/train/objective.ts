@@ -12,6 +12,7 @@ import type { Expr, Phase, Term } from '../../../dsl/ir.ts';
 import { scheduleAt } from '../../../dsl/schedule.ts';
 import type { Compiled } from '../forward.ts';
 import type { ParamStore } from '../params.ts';
+import { exprKey } from '../../../dsl/microbatch.ts';
 
 export interface EvalEnv {
   readonly nets: ReadonlyMap<string, Compiled>;
@@ -20,6 +21,12 @@ export interface EvalEnv {
   readonly data: (field: string) => tf.Tensor;
   readonly random: (name: string) => tf.Tensor;
   readonly batch: number;
+  /**
+   * Values computed beforehand, by expression key (`dsl/microbatch.ts` `exprKey`): a coupling
+   * expression's rows of the whole batch, or a `detach` computed off the gradient tape. The
+   * caller owns them.
+   */
+  readonly given?: ReadonlyMap<string, tf.Tensor>;
 }
 
 /**
@@ -64,9 +71,9 @@ export const evaluator = (env: EvalEnv, subst?: { readonly key: string; readonly
   const calls = new Map<string, Record<string, tf.Tensor>>();
 
   const expr = (x: Expr): tf.Tensor => {
-    const k = key(x);
+    const k = exprKey(x);
     if (subst && k === subst.key) return subst.value;
-    const hit = memo.get(k);
+    const hit = memo.get(k) ?? env.given?.get(k);
     if (hit) return hit;
     const v = ((): tf.Tensor => {
       switch (x.e) {
@@ -148,7 +155,7 @@ export const evaluator = (env: EvalEnv, subst?: { readonly key: string; readonly
       case 'gradPenalty': {
         // The variable: wrt's value, cut from the graph so only `of` depends on it here.
         const w = stopGradient(expr(t.wrt));
-        const sk = key(t.wrt);
+        const sk = exprKey(t.wrt);
         const g = tf.grad((v: tf.Tensor) => tf.sum(evaluator(env, { key: sk, value: v }).expr(t.of)))(w);
         const sq = tf.sum(tf.square(tf.reshape(g, [g.shape[0]!, -1])), 1);
         return (t.form === 'wgan-gp' ? tf.mean(tf.square(tf.sub(tf.sqrt(sq), 1))) : tf.mul(0.5, tf.mean(sq))) as tf.Scalar;
@@ -167,15 +174,18 @@ export interface PhaseLoss {
   readonly terms: ReadonlyArray<readonly [string, tf.Scalar]>;
 }
 
-/** loss = sum over terms of weight(step) * sign * term. */
-export const phaseLoss = (env: EvalEnv, phase: Phase, step: number): PhaseLoss => {
+/**
+ * loss = sum over terms of weight(step) * sign * scale * term. `scale` is a micro-batch's share
+ * n / N of the declared batch (every term is a per-sample mean, `dsl/microbatch.ts`), 1 unsplit.
+ */
+export const phaseLoss = (env: EvalEnv, phase: Phase, step: number, scale = 1): PhaseLoss => {
   const ev = evaluator(env);
   const terms: Array<readonly [string, tf.Scalar]> = [];
   let total: tf.Scalar = tf.scalar(0);
   for (const w of phase.loss) {
     const v = ev.term(w.term);
     terms.push([w.name, tf.keep(v)]);
-    const weight = scheduleAt(w.weight, step) * w.sign;
+    const weight = scheduleAt(w.weight, step) * w.sign * scale;
     if (weight !== 0) total = tf.add(total, tf.mul(v, weight));
   }
   return { total, terms };

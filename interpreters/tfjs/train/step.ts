@@ -3,6 +3,11 @@
  * For each phase due at this step: the loss's gradient w.r.t. the networks the phase updates,
  * then their Adam steps (PyTorch semantics: a parameter without a gradient is skipped). After the
  * phases: the EMA updates. The iteration counter advances by one.
+ *
+ * Per phase (`dsl/microbatch.ts` plans it): expressions coupling samples are evaluated on the
+ * whole batch first; then per chunk of the batch (one chunk unless micro-batching), the `detach`
+ * sub-computations off the gradient tape, then the loss and its gradient on the tape, scaled by
+ * the chunk's share of the batch and accumulated; then one optimizer step.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
@@ -12,7 +17,9 @@ import { scheduleAt } from '../../../dsl/schedule.ts';
 import { deriveSeed, rng } from '../../../dsl/random.ts';
 import { compileNetwork, type Compiled } from '../forward.ts';
 import { adamUpdate, emaUpdate } from './adam.ts';
-import { phaseLoss, type EvalEnv } from './objective.ts';
+import { chunks, exprKey, microBatchPlans } from '../../../dsl/microbatch.ts';
+import type { ParamStore } from '../params.ts';
+import { evaluator, phaseLoss, type EvalEnv } from './objective.ts';
 import type { OptimState, TrainState } from './state.ts';
 
 /** A batch per dataset: field -> tensor (images NHWC, labels (N, c), indices (N) int32). */
@@ -27,7 +34,18 @@ export interface StepOutput {
 export interface Trainer {
   readonly spec: Spec;
   readonly nets: ReadonlyMap<string, Compiled>;
-  readonly step: (state: TrainState, batch: Batch, random: ReadonlyMap<string, tf.Tensor>) => Result<StepOutput>;
+  /**
+   * One declared iteration. With `microBatch` smaller than the batch, each phase's batch is
+   * evaluated in chunks of that size whose gradients are accumulated before the one optimizer
+   * step (the same iteration up to float summation order; a phase whose objective couples samples
+   * is refused: `dsl/microbatch.ts`).
+   */
+  readonly step: (state: TrainState, batch: Batch, random: ReadonlyMap<string, tf.Tensor>, options?: StepOptions) => Result<StepOutput>;
+}
+
+export interface StepOptions {
+  /** Samples evaluated at once (default: the whole batch). */
+  readonly microBatch?: number;
 }
 
 /** The iteration's random draws, a pure function of (seed, step): exact resume on any backend. */
@@ -60,11 +78,14 @@ export const makeTrainer = (spec: Spec): Result<Trainer> => {
   const tr = spec.training;
   const single = tr.datasets.length === 1 ? tr.datasets[0]!.name : null;
 
-  const step = (state: TrainState, batch: Batch, random: ReadonlyMap<string, tf.Tensor>): Result<StepOutput> => {
+  const plans = microBatchPlans(spec);
+
+  const step = (state: TrainState, batch: Batch, random: ReadonlyMap<string, tf.Tensor>, options: StepOptions = {}): Result<StepOutput> => {
     const losses: Record<string, number> = {};
     const optim = new Map<string, OptimState>(state.optim);
     for (const phase of tr.phases) {
       if ((state.step + 1) % phase.every !== 0) continue;
+      const plan = plans.get(phase.name)!;
       const dsName = phase.dataset ?? single;
       const data = (field: string): tf.Tensor => {
         const dot = field.indexOf('.');
@@ -74,29 +95,83 @@ export const makeTrainer = (spec: Spec): Result<Trainer> => {
         return t;
       };
       const first = [...(dsName ? batch.get(dsName)!.values() : [...batch.values()][0]!.values())][0]!;
-      const env: EvalEnv = {
-        nets,
-        params: (net, w) => (w === 'ema' ? state.ema.get(net) : state.params.get(net))!,
-        data,
-        random: (name) => random.get(name)!,
-        batch: first.shape[0]!,
-      };
-      const vars = phase.updates.flatMap((n) => [...state.params.get(n)!.values()]);
-      let terms: ReadonlyArray<readonly [string, tf.Scalar]> = [];
-      const { value, grads } = tf.variableGrads(() => {
-        const l = phaseLoss(env, phase, state.step);
-        terms = l.terms;
-        return l.total;
-      }, vars);
-      const total = value.dataSync()[0]!;
-      // Logged as the official code logs them: with their sign (D/loss_real = -mean D(x)), unweighted.
-      for (const [name, t] of terms) {
+      const n = first.shape[0]!;
+      const size = options.microBatch === undefined ? n : Math.max(1, Math.min(n, Math.floor(options.microBatch)));
+      if (size < n && plan.refusals.length > 0) return E.left(plan.refusals);
+      const params = (net: string, w: 'live' | 'ema'): ParamStore => (w === 'ema' ? state.ema.get(net) : state.params.get(net))!;
+      const full: EvalEnv = { nets, params, data, random: (name) => random.get(name)!, batch: n };
+      // Coupling expressions (v1's permuted labels) on the whole batch, off the tape.
+      const whole = tf.tidy(() => {
+        const ev = evaluator(full);
+        return plan.wholeBatch.map((x) => [exprKey(x), ev.expr(x)] as const);
+      });
+      const vars = phase.updates.flatMap((u) => [...state.params.get(u)!.values()]);
+      const sums = new Map<string, number>();
+      let total = 0;
+      let grads: Record<string, tf.Tensor> = {};
+      for (const [start, count] of chunks(n, size)) {
+        const split = count < n;
+        const rows = (t: tf.Tensor): tf.Tensor => (split ? tf.slice(t, start, count) : t);
+        const owned: tf.Tensor[] = [];
+        const cut = new Map<string, tf.Tensor>();
+        const cutOf = (k: string, t: () => tf.Tensor): tf.Tensor => {
+          let v = cut.get(k);
+          if (!v) {
+            // Made lazily, possibly inside a tidy (the tape's): kept, and disposed after the chunk.
+            v = split ? tf.keep(rows(t())) : t();
+            cut.set(k, v);
+            if (split) owned.push(v);
+          }
+          return v;
+        };
+        const given = new Map<string, tf.Tensor>(whole.map(([k, v]) => [k, cutOf(`whole:${k}`, () => v)]));
+        const env: EvalEnv = {
+          nets,
+          params,
+          data: (field) => cutOf(`data:${field}`, () => data(field)),
+          random: (name) => cutOf(`random:${name}`, () => random.get(name)!),
+          batch: count,
+          given,
+        };
+        // Detached sub-computations off the tape: nothing of their networks is kept for backward.
+        const untaped = tf.tidy(() => {
+          const ev = evaluator(env);
+          return plan.untaped.map((x) => [exprKey(x), ev.expr(x)] as const);
+        });
+        for (const [k, v] of untaped) given.set(k, v);
+        let terms: ReadonlyArray<readonly [string, tf.Scalar]> = [];
+        const r = tf.variableGrads(() => {
+          const l = phaseLoss(env, phase, state.step, count / n);
+          terms = l.terms;
+          return l.total;
+        }, vars);
+        tf.dispose([...owned, ...untaped.map(([, v]) => v)]);
+        const value = r.value.dataSync()[0]!;
+        r.value.dispose();
+        total += value;
+        // Logged as the official code logs them: with their sign (D/loss_real = -mean D(x)), unweighted.
+        for (const [name, t] of terms) {
+          const v = t.dataSync()[0]!;
+          sums.set(name, (sums.get(name) ?? 0) + (split ? (v * count) / n : v));
+          t.dispose();
+        }
+        for (const [k, g] of Object.entries(r.grads)) {
+          const prev = grads[k];
+          if (prev === undefined) grads[k] = g;
+          else {
+            grads[k] = tf.add(prev, g);
+            prev.dispose();
+            g.dispose();
+          }
+        }
+        if (!Number.isFinite(value)) break;
+      }
+      tf.dispose(whole.map(([, v]) => v));
+      for (const [name, v] of sums) {
         const sign = phase.loss.find((w) => w.name === name)?.sign ?? 1;
-        losses[`${phase.name}/${name.replace(/^[a-z]+\//, '')}`] = sign * t.dataSync()[0]!;
-        t.dispose();
+        losses[`${phase.name}/${name.replace(/^[a-z]+\//, '')}`] = sign * v;
       }
       losses[`${phase.name}/total`] = total;
-      value.dispose();
       if (!Number.isFinite(total)) {
         tf.dispose(grads);
         const bad = Object.entries(losses).filter(([, v]) => !Number.isFinite(v)).map(([k]) => k);
@@ -116,6 +191,7 @@ export const makeTrainer = (spec: Spec): Result<Trainer> => {
         optim.set(net, { ...o, t });
       }
       tf.dispose(grads);
+      grads = {};
     }
     for (const e of tr.ema) {
       const live = state.params.get(e.net)!;
