@@ -30,7 +30,8 @@ import type { HostTensor, TensorMap } from '../io/tensor.ts';
 import { deploymentWeights } from '../io/weights.ts';
 import { selectBackend, shutdownBackend, type BackendInfo, type BackendName } from '../interpreters/tfjs/backend.ts';
 import { disposeState, initState, samplingWeights, stateFromFile, stateToFile, type TrainState } from '../interpreters/tfjs/train/state.ts';
-import { drawRandom, makeTrainer, type Batch, type Trainer } from '../interpreters/tfjs/train/step.ts';
+import { drawRandom, makeTrainer, PhaseFailure, type Batch, type Trainer } from '../interpreters/tfjs/train/step.ts';
+import { isOutOfMemory, outOfMemoryError, planMicroBatch, type MicroBatchPlan } from './microbatch.ts';
 import { sampleOf, samplerKind, translateLatent, translateReference, translateV1, v1Targets } from '../interpreters/tfjs/train/sampling.ts';
 
 export const CHECKPOINT = 'checkpoint.safetensors';
@@ -86,12 +87,19 @@ export interface TrainOptions {
   readonly timeLimit?: number;
   /** Stop, with a checkpoint, at the next step boundary once aborted (the CLI's Ctrl-C). */
   readonly signal?: AbortSignal;
-  /** Called once before the first iteration, after setup (backend, data, state). */
-  readonly onStart?: (p: { readonly step: number; readonly total: number }) => void | Promise<void>;
+  /** Called once before the first iteration, after setup (backend, data, state, micro-batch). */
+  readonly onStart?: (p: { readonly step: number; readonly total: number; readonly batch: number; readonly microBatch: number; readonly memory: MicroBatchPlan }) => void | Promise<void>;
   /** Called after every iteration; the loop waits for a returned promise. */
   readonly onStep?: (p: StepProgress) => void | Promise<void>;
   /** Recorded in run.json (the CLI's command line). */
   readonly command?: string;
+  /**
+   * Samples evaluated at once: the declared batch is split into chunks of this size whose
+   * gradients accumulate before one optimizer step (the same run up to float rounding). Default:
+   * chosen from the memory model (api/microbatch.ts): the whole batch when it fits the backend's
+   * memory, else the largest chunk that does; a resumed run keeps its own.
+   */
+  readonly microBatch?: number;
 }
 
 export interface TrainResult {
@@ -111,6 +119,8 @@ export interface TrainResult {
   /** The weights to deploy: each network's EMA copy where it has one, under `NAME.` prefixes. */
   readonly weights: TensorMap;
   readonly backend: BackendInfo;
+  /** Samples each step evaluated at once (the batch size when not split). */
+  readonly microBatch: number;
   /** The checkpoint file, when `out` was given. */
   readonly checkpointPath?: string;
 }
@@ -226,6 +236,8 @@ interface Start {
   readonly spec: Spec;
   readonly dataSeed: number;
   readonly from: Checkpoint | null;
+  /** The micro-batch a resumed run used (so it continues bit for bit). */
+  readonly microBatch?: number;
 }
 
 /** Resolve `resume`/`overwrite` against the run directory; clears a replaced run. */
@@ -245,12 +257,12 @@ const prepareRun = async (specIn: Spec, o: TrainOptions): Promise<Result<Start>>
     if (E.isLeft(decoded)) return decoded;
     if (encodeSpec(decoded.right) !== encodeSpec(specIn))
       return E.left([specError(o.out, 'was trained with another spec or settings', 'resume with the same spec and --set values (see its run.json), or start a new run')]);
-    const run = JSON.parse(await readFile(join(o.out, 'run.json'), 'utf8').catch(() => '{}')) as { dataSeed?: number };
+    const run = JSON.parse(await readFile(join(o.out, 'run.json'), 'utf8').catch(() => '{}')) as { dataSeed?: number; microBatch?: number };
     const bytes = await readFile(cp).catch(() => null);
     if (bytes === null) return E.left([specError(cp, 'cannot be read')]);
     const contents = readSafetensorsContents(new Uint8Array(bytes), cp);
     if (E.isLeft(contents)) return contents;
-    return E.right({ spec: decoded.right, dataSeed: run.dataSeed ?? dataSeed, from: contents.right });
+    return E.right({ spec: decoded.right, dataSeed: run.dataSeed ?? dataSeed, from: contents.right, ...(typeof run.microBatch === 'number' ? { microBatch: run.microBatch } : {}) });
   }
   if ((await exists(cp)) || (await exists(join(o.out, 'run.json')))) {
     if (!o.overwrite) return E.left([specError(o.out, 'already holds a run', 'pass --resume to continue it, --overwrite to replace it, or choose another --out')]);
@@ -272,6 +284,13 @@ export const train = async (specIn: Spec, o: TrainOptions): Promise<Result<Train
 
   const backend = await selectBackend(o.backend ?? 'auto', o.threads === undefined ? {} : { threads: o.threads });
   if (E.isLeft(backend)) return backend;
+  // Before anything is written: refused here when even one sample at a time does not fit.
+  const plan = planMicroBatch(spec, backend.right.name, o.microBatch ?? start.right.microBatch);
+  if (E.isLeft(plan)) {
+    shutdownBackend();
+    return plan;
+  }
+  const microBatch = plan.right.microBatch;
   const data = o.data;
   const provider = isProvider(data) ? E.right(data) : await makeProvider(spec, typeof data === 'string' ? [data] : data, o.attrs, dataSeed);
   if (E.isLeft(provider)) return provider;
@@ -299,6 +318,7 @@ export const train = async (specIn: Spec, o: TrainOptions): Promise<Result<Train
       dataDescription: provider.right.description,
       dataSeed,
       backend: backend.right,
+      microBatch,
       command: o.command ?? '',
       started: new Date().toISOString(),
     };
@@ -331,7 +351,7 @@ export const train = async (specIn: Spec, o: TrainOptions): Promise<Result<Train
   const timeUp = (): boolean => o.timeLimit !== undefined && seconds() >= o.timeLimit;
   let losses: Readonly<Record<string, number>> = {};
   let failure: Result<never> | null = null;
-  if (o.onStart) await o.onStart({ step: s0, total });
+  if (o.onStart) await o.onStart({ step: s0, total, batch: tr.batchSize, microBatch, memory: plan.right });
   while (state.step < total && !o.signal?.aborted && !timeUp()) {
     const batch = new Map<string, Map<string, tf.Tensor>>();
     for (const ds of datasets) {
@@ -347,7 +367,17 @@ export const train = async (specIn: Spec, o: TrainOptions): Promise<Result<Train
       break;
     }
     const random = drawRandom(tr.random, tr.seed, state.step, tr.batchSize);
-    const r = trainer.right.step(state, batch as Batch, random);
+    let r: ReturnType<Trainer['step']>;
+    try {
+      r = trainer.right.step(state, batch as Batch, random, { microBatch });
+    } catch (e) {
+      // The engine ran out of memory (the estimate was wrong): one line, the checkpoint kept.
+      const cause = e instanceof PhaseFailure ? e.cause : e;
+      if (!isOutOfMemory(cause)) throw e;
+      const kept = cp !== undefined && (await exists(cp)) ? cp : null;
+      failure = E.left([outOfMemoryError(spec, backend.right.name, plan.right, state.step + 1, e instanceof PhaseFailure ? e.phase : null, cause, kept)]);
+      break;
+    }
     tf.dispose([...[...batch.values()].flatMap((m) => [...m.values()]), ...random.values()]);
     if (E.isLeft(r)) {
       failure = r;
@@ -369,8 +399,12 @@ export const train = async (specIn: Spec, o: TrainOptions): Promise<Result<Train
     if (step % tr.sampleEvery === 0 || step === total) await samples(state);
   }
   if (failure) {
-    disposeState(state);
-    shutdownBackend();
+    try {
+      disposeState(state);
+      shutdownBackend();
+    } catch {
+      // A wasm instance that ran out of memory may be unusable: the process is ending the run anyway.
+    }
     return failure;
   }
   const file = stateToFile(spec, state);
@@ -396,6 +430,7 @@ export const train = async (specIn: Spec, o: TrainOptions): Promise<Result<Train
     checkpoint,
     weights: deploymentWeights(checkpoint.tensors, checkpoint.metadata),
     backend: backend.right,
+    microBatch,
     ...(cp !== undefined ? { checkpointPath: cp } : {}),
   });
 };

@@ -70,7 +70,19 @@ program
   .option('--net <name>', 'only this network')
   .option('--json', 'print one JSON object')
   .option('--settings', "list the spec's settings instead: key, type, default and doc (with --json: {\"spec\", \"doc\", \"settings\": [...]})")
-  .action(async (specArg: string, o: { set: string[]; net?: string; json?: boolean; settings?: boolean }) => {
+  .option('--train', 'the estimated peak memory of a training step per phase instead, and the largest micro-batch that fits the wasm heap (with --json: {"spec", "training": {...}})')
+  .option('--batch <n>', 'with --train: the declared batch to estimate (default: the spec\'s batchSize)')
+  .action(async (specArg: string, o: { set: string[]; net?: string; json?: boolean; settings?: boolean; train?: boolean; batch?: string }) => {
+    if (o.batch !== undefined && !o.train) die('--batch', 'only goes with --train', 'add --train, or set the batch with --set batchSize=N');
+    if (o.train) {
+      const spec0 = ok(await loadChecked(specArg, o.set));
+      const batch = o.batch === undefined ? spec0.training.batchSize : Number(o.batch);
+      if (!(Number.isInteger(batch) && batch >= 1)) die('--batch', `${o.batch} is not a positive integer`);
+      const spec: Spec = { ...spec0, training: { ...spec0.training, batchSize: batch } };
+      const { trainingSummary } = await import('./memory.ts');
+      process.stdout.write(ok(trainingSummary(spec, o.json ?? false)));
+      return;
+    }
     if (o.settings) {
       const info = ok(await settingsOf(specArg, { set: o.set }));
       process.stdout.write(o.json ? `${JSON.stringify(info)}\n` : renderSettings(info));
