@@ -213,7 +213,8 @@ program
   .option('--time-limit <minutes>', 'stop with a checkpoint after this many minutes (a normal end; --resume continues)')
   .addOption(backendOption())
   .option('--threads <n>', 'wasm backend: XNNPACK threads, 1-8 (default 1; 2 pays off from about 64 px or official widths)')
-  .action(async (specArg: string, o: { set: string[]; data: string[]; attrs?: string; out: string; steps?: string; dataSeed?: string; resume?: boolean; overwrite?: boolean; quiet?: boolean; timeLimit?: string; backend: string; threads?: string }) => {
+  .option('--micro-batch <n>', 'evaluate each batch in chunks of this many samples, accumulating gradients before each optimizer step (the same run up to float rounding; default: the whole batch if it fits in memory, else the largest chunk that does)')
+  .action(async (specArg: string, o: { set: string[]; data: string[]; attrs?: string; out: string; steps?: string; dataSeed?: string; resume?: boolean; overwrite?: boolean; quiet?: boolean; timeLimit?: string; backend: string; threads?: string; microBatch?: string }) => {
     const spec = ok(await loadSpec(specArg, o.set));
     const steps = o.steps === undefined ? undefined : Number(o.steps);
     if (steps !== undefined && !(Number.isInteger(steps) && steps > 0)) die('--steps', `${o.steps} is not a positive integer`);
@@ -223,6 +224,8 @@ program
     if (minutes !== undefined && !(minutes > 0)) die('--time-limit', `${o.timeLimit} is not a positive number of minutes`);
     const threads = o.threads === undefined ? undefined : Number(o.threads);
     if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= 8)) die('--threads', `${o.threads} is not a whole number from 1 to 8`);
+    const microBatch = o.microBatch === undefined ? undefined : Number(o.microBatch);
+    if (microBatch !== undefined && !(Number.isInteger(microBatch) && microBatch >= 1)) die('--micro-batch', `${o.microBatch} is not a positive integer`);
     const { trainCommand } = await import('./train.ts');
     const msg = ok(
       await trainCommand(spec, {
@@ -233,6 +236,7 @@ program
         ...(dataSeed !== undefined ? { dataSeed } : {}),
         backend: o.backend as 'auto',
         ...(threads !== undefined ? { threads } : {}),
+        ...(microBatch !== undefined ? { microBatch } : {}),
         resume: o.resume ?? false,
         overwrite: o.overwrite ?? false,
         quiet: o.quiet ?? false,

@@ -8,6 +8,7 @@ import type { Result } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
 import type { BackendName } from '../interpreters/tfjs/backend.ts';
 import { train } from '../api/train.ts';
+import { gb } from '../api/microbatch.ts';
 
 export { CHECKPOINT, lossPlot, makeProvider, sampleGrid } from '../api/train.ts';
 
@@ -20,6 +21,8 @@ export interface TrainOptions {
   readonly backend: BackendName;
   /** wasm: XNNPACK threads (default 1). */
   readonly threads?: number;
+  /** Samples per chunk of a batch (default: chosen from the memory model). */
+  readonly microBatch?: number;
   readonly resume: boolean;
   /** Replace a run already in --out (its checkpoint, log, samples and records). */
   readonly overwrite?: boolean;
@@ -54,12 +57,19 @@ export const trainCommand = async (spec: Spec, o: TrainOptions): Promise<Result<
       ...(o.dataSeed !== undefined ? { dataSeed: o.dataSeed } : {}),
       backend: o.backend,
       ...(o.threads !== undefined ? { threads: o.threads } : {}),
+      ...(o.microBatch !== undefined ? { microBatch: o.microBatch } : {}),
       resume: o.resume,
       overwrite: o.overwrite ?? false,
       ...(o.timeLimit !== undefined ? { timeLimit: o.timeLimit } : {}),
       signal: abort.signal,
       command: o.argv.join(' '),
       onStart: (p) => {
+        if (p.microBatch < p.batch || p.memory.chosen === 'forced') {
+          const m = p.memory;
+          const peak = Math.max(...m.phases.map((x) => x.total));
+          const of = m.available === null ? '' : ` of ${m.memory}'s ${gb(m.available)}`;
+          process.stderr.write(`batch ${p.batch} in micro-batches of ${p.microBatch} (${m.chosen === 'forced' ? '--micro-batch' : 'the largest that fits'}; estimated peak ${gb(peak)}${of})\n`);
+        }
         if (o.quiet) return;
         bar.start(p.total, p.step, { speed: '-', losses: '' });
         started = true;
