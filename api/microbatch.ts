@@ -8,6 +8,9 @@
  *   about 25%: bench/README.md "Memory model").
  * - cpu: the machine's memory (os.totalmem), with the same margin.
  * - tensorflow (tfjs-node, tfjs-node-gpu): no known limit; the whole batch unless forced.
+ *
+ * Without recomputation first (the fastest); with it (dsl/recompute.ts: about one more forward
+ * pass per network call, a fraction of the activations kept) when nothing fits otherwise.
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { totalmem } from 'node:os';
@@ -25,6 +28,8 @@ export interface MicroBatchPlan {
   readonly batch: number;
   /** How it was chosen. */
   readonly chosen: 'whole batch' | 'fits' | 'forced';
+  /** Whether network calls are recomputed in the backward pass (gradient checkpointing). */
+  readonly recompute: boolean;
   /** The estimate per phase at `microBatch` (bytes). */
   readonly phases: readonly PhaseMemory[];
   /** Bytes the backend offers (null: not known, tensorflow). */
@@ -69,13 +74,17 @@ const tooBig = (spec: Spec, backend: string, p: PhaseMemory, available: number, 
 
 /**
  * Choose the micro-batch for `spec` on `backend` (the tfjs backend's name), or say before the run
- * why none fits. `forced` is `--micro-batch N`: used as given when it fits.
+ * why none fits. `forced` is `--micro-batch N`: used as given when it fits. Recomputation
+ * (gradient checkpointing: about one more forward pass) is used only when nothing fits without
+ * it, or when `recompute` is true.
  */
-export const planMicroBatch = (spec: Spec, backend: string, forced?: number): Result<MicroBatchPlan> => {
+export const planMicroBatch = (spec: Spec, backend: string, forced?: number, recompute?: boolean): Result<MicroBatchPlan> => {
   const batch = spec.training.batchSize;
   const mem = backendMemory(backend);
   const memKind = backend === 'wasm' ? 'wasm' : 'host';
   const budget = mem.bytes === null ? null : mem.bytes * MEMORY_MARGIN;
+  const modes = recompute === true ? [true] : [false, true];
+  const base = { available: mem.bytes, memory: mem.what, batch };
   if (forced !== undefined) {
     if (!(Number.isInteger(forced) && forced >= 1)) return E.left([specError('--micro-batch', `${forced} is not a positive integer`)]);
     const m = Math.min(forced, batch);
@@ -83,27 +92,34 @@ export const planMicroBatch = (spec: Spec, backend: string, forced?: number): Re
       const c = checkMicroBatch(spec);
       if (E.isLeft(c)) return c;
     }
-    const est = trainingMemory(spec, { microBatch: m, backend: memKind });
-    if (E.isLeft(est)) return est;
-    if (budget !== null && worst(est.right).total > budget) return E.left([tooBig(spec, backend, worst(est.right), mem.bytes!, mem.what)]);
-    return E.right({ microBatch: m, batch, chosen: 'forced', phases: est.right, available: mem.bytes, memory: mem.what });
+    let last: readonly PhaseMemory[] = [];
+    for (const rc of modes) {
+      const est = trainingMemory(spec, { microBatch: m, backend: memKind, recompute: rc });
+      if (E.isLeft(est)) return est;
+      last = est.right;
+      if (budget === null || worst(est.right).total <= budget) return E.right({ ...base, microBatch: m, chosen: 'forced', recompute: rc, phases: est.right });
+    }
+    return E.left([tooBig(spec, backend, worst(last), mem.bytes!, mem.what)]);
   }
-  const whole = trainingMemory(spec, { backend: memKind });
-  if (E.isLeft(whole)) return whole;
-  if (budget === null || worst(whole.right).total <= budget)
-    return E.right({ microBatch: batch, batch, chosen: 'whole batch', phases: whole.right, available: mem.bytes, memory: mem.what });
-  const coupled = checkMicroBatch(spec);
-  if (E.isLeft(coupled)) {
-    const w = worst(whole.right);
-    return E.left([
-      specError(spec.name, `phase ${w.phase} at batch ${batch} needs about ${gb(w.total)} (estimated), ${mem.what} has ${gb(mem.bytes!)}, and the batch cannot be split into micro-batches`, `use ${sizeHint(spec)}, a smaller batchSize, or the native TensorFlow backend`),
-      ...coupled.left,
-    ]);
+  for (const rc of modes) {
+    const whole = trainingMemory(spec, { backend: memKind, recompute: rc });
+    if (E.isLeft(whole)) return whole;
+    if (budget === null || worst(whole.right).total <= budget) return E.right({ ...base, microBatch: batch, chosen: 'whole batch', recompute: rc, phases: whole.right });
+    const coupled = checkMicroBatch(spec);
+    if (E.isLeft(coupled)) {
+      if (!rc && modes.length > 1) continue;
+      const w = worst(whole.right);
+      return E.left([
+        specError(spec.name, `phase ${w.phase} at batch ${batch} needs about ${gb(w.total)} (estimated), ${mem.what} has ${gb(mem.bytes!)}, and the batch cannot be split into micro-batches`, `use ${sizeHint(spec)}, a smaller batchSize, or the native TensorFlow backend`),
+        ...coupled.left,
+      ]);
+    }
+    const choice = largestMicroBatch(spec, budget!, { backend: memKind, recompute: rc });
+    if (E.isLeft(choice)) return choice;
+    if (choice.right.microBatch !== null) return E.right({ ...base, microBatch: choice.right.microBatch, chosen: 'fits', recompute: rc, phases: choice.right.phases });
+    if (rc || modes.length === 1) return E.left([tooBig(spec, backend, worst(choice.right.phases), mem.bytes!, mem.what)]);
   }
-  const choice = largestMicroBatch(spec, budget, { backend: memKind });
-  if (E.isLeft(choice)) return choice;
-  if (choice.right.microBatch === null) return E.left([tooBig(spec, backend, worst(choice.right.phases), mem.bytes!, mem.what)]);
-  return E.right({ microBatch: choice.right.microBatch, batch, chosen: 'fits', phases: choice.right.phases, available: mem.bytes, memory: mem.what });
+  return E.left([specError(spec.name, 'no micro-batch plan')]);
 };
 
 /**

@@ -100,6 +100,12 @@ export interface TrainOptions {
    * memory, else the largest chunk that does; a resumed run keeps its own.
    */
   readonly microBatch?: number;
+  /**
+   * Recompute network calls in the backward pass instead of keeping their forward values
+   * (gradient checkpointing): less memory for about one more forward pass. Default: only when
+   * no micro-batch fits without it.
+   */
+  readonly recompute?: boolean;
 }
 
 export interface TrainResult {
@@ -285,12 +291,14 @@ export const train = async (specIn: Spec, o: TrainOptions): Promise<Result<Train
   const backend = await selectBackend(o.backend ?? 'auto', o.threads === undefined ? {} : { threads: o.threads });
   if (E.isLeft(backend)) return backend;
   // Before anything is written: refused here when even one sample at a time does not fit.
-  const plan = planMicroBatch(spec, backend.right.name, o.microBatch ?? start.right.microBatch);
+  const plan = planMicroBatch(spec, backend.right.name, o.microBatch ?? start.right.microBatch, o.recompute);
   if (E.isLeft(plan)) {
     shutdownBackend();
     return plan;
   }
-  const microBatch = plan.right.microBatch;
+  const { microBatch, recompute } = plan.right;
+  // On wasm Adam's moments live in host memory: the heap (4 GB) is for the rest.
+  const moments = backend.right.name === 'wasm' ? 'host' : 'device';
   const data = o.data;
   const provider = isProvider(data) ? E.right(data) : await makeProvider(spec, typeof data === 'string' ? [data] : data, o.attrs, dataSeed);
   if (E.isLeft(provider)) return provider;
@@ -301,11 +309,11 @@ export const train = async (specIn: Spec, o: TrainOptions): Promise<Result<Train
 
   let state: TrainState;
   if (start.right.from !== null) {
-    const s = stateFromFile(spec, start.right.from.tensors, start.right.from.metadata, cp ?? 'checkpoint');
+    const s = stateFromFile(spec, start.right.from.tensors, start.right.from.metadata, cp ?? 'checkpoint', { moments });
     if (E.isLeft(s)) return s;
     state = s.right;
   } else {
-    const s = initState(spec, spec.training.seed);
+    const s = initState(spec, spec.training.seed, new Map(), { moments });
     if (E.isLeft(s)) return s;
     state = s.right;
   }
@@ -319,6 +327,7 @@ export const train = async (specIn: Spec, o: TrainOptions): Promise<Result<Train
       dataSeed,
       backend: backend.right,
       microBatch,
+      recompute,
       command: o.command ?? '',
       started: new Date().toISOString(),
     };
@@ -369,7 +378,7 @@ export const train = async (specIn: Spec, o: TrainOptions): Promise<Result<Train
     const random = drawRandom(tr.random, tr.seed, state.step, tr.batchSize);
     let r: ReturnType<Trainer['step']>;
     try {
-      r = trainer.right.step(state, batch as Batch, random, { microBatch });
+      r = trainer.right.step(state, batch as Batch, random, { microBatch, recompute });
     } catch (e) {
       // The engine ran out of memory (the estimate was wrong): one line, the checkpoint kept.
       const cause = e instanceof PhaseFailure ? e.cause : e;

@@ -28,6 +28,7 @@ export const trainingSummary = (spec: Spec, json: boolean): Result<string> => {
           budgetBytes: budget,
           phases: whole.right,
           microBatch: E.isRight(plan) ? plan.right.microBatch : null,
+          recompute: E.isRight(plan) ? plan.right.recompute : null,
           microBatchPhases: E.isRight(plan) && plan.right.microBatch < batch ? plan.right.phases : null,
           refusals: E.isLeft(coupled) ? coupled.left.map(formatError) : [],
           error: E.isLeft(plan) ? plan.left.map(formatError).join('; ') : null,
@@ -42,11 +43,12 @@ export const trainingSummary = (spec: Spec, json: boolean): Result<string> => {
     '',
   ];
   if (E.isLeft(plan)) lines.push(`does not fit the wasm heap (${gb(WASM_HEAP_BYTES)}, ${Math.round(MEMORY_MARGIN * 100)}% of it for the estimate): ${plan.left.map(formatError).join('; ')}`);
-  else if (plan.right.microBatch === batch) lines.push(`batch ${batch} fits the wasm heap (${gb(WASM_HEAP_BYTES)}; estimates up to ${gb(budget)} are taken to fit): no micro-batching`);
+  else if (plan.right.microBatch === batch && !plan.right.recompute) lines.push(`batch ${batch} fits the wasm heap (${gb(WASM_HEAP_BYTES)}; estimates up to ${gb(budget)} are taken to fit): no micro-batching`);
   else {
     const m = plan.right.microBatch;
+    const rc = plan.right.recompute ? ', with forward passes recomputed in the backward pass (nothing fits without)' : '';
     lines.push(
-      `largest micro-batch that fits the wasm heap: ${m} (batch ${batch} as ${Math.ceil(batch / m)} chunks; estimates up to ${gb(budget)} of ${gb(WASM_HEAP_BYTES)} are taken to fit)`,
+      `largest micro-batch that fits the wasm heap: ${m} (batch ${batch} as ${Math.ceil(batch / m)} chunks${rc}; estimates up to ${gb(budget)} of ${gb(WASM_HEAP_BYTES)} are taken to fit)`,
       '',
       renderMemory(plan.right.phases, 'wasm'),
     );

@@ -64,11 +64,12 @@ export const trainCommand = async (spec: Spec, o: TrainOptions): Promise<Result<
       signal: abort.signal,
       command: o.argv.join(' '),
       onStart: (p) => {
-        if (p.microBatch < p.batch || p.memory.chosen === 'forced') {
+        if (p.microBatch < p.batch || p.memory.chosen === 'forced' || p.memory.recompute) {
           const m = p.memory;
           const peak = Math.max(...m.phases.map((x) => x.total));
           const of = m.available === null ? '' : ` of ${m.memory}'s ${gb(m.available)}`;
-          process.stderr.write(`batch ${p.batch} in micro-batches of ${p.microBatch} (${m.chosen === 'forced' ? '--micro-batch' : 'the largest that fits'}; estimated peak ${gb(peak)}${of})\n`);
+          const how = p.microBatch < p.batch ? `batch ${p.batch} in micro-batches of ${p.microBatch}` : `batch ${p.batch}`;
+          process.stderr.write(`${how}${m.recompute ? ', forward passes recomputed in the backward pass' : ''} (${m.chosen === 'forced' ? '--micro-batch' : m.chosen === 'fits' ? 'the largest that fits' : 'fits'}; estimated peak ${gb(peak)}${of})\n`);
         }
         if (o.quiet) return;
         bar.start(p.total, p.step, { speed: '-', losses: '' });

@@ -158,7 +158,25 @@ export interface PhasePlan {
    * not in `wholeBatch` (they stay on the tape: an unsplit step is still right).
    */
   readonly refusals: readonly SpecError[];
+  /**
+   * Gradient penalties whose forward pass the phase's other terms share (by `termKey`): those
+   * whose variable (`wrt`) depends on no network the phase updates, outside a `detach`. Then the
+   * penalised network calls, evaluated at the variable, equal the plain calls in value and in
+   * their gradients w.r.t. the updated weights, so one forward serves both, as the official
+   * StarGAN v2 code's `out = D(x_real)` serves loss_real and the R1 term.
+   */
+  readonly sharedPenalties: ReadonlySet<string>;
 }
+
+/** The key of a loss term (structural equality). */
+export const termKey = (t: Term): string => JSON.stringify(t);
+
+/** Whether x depends on a live call of one of `nets` outside a `detach`. */
+export const dependsOn = (x: Expr, nets: ReadonlySet<string>): boolean => {
+  if (x.e === 'detach') return false;
+  if (x.e === 'call' && x.weights === 'live' && nets.has(x.net)) return true;
+  return operandsOfExpr(x).some((o) => dependsOn(o, nets));
+};
 
 /** A phase's plan (the whole-batch and off-tape expressions, and any reason it cannot be chunked). */
 export const phasePlan = (phase: Phase, path = `training.phases.${phase.name}`): PhasePlan => {
@@ -190,7 +208,9 @@ export const phasePlan = (phase: Phase, path = `training.phases.${phase.name}`):
       visit(t.wrt, false);
     } else for (const o of operandsOfTerm(t)) visit(o, false);
   }
-  return { phase: phase.name, wholeBatch: [...whole.values()], untaped: untapedOf(phase), refusals: errors };
+  const updates = new Set(phase.updates);
+  const sharedPenalties = new Set(phase.loss.flatMap((w) => (w.term.t === 'gradPenalty' && !dependsOn(w.term.wrt, updates) ? [termKey(w.term)] : [])));
+  return { phase: phase.name, wholeBatch: [...whole.values()], untaped: untapedOf(phase), refusals: errors, sharedPenalties };
 };
 
 /**

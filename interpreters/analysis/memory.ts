@@ -3,7 +3,7 @@
  * one iteration of the tfjs interpreter, by what holds it:
  *
  *   parameters   every network's live weights (float32)
- *   optimizer    Adam's two moments per optimized weight
+ *   optimizer    Adam's two moments per optimized weight (on wasm in host memory, outside the heap)
  *   ema          the EMA copies
  *   gradients    the updated networks' gradients: during the backward pass every contribution to
  *                them (about two per taped use of a network), plus the running sum when
@@ -30,9 +30,10 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result } from '../../dsl/errors.ts';
 import type { Expr, Network, Node, Phase, Spec } from '../../dsl/ir.ts';
-import { exprKey, operandsOfExpr, operandsOfTerm, phasePlan } from '../../dsl/microbatch.ts';
+import { exprKey, operandsOfExpr, operandsOfTerm, phasePlan, termKey } from '../../dsl/microbatch.ts';
 import { numel, paramsOfNode } from '../../dsl/params.ts';
 import { inferShapes } from '../../dsl/shapes.ts';
+import { recomputeSegments } from '../../dsl/recompute.ts';
 import { reachable, refsOf } from '../../dsl/walk.ts';
 
 const F32 = 4;
@@ -58,17 +59,18 @@ export const tapeFactor = (n: Node): { readonly first: number; readonly second: 
       // The transposed convolution, PyTorch's padding cropped, the bias.
       return { first: 6.2, second: 9.2 };
     case 'instanceNorm':
-      // tf.moments, centring and scaling: five values and their gradients; the affine part three more.
-      return n.affine ? { first: 13, second: 48 } : { first: 10, second: 43 };
+      // First order: one op with its gradient written out (lowerings.ts), the affine part two
+      // more. Inside a penalty: tf.moments, centring and scaling, differentiated twice.
+      return n.affine ? { first: 4, second: 48 } : { first: 2, second: 43 };
     case 'adain':
-      return { first: 13, second: 48 };
+      return { first: 4, second: 48 };
     case 'linear':
       return { first: 3, second: 4 };
     case 'relu':
       return { first: 2, second: 8 };
     case 'leakyRelu':
-      // relu(x) - a * relu(-x): four values and their gradients.
-      return { first: 10, second: 28 };
+      // tfjs's kernel, with the gradient of gradients.ts (lowerings.ts).
+      return { first: 2, second: 8 };
     case 'tanh':
       return { first: 2, second: 12 };
     case 'avgPool':
@@ -99,6 +101,12 @@ export interface CallCost {
   readonly forward: number;
   /** The largest single activation of one sample (what an off-tape call holds at once, twice). */
   readonly largest: number;
+  /**
+   * Under recomputation (dsl/recompute.ts): the segments' boundary values (kept once, and their
+   * gradients once more in the backward pass), the first-order tape of the nodes after the last
+   * segment, and the largest segment's first-order tape (recomputed one segment at a time).
+   */
+  readonly recomputed: { readonly boundaries: number; readonly tail: number; readonly segment: number };
 }
 
 export const callCost = (net: Network): Result<CallCost> =>
@@ -107,17 +115,24 @@ export const callCost = (net: Network): Result<CallCost> =>
     let first = 0;
     let second = 0;
     let largest = 0;
+    const firstOf: number[] = net.nodes.map(() => 0);
     net.nodes.forEach((n, i) => {
       if (!live[i]) return;
       const out = numel(shapes[i]!);
       // select reads a K-branch stack: its cost follows its input.
       const elems = n.op === 'select' ? numel(shapes[refsOf(n)[0]!]!) : out;
       const f = tapeFactor(n);
-      first += f.first * elems * F32;
+      firstOf[i] = f.first * elems * F32;
+      first += firstOf[i]!;
       second += f.second * elems * F32;
       largest = Math.max(largest, out * F32);
     });
-    return { first, second, forward: first / 2, largest };
+    const segments = recomputeSegments(net, shapes);
+    const inSegment = net.nodes.map((_, i) => segments.some((g) => i >= g.start && i <= g.end));
+    const boundaries = segments.reduce((a, g) => a + numel(shapes[g.end]!) * F32, 0);
+    const tail = firstOf.reduce((a, b, i) => a + (inSegment[i] ? 0 : b), 0);
+    const segment = Math.max(0, ...segments.map((g) => firstOf.slice(g.start, g.end + 1).reduce((a, b) => a + b, 0)));
+    return { first, second, forward: first / 2, largest, recomputed: { boundaries, tail, segment } };
   })(inferShapes(net));
 
 const paramBytes = (net: Network): number => net.nodes.reduce((a, n) => a + paramsOfNode(n).reduce((b, p) => b + numel(p.shape), 0), 0) * F32;
@@ -157,8 +172,9 @@ export const phaseCalls = (phase: Phase): ReadonlyArray<{ readonly net: string; 
     const t = w.term;
     if (t.t === 'gradPenalty') {
       visit(t.wrt, false, '', false, null);
-      // The penalty's own evaluation of `of` (with `wrt` substituted): its own memo, second order.
-      visit(t.of, false, `penalty${i}:`, true, exprKey(t.wrt));
+      // The penalty's own evaluation of `of` (with `wrt` substituted), second order: its own
+      // calls, or, when shared (dsl/microbatch.ts), the same calls the other terms use.
+      visit(t.of, false, plan.sharedPenalties.has(termKey(t)) ? '' : `penalty${i}:`, true, exprKey(t.wrt));
     } else for (const o of operandsOfTerm(t)) visit(o, false, '', false, null);
   });
   return [...calls.values()];
@@ -176,6 +192,8 @@ export interface PhaseMemory {
   readonly activations: number;
   readonly secondOrder: number;
   readonly data: number;
+  /** Whether `optimizer` is in host memory (then not part of `tensors`). */
+  readonly hostMoments: boolean;
   /**
    * Tensors live at the peak: the sum of the above (the peak is the backward pass's or the Adam
    * step's, whichever is larger: then activations are 0).
@@ -192,7 +210,7 @@ export type MemoryBackend = 'wasm' | 'host';
  * allocator cannot hand out again and XNNPACK's copy of each convolution's weights. Fitted to the
  * heap peaks of bench/README.md ("Memory model").
  */
-export const HEAP_OVERHEAD = { fraction: 0.1, packedWeights: 1 } as const;
+export const HEAP_OVERHEAD = { fraction: 0.2, packedWeights: 1 } as const;
 
 /** Parameter-sized temporaries of one Adam update (adam.ts), besides the gradient. */
 const ADAM_TEMPORARIES = 4;
@@ -210,6 +228,13 @@ export interface MemoryOptions {
   readonly microBatch?: number;
   /** 'wasm' adds the heap's overhead (default 'wasm'). */
   readonly backend?: MemoryBackend;
+  /** Network calls recomputed in the backward pass (gradient checkpointing; not inside penalties). */
+  readonly recompute?: boolean;
+  /**
+   * Adam's moments in host memory, not the backend's (train/adam.ts; the loop does it on wasm).
+   * Default: on the host for 'wasm', on the device otherwise.
+   */
+  readonly hostMoments?: boolean;
 }
 
 /** Per phase, the estimated peak memory of one iteration. */
@@ -217,6 +242,7 @@ export const trainingMemory = (spec: Spec, o: MemoryOptions = {}): Result<readon
   const tr = spec.training;
   const batch = o.batch ?? tr.batchSize;
   const micro = Math.max(1, Math.min(batch, o.microBatch ?? batch));
+  const hostMoments = o.hostMoments ?? (o.backend ?? 'wasm') === 'wasm';
   const nets = new Map(spec.networks.map((n) => [n.name, n]));
   const costs = new Map<string, CallCost>();
   for (const n of spec.networks) {
@@ -240,27 +266,32 @@ export const trainingMemory = (spec: Spec, o: MemoryOptions = {}): Result<readon
     let first = 0;
     let second = 0;
     let largest = 0;
+    let segment = 0;
     for (const c of calls) {
       const cost = costs.get(c.net)!;
-      if (c.mode === 'first') first += cost.first;
-      else if (c.mode === 'forward') first += cost.forward;
+      const rc = cost.recomputed;
+      if (c.mode === 'first') first += o.recompute ? 2 * rc.boundaries + rc.tail : cost.first;
+      else if (c.mode === 'forward') first += o.recompute ? rc.boundaries + rc.tail / 2 : cost.forward;
       else if (c.mode === 'second') second += cost.second;
+      if (o.recompute && c.mode === 'first') segment = Math.max(segment, rc.segment);
       largest = Math.max(largest, cost.largest);
     }
-    // Gradients. During the backward pass every contribution to a weight's gradient but the first
-    // stays alive until it ends (tfjs frees the partial sums, not the terms added): one per taped
-    // use of the network, four for a use inside a gradient penalty (measured: v1 D, two plain uses
-    // and the WGAN-GP one, 6 copies; v2 G, two uses, 2 copies); a micro-batched step also holds the
+    // Gradients. During the backward pass every contribution to a weight's gradient but the
+    // first stays alive until it ends (tfjs frees the partial sums, not the terms added): one per
+    // taped call of the network, four for a call inside a gradient penalty (measured copies of
+    // the largest weight: v1 D, two calls and the WGAN-GP one, 6; v2 D, one call and the R1 one
+    // it shares with d/real, 4; v1 and v2 G, two calls, 2). A micro-batched step also holds the
     // running sum. Adam then needs the gradients and about four copies of the largest weight.
     const copies = (net: string): number => Math.max(1, calls.reduce((a, c) => a + (c.net !== net ? 0 : c.mode === 'first' ? 1 : c.mode === 'second' ? 4 : 0), 0));
     const accumulator = micro < batch ? sum(p.updates, paramBytes) : 0;
     const backwardGradients = p.updates.reduce((a, u) => a + (nets.has(u) ? copies(u) * paramBytes(nets.get(u)!) : 0), 0) + accumulator;
-    const adamGradients = sum(p.updates, paramBytes) + ADAM_TEMPORARIES * Math.max(0, ...p.updates.map((u) => (nets.has(u) ? largestParam(nets.get(u)!) : 0)));
+    const adamGradients = sum(p.updates, paramBytes) + (hostMoments ? 1 : ADAM_TEMPORARIES) * Math.max(0, ...p.updates.map((u) => (nets.has(u) ? largestParam(nets.get(u)!) : 0)));
     // An off-tape call, and a convolution gradient's transposed copies, hold a few of the largest
     // activations at once beyond what the tape keeps.
-    const activations = micro * (first + 3 * largest);
+    // (Recomputing: one segment's tape at a time.)
+    const activations = micro * (first + Math.max(3 * largest, segment));
     const data = batch * perSample * F32 * (micro < batch ? 2 : 1);
-    const state = parameters + optimizer + ema + data;
+    const state = parameters + (hostMoments ? 0 : optimizer) + ema + data;
     const backward = state + backwardGradients + activations + micro * second;
     const adam = state + adamGradients;
     const gradients = backward >= adam ? backwardGradients : adamGradients;
@@ -271,6 +302,7 @@ export const trainingMemory = (spec: Spec, o: MemoryOptions = {}): Result<readon
       microBatch: micro,
       parameters,
       optimizer,
+      hostMoments,
       ema,
       gradients,
       activations: backward >= adam ? activations : 0,
@@ -325,7 +357,7 @@ export const renderMemory = (rows: readonly PhaseMemory[], backend: MemoryBacken
     String(r.batch),
     String(r.microBatch),
     gbText(r.parameters),
-    gbText(r.optimizer),
+    r.hostMoments ? `(${gbText(r.optimizer)} host)` : gbText(r.optimizer),
     r.ema > 0 ? gbText(r.ema) : '',
     gbText(r.gradients),
     r.activations > 0 ? gbText(r.activations) : '',

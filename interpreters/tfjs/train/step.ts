@@ -59,6 +59,11 @@ export class PhaseFailure extends Error {
 export interface StepOptions {
   /** Samples evaluated at once (default: the whole batch). */
   readonly microBatch?: number;
+  /**
+   * Recompute network calls' forward passes in the backward pass instead of keeping them
+   * (gradient checkpointing: forward.ts `recompute`): less memory, about one more forward pass.
+   */
+  readonly recompute?: boolean;
 }
 
 /** The iteration's random draws, a pure function of (seed, step): exact resume on any backend. */
@@ -182,6 +187,7 @@ export const makeTrainer = (spec: Spec): Result<Trainer> => {
         batch: count,
         given,
       };
+      const taped: EvalEnv = { ...env, sharedPenalties: plan.sharedPenalties, ...(options.recompute ? { recompute: { updates: new Set(phase.updates) } } : {}) };
       // Detached sub-computations off the tape: nothing of their networks is kept for backward.
       const untaped = tf.tidy(() => {
         const ev = evaluator(env);
@@ -190,12 +196,15 @@ export const makeTrainer = (spec: Spec): Result<Trainer> => {
       live.push(() => untaped.map(([, v]) => v));
       for (const [k, v] of untaped) given.set(k, v);
       let terms: ReadonlyArray<readonly [string, tf.Scalar]> = [];
+      let shared: readonly tf.Tensor[] = [];
+      live.push(() => [...shared]);
       const r = tf.variableGrads(() => {
-        const l = phaseLoss(env, phase, state.step, count / n);
+        const l = phaseLoss(taped, phase, state.step, count / n);
         terms = l.terms;
+        shared = l.shared;
         return l.total;
       }, vars);
-      tf.dispose([...owned, ...untaped.map(([, v]) => v)]);
+      tf.dispose([...owned, ...untaped.map(([, v]) => v), ...shared]);
       const value = r.value.dataSync()[0]!;
       r.value.dispose();
       total += value;
