@@ -47,11 +47,10 @@ export const recomputeSegments = (net: Network, shapes: readonly Shape[], parts 
     if (lastUse[i]! > i) open.add(i);
     if (open.size === 1 && open.has(i)) cuts.push(i);
   }
-  const elems = (from: number, to: number): number => {
-    let e = 0;
-    for (let i = from; i <= to; i++) if (live[i] && !isInput(i)) e += numel(shapes[i] ?? []);
-    return e;
-  };
+  // Prefix sums of per-sample activation elements.
+  const prefix = [0];
+  for (let i = 0; i < n; i++) prefix.push(prefix[i]! + (live[i] && !isInput(i) ? numel(shapes[i] ?? []) : 0));
+  const elems = (from: number, to: number): number => prefix[to + 1]! - prefix[from]!;
   const first = net.nodes.findIndex((nd, i) => live[i] && nd.op !== 'input');
   if (first < 0 || cuts.length === 0) return [];
   const target = elems(first, n - 1) / Math.max(1, parts);

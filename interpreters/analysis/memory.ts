@@ -109,7 +109,18 @@ export interface CallCost {
   readonly recomputed: { readonly boundaries: number; readonly tail: number; readonly segment: number };
 }
 
-export const callCost = (net: Network): Result<CallCost> =>
+const costCache = new WeakMap<Network, Result<CallCost>>();
+
+/** Per-sample tape bytes of a call of `net` (memoised per network object). */
+export const callCost = (net: Network): Result<CallCost> => {
+  const hit = costCache.get(net);
+  if (hit) return hit;
+  const r = computeCallCost(net);
+  costCache.set(net, r);
+  return r;
+};
+
+const computeCallCost = (net: Network): Result<CallCost> =>
   E.map(({ shapes }: { readonly shapes: ReadonlyArray<readonly number[]> }) => {
     const live = reachable(net);
     let first = 0;
