@@ -124,12 +124,15 @@ export const planMicroBatch = (spec: Spec, backend: string, forced?: number, rec
 
 /**
  * Whether a thrown error is the engine running out of memory: wasm's heap ("memory access out of
- * bounds", Emscripten's "Aborted(OOM)" / "Cannot enlarge memory"), V8's allocation failures
- * (RangeError: Array buffer allocation failed, Invalid typed array length), or TensorFlow's OOM.
+ * bounds", Emscripten's "Aborted(OOM)" / "Cannot enlarge memory", any WebAssembly.RuntimeError:
+ * a failed allocation aborts the instance), V8's allocation failures (RangeError: Array buffer
+ * allocation failed, Invalid typed array length), or TensorFlow's OOM. The one recogniser: the
+ * loop's step (the checkpoint kept) and train's last resort both use it.
  */
 export const isOutOfMemory = (e: unknown): boolean => {
+  if (e instanceof RangeError || (typeof WebAssembly !== 'undefined' && e instanceof WebAssembly.RuntimeError)) return true;
   const m = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-  return /memory access out of bounds|Aborted\(OOM\)|Cannot enlarge memory|out of memory|OOM when allocating|Array buffer allocation failed|Invalid typed array length|RangeError/i.test(m);
+  return /memory access out of bounds|Aborted\(|Cannot enlarge memory|out of memory|OOM when allocating|allocation failed|cannot allocate|typed array length|RangeError/i.test(m);
 };
 
 /** The one-line error for an out-of-memory that happened at run time. */

@@ -4,20 +4,22 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
+import type { PipelineSignature } from '../dsl/check.ts';
 import { specError, type Result } from '../dsl/errors.ts';
-import type { Network, Spec } from '../dsl/ir.ts';
+import type { Pipeline, Spec } from '../dsl/ir.ts';
+import { pipelineOf, runnableNames } from '../dsl/pipelines.ts';
 import { readImageFile, writeImageFile } from '../io/images.ts';
 import { toFloat32, type HostTensor, type TensorMap } from '../io/tensor.ts';
-import { networkWeights } from '../io/weights.ts';
+import { deriveSeed, rng } from '../dsl/random.ts';
+import { withPrefix } from '../io/weights.ts';
 import { selectBackend, type BackendInfo, type BackendName } from '../interpreters/tfjs/backend.ts';
-import { compileNetwork, type Compiled, type CompiledInput, type CompiledOutput } from '../interpreters/tfjs/forward.ts';
-import { disposeParams, exportParams, loadParams, type ParamStore } from '../interpreters/tfjs/params.ts';
-import { checkInputs } from '../interpreters/tfjs/run.ts';
-import { samplerKind, translateLatent, translateReference, translateV1 } from '../interpreters/tfjs/train/sampling.ts';
-import { networkOf, weightsFrom, type WeightsSource } from './weights.ts';
+import { disposeParams, exportParams, type ParamStore } from '../interpreters/tfjs/params.ts';
+import { checkPipelineInputs, loadPipeline } from '../interpreters/tfjs/pipeline.ts';
+import { loadPipelineParams } from '../interpreters/tfjs/run.ts';
+import { weightsFrom, type WeightsSource } from './weights.ts';
 
 // ---------------------------------------------------------------------------------------------
-// Compiled networks
+// Compiled networks and pipelines
 
 export interface CompileOptions {
   /** Weights (default: fresh, seeded by `seed`). */
@@ -30,19 +32,22 @@ export interface CompileOptions {
   readonly threads?: number;
 }
 
-/** A network ready to run: its weights are on the device until `dispose()`. */
+/** A network or pipeline ready to run: its weights are on the device until `dispose()`. */
 export interface Model {
   readonly spec: Spec;
-  readonly network: Network;
-  readonly inputs: readonly CompiledInput[];
-  readonly outputs: readonly CompiledOutput[];
+  /** The network's or pipeline's name. */
+  readonly name: string;
+  /** What runs: a spec pipeline, or a network lifted to one (its inputs and outputs). */
+  readonly pipeline: Pipeline;
+  readonly inputs: PipelineSignature['inputs'];
+  readonly outputs: PipelineSignature['outputs'];
   readonly backend: BackendInfo;
   /**
    * One forward pass: inputs by their official names, batch first, PyTorch layout (NCHW images,
    * domain indices as integers); outputs by name (`out`; v1 discriminator `out_src`, `out_cls`).
    */
   readonly run: (inputs: TensorMap | Readonly<Record<string, HostTensor>>) => Promise<Result<TensorMap>>;
-  /** The weights now on the device, official names. */
+  /** The weights now on the device, official names (`NAME.` prefixes when it calls several networks). */
   readonly weights: () => TensorMap;
   /** Free the device memory. */
   readonly dispose: () => void;
@@ -53,52 +58,70 @@ const toTensor = (t: HostTensor, index: boolean): tf.Tensor =>
     ? tf.tensor(Int32Array.from(toFloat32(t)), [...t.shape], 'int32')
     : tf.tensor(t.dtype === 'float32' ? (t.data as Float32Array).slice() : toFloat32(t), [...t.shape], 'float32');
 
-/** Compile network `net` of `spec` on a tfjs backend with given or fresh weights. */
-export const compile = async (spec: Spec, net: string, options: CompileOptions = {}): Promise<Result<Model>> => {
-  const n = networkOf(spec, net);
-  if (E.isLeft(n)) return n;
-  const compiled = compileNetwork(n.right);
-  if (E.isLeft(compiled)) return compiled;
+/**
+ * Compile network or pipeline `name` of `spec` (`run --net` takes the same names) on a tfjs
+ * backend with given or fresh weights.
+ */
+export const compile = async (spec: Spec, name: string, options: CompileOptions = {}): Promise<Result<Model>> => {
+  const resolved = pipelineOf(spec, name);
+  if (resolved === undefined)
+    return E.left([specError(name, `spec '${spec.name}' has no network or pipeline '${name}'`, `it has ${runnableNames(spec).join(', ')}`)]);
   const w = await weightsFrom(options.weights, spec, options.seed ?? 0);
   if (E.isLeft(w)) return w;
   const backend = await selectBackend(options.backend ?? 'auto', options.threads === undefined ? {} : { threads: options.threads });
   if (E.isLeft(backend)) return backend;
-  const store = loadParams(n.right, networkWeights(n.right, w.right), { origin: typeof options.weights === 'string' ? options.weights : 'weights' });
-  if (E.isLeft(store)) return store;
-  const c = compiled.right;
-  let live: ParamStore | null = store.right;
+  const stores = loadPipelineParams(spec, name, w.right, typeof options.weights === 'string' ? options.weights : 'weights');
+  if (E.isLeft(stores)) return stores;
+  const loaded = loadPipeline(spec, name, (net) => stores.right.get(net)!);
+  if (E.isLeft(loaded)) {
+    for (const s of stores.right.values()) disposeParams(s);
+    return loaded;
+  }
+  const p = loaded.right;
+  const what = `${resolved.lifted ? 'network' : 'pipeline'} '${name}'`;
+  let live: ReadonlyMap<string, ParamStore> | null = stores.right;
   const run = async (given: TensorMap | Readonly<Record<string, HostTensor>>): Promise<Result<TensorMap>> => {
-    if (live === null) return E.left([specError(net, 'the model was disposed')]);
+    if (live === null) return E.left([specError(name, 'the model was disposed')]);
     const inputs: TensorMap = given instanceof Map ? given : new Map(Object.entries(given));
-    const ok = checkInputs(c, inputs);
+    const ok = checkPipelineInputs(p.signature, what, inputs);
     if (E.isLeft(ok)) return ok;
     const xs: Record<string, tf.Tensor> = {};
     let outs: Record<string, tf.Tensor> = {};
     try {
-      for (const i of c.inputs) xs[i.name] = toTensor(inputs.get(i.name)!, i.dtype === 'index');
-      outs = c.apply(live, xs);
+      for (const i of p.pipeline.inputs) xs[i.name] = toTensor(inputs.get(i.name)!, i.dtype === 'index');
+      outs = p.apply(xs);
       const result = new Map<string, HostTensor>();
-      for (const o of c.outputs) {
+      for (const o of p.pipeline.outputs) {
         const t = outs[o.name]!;
-        result.set(o.name, { dtype: 'float32', shape: [...t.shape], data: (await t.data()) as Float32Array });
+        const data = await t.data();
+        result.set(o.name, t.dtype === 'int32' ? { dtype: 'int32', shape: [...t.shape], data: data as Int32Array } : { dtype: 'float32', shape: [...t.shape], data: data as Float32Array });
       }
       return E.right(result);
     } catch (e) {
-      return E.left([specError(`${spec.name}/${net}`, `forward pass failed on backend '${tf.getBackend()}': ${e instanceof Error ? e.message : String(e)}`)]);
+      return E.left([specError(`${spec.name}/${name}`, `forward pass failed on backend '${tf.getBackend()}': ${e instanceof Error ? e.message : String(e)}`)]);
     } finally {
       tf.dispose([...Object.values(xs), ...Object.values(outs)]);
     }
   };
+  const weights = (): TensorMap => {
+    if (live === null) return new Map();
+    if (live.size === 1 && resolved.lifted) return exportParams([...live.values()][0]!);
+    const all = new Map<string, HostTensor>();
+    for (const [net, s] of live) for (const [k, v] of withPrefix(exportParams(s), net)) all.set(k, v);
+    return all;
+  };
   return E.right({
     spec,
-    network: n.right,
-    inputs: c.inputs,
-    outputs: c.outputs,
+    name,
+    pipeline: p.pipeline,
+    inputs: p.signature.inputs,
+    outputs: p.signature.outputs,
     backend: backend.right,
     run,
-    weights: () => (live === null ? new Map() : exportParams(live)),
+    weights,
     dispose: () => {
-      if (live !== null) disposeParams(live);
+      p.dispose();
+      if (live !== null) for (const s of live.values()) disposeParams(s);
       live = null;
     },
   });
@@ -109,8 +132,9 @@ export const compile = async (spec: Spec, net: string, options: CompileOptions =
 
 /**
  * What to translate `x` (N, 3, H, W, in [-1, 1]) to:
- * - StarGAN v1: `c`, the target labels (N, c) as the generator takes them;
- * - StarGAN v2 latent-guided: a `domain`, with a latent code drawn from `seed` (default 0) and
+ * - StarGAN v1: `c`, the target labels (N, c) of the first dataset (its `translate_<dataset>`
+ *   pipeline lays them out as the generator takes them);
+ * - StarGAN v2 latent-guided: a `domain`, with latent codes drawn from `seed` (default 0) and
  *   truncation `psi` toward the domain's mean style (default 1: none);
  * - StarGAN v2 reference-guided: reference images `ref` (N, 3, H, W) of domains `yRef` (N).
  */
@@ -124,44 +148,52 @@ export interface TranslateOptions {
   readonly threads?: number;
 }
 
-/** Translate images with a spec's generator (v1) or its generator, mapping network and style encoder (v2). */
+const has = (spec: Spec, name: string): boolean => spec.pipelines.some((p) => p.name === name);
+
+/** Translate images through the spec's pipelines (v1 `translate_<dataset>`; v2 latent or reference synthesis). */
 export const translate = async (spec: Spec, weights: WeightsSource, request: TranslateRequest, options: TranslateOptions = {}): Promise<Result<HostTensor>> => {
-  const kind = samplerKind(spec);
+  const v1 = `translate_${spec.training.datasets[0]?.name ?? ''}`;
+  const kind = has(spec, v1) ? 'v1' : has(spec, 'latent_synthesis') && has(spec, 'reference_synthesis') ? 'v2' : null;
   const wanted = 'c' in request ? 'v1' : 'v2';
   if (kind !== wanted)
-    return E.left([specError(spec.name, kind === null ? 'has no generator this version knows how to translate with' : `is a StarGAN ${kind} spec; this request is for ${wanted}`, kind === 'v1' ? 'give target labels c' : 'give a domain (latent-guided) or ref and yRef (reference-guided)')]);
-  const nets = kind === 'v1' ? ['generator'] : 'ref' in request ? ['generator', 'style_encoder'] : ['generator', 'mapping_network'];
-  const w = await weightsFrom(weights, spec, 0);
-  if (E.isLeft(w)) return w;
-  const backend = await selectBackend(options.backend ?? 'auto', options.threads === undefined ? {} : { threads: options.threads });
-  if (E.isLeft(backend)) return backend;
-  const compiled = new Map<string, Compiled>();
-  const stores = new Map<string, ParamStore>();
+    return E.left([
+      specError(
+        spec.name,
+        kind === null ? 'declares no pipelines to translate with' : `is a StarGAN ${kind} spec; this request is for ${wanted}`,
+        kind === 'v1' ? 'give target labels c' : kind === 'v2' ? 'give a domain (latent-guided) or ref and yRef (reference-guided)' : 'StarGAN v1: translate_<dataset>; StarGAN v2: latent_synthesis and reference_synthesis',
+      ),
+    ]);
+  const x = request.x;
+  if (x.shape.length !== 4) return E.left([specError('x', `has shape (${x.shape.join(', ')}); expected (N, 3, H, W)`)]);
+  const n = x.shape[0]!;
+  let name: string;
+  let inputs: Record<string, HostTensor>;
+  if ('c' in request) {
+    const p = spec.pipelines.find((q) => q.name === v1)!;
+    const label = p.inputs.find((i) => i.name !== 'x')!;
+    name = v1;
+    inputs = { x, [label.name]: request.c };
+  } else if ('ref' in request) {
+    name = 'reference_synthesis';
+    inputs = { x, x_ref: request.ref, y: request.yRef };
+  } else {
+    const psi = request.psi ?? 1;
+    name = psi === 1 || !has(spec, 'latent_synthesis_truncated') ? 'latent_synthesis' : 'latent_synthesis_truncated';
+    const dim = spec.pipelines.find((q) => q.name === 'latent_synthesis')!.inputs.find((i) => i.name === 'z')!.shape[0]!;
+    const r = rng(deriveSeed(request.seed ?? 0, 'latent', request.domain));
+    inputs = {
+      x,
+      z: { dtype: 'float32', shape: [n, dim], data: Float32Array.from({ length: n * dim }, () => r.normal()) },
+      y: { dtype: 'int32', shape: [n], data: new Int32Array(n).fill(request.domain) },
+      ...(name === 'latent_synthesis_truncated' ? { psi: { dtype: 'float32', shape: [n], data: new Float32Array(n).fill(psi) } as HostTensor } : {}),
+    };
+  }
+  const model = await compile(spec, name, { weights, ...(options.backend !== undefined ? { backend: options.backend } : {}), ...(options.threads !== undefined ? { threads: options.threads } : {}) });
+  if (E.isLeft(model)) return model;
   try {
-    for (const name of nets) {
-      const n = networkOf(spec, name);
-      if (E.isLeft(n)) return n;
-      const c = compileNetwork(n.right);
-      if (E.isLeft(c)) return c;
-      const s = loadParams(n.right, networkWeights(n.right, w.right), { origin: `${typeof weights === 'string' ? weights : 'weights'} (${name})` });
-      if (E.isLeft(s)) return s;
-      compiled.set(name, c.right);
-      stores.set(name, s.right);
-    }
-    const x = request.x;
-    if (x.shape.length !== 4) return E.left([specError('x', `has shape (${x.shape.join(', ')}); expected (N, 3, H, W)`)]);
-    const n = x.shape[0]!;
-    const store = (name: string): ParamStore => stores.get(name)!;
-    if ('c' in request) {
-      if (request.c.shape[0] !== n) return E.left([specError('c', `has ${request.c.shape[0]} rows for ${n} images`)]);
-      return E.right(translateV1(compiled.get('generator')!, store('generator'), x, [toFloat32(request.c)])[0]!);
-    }
-    if ('ref' in request) return E.right(translateReference(compiled, store, x, request.ref, { dtype: 'int32', shape: [n], data: Int32Array.from(toFloat32(request.yRef)) }));
-    return E.right(translateLatent(compiled, store, x, request.domain, request.seed ?? 0, request.psi ?? 1));
-  } catch (e) {
-    return E.left([specError(spec.name, `translation failed on backend '${tf.getBackend()}': ${e instanceof Error ? e.message : String(e)}`)]);
+    return E.map((outs: TensorMap) => outs.get('out')!)(await model.right.run(inputs));
   } finally {
-    for (const s of stores.values()) disposeParams(s);
+    model.right.dispose();
   }
 };
 

@@ -13,7 +13,7 @@
  * (cross-setting rules, shapes through the networks) only `starspec check` knows.
  */
 import type * as t from 'io-ts';
-import { Spec as SpecCodec } from '../dsl/ir.ts';
+import { IR_FORMAT, Spec as SpecCodec } from '../dsl/ir.ts';
 import type { SettingDecl, SpecDef } from '../dsl/settings.ts';
 import { SCHEMA_KEY } from './spec.ts';
 
@@ -34,6 +34,8 @@ interface Inspectable {
   /** The tagged unions of dsl/combinators.ts (`TaggedType`): tag value -> member codec. */
   readonly tag?: string;
   readonly members?: Readonly<Record<string, unknown>>;
+  /** dsl/combinators.ts `ScalarOrPairType`: the codec of one value. */
+  readonly member?: unknown;
   /** dsl/combinators.ts `IntType`: the smallest legal value (null: any integer). */
   readonly min?: number | null;
 }
@@ -95,6 +97,12 @@ const walker = () => {
       case 'ArrayType':
       case 'ReadonlyArrayType':
         return { type: 'array', items: walk(c.type) };
+      case 'ScalarOrPairType': {
+        const one = walk(c.member);
+        return { anyOf: [one, { type: 'array', items: [one, one], minItems: 2, maxItems: 2 }] };
+      }
+      case 'AbsentAsType':
+        return walk(c.type);
       case 'PairType':
         return { type: 'array', items: (c.types ?? []).map(walk), minItems: 2, maxItems: 2 };
       case 'TupleType': {
@@ -114,14 +122,17 @@ const walker = () => {
         const inner = (c._tag === 'ExactType' ? (c.type as Inspectable) : c).props ?? {};
         const partial = c._tag === 'PartialType' || (c._tag === 'ExactType' && (c.type as Inspectable)._tag === 'PartialType');
         const keys = Object.keys(inner);
+        // A key added to the format later (absentAs) may be missing from older files.
+        const required = keys.filter((k) => (inner[k] as Inspectable)._tag !== 'AbsentAsType');
         return {
           type: 'object',
           properties: Object.fromEntries(keys.map((k) => [k, walk(inner[k])])),
-          ...(partial ? {} : { required: keys }),
+          ...(partial ? {} : { required }),
           ...(exact ? { additionalProperties: false } : {}),
         };
       }
       case 'DictionaryType':
+      case 'SortedRecordType':
         return { type: 'object', additionalProperties: walk(c.codomain) };
       case 'RecursiveType': {
         // A recursive tagged union is already a named definition; anything else becomes one.
@@ -177,7 +188,7 @@ export const specSchema = (defs: readonly SpecDef[]): JsonSchema => {
   return {
     $schema: DRAFT,
     title: 'starspec JSON spec',
-    description: 'A starspec spec file: {"extends": <built-in spec or path>, "set": {<setting>: <value>}}, or a fully resolved IR (starspec/ir@1).',
+    description: `A starspec spec file: {"extends": <built-in spec or path>, "set": {<setting>: <value>}}, or a fully resolved IR (${IR_FORMAT}).`,
     if: { type: 'object', required: ['extends'] },
     then: { $ref: '#/definitions/extends' },
     else: { $ref: '#/definitions/ir' },

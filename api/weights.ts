@@ -6,12 +6,12 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result } from '../dsl/errors.ts';
 import type { Network, Spec } from '../dsl/ir.ts';
-import { parameters } from '../dsl/params.ts';
+import { stateDict as stateDict_ } from '../dsl/params.ts';
 import { findNetwork } from '../dsl/walk.ts';
 import { readSafetensorsContentsFile, writeSafetensorsFile } from '../io/files.ts';
 import { initParams } from '../dsl/init.ts';
 import type { HostTensor, TensorMap } from '../io/tensor.ts';
-import { deploymentWeights, networkWeights, officialBuffers, withPrefix } from '../io/weights.ts';
+import { deploymentWeights, officialBuffers, weightsOfNetworks, withPrefix } from '../io/weights.ts';
 
 /** Weights as a map, or the path of a safetensors file (a weights file, or a training checkpoint). */
 export type WeightsSource = TensorMap | string;
@@ -52,11 +52,11 @@ export const stateDict = async (spec: Spec, net: string, weights: WeightsSource)
   if (E.isLeft(n)) return n;
   const w = await weightsFrom(weights, spec, 0);
   if (E.isLeft(w)) return w;
-  const mine = networkWeights(n.right, w.right);
+  const mine = weightsOfNetworks([n.right], w.right).get(n.right.name)!;
   const out = new Map<string, HostTensor>();
   const missing: string[] = [];
   // Parameters in state_dict order, then the buffers (load_state_dict does not care about order).
-  for (const p of parameters(n.right)) {
+  for (const p of stateDict_(n.right)) {
     const t = mine.get(p.key);
     if (t === undefined) missing.push(p.key);
     else out.set(p.key, t);

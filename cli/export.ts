@@ -1,12 +1,12 @@
-/** `starspec export`: a network or a v2 pipeline as an ONNX model. */
+/** `starspec export`: a network or a pipeline of the spec as an ONNX model. */
 import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
-import { readSafetensorsContentsFile, writeBytesAtomic } from '../io/files.ts';
+import { writeBytesAtomic } from '../io/files.ts';
 import type { TensorMap } from '../io/tensor.ts';
-import { deploymentWeights } from '../io/weights.ts';
 import { exportOnnx } from '../interpreters/onnx/index.ts';
 import { freshWeights } from '../api/weights.ts';
+import { describeSources, readWeights } from './weights.ts';
 
 /**
  * The exporter reports a weights file that does not fit one error per key (hundreds for a wrong
@@ -34,15 +34,18 @@ const condenseWeightErrors = (errors: readonly SpecError[], weightsPath: string,
   ];
 };
 
-export const exportCommand = async (spec: Spec, net: string, weightsPath: string | undefined, out: string, opset: number, seed: number): Promise<Result<string>> => {
+/** `weightArgs` empty: fresh seeded weights. */
+export const exportCommand = async (spec: Spec, net: string, weightArgs: readonly string[], out: string, opset: number, seed: number): Promise<Result<string>> => {
   let weights: TensorMap;
-  if (weightsPath !== undefined) {
-    const w = await readSafetensorsContentsFile(weightsPath);
+  let from: string | undefined;
+  if (weightArgs.length > 0) {
+    const w = await readWeights(spec, weightArgs);
     if (E.isLeft(w)) return w;
-    weights = deploymentWeights(w.right.tensors, w.right.metadata);
+    weights = w.right.tensors;
+    from = describeSources(w.right);
   } else weights = freshWeights(spec, { seed });
   const bytes = exportOnnx(spec, net, weights, { opset });
-  if (E.isLeft(bytes)) return weightsPath === undefined ? bytes : E.left(condenseWeightErrors(bytes.left, weightsPath, net));
+  if (E.isLeft(bytes)) return from === undefined ? bytes : E.left(condenseWeightErrors(bytes.left, from, net));
   const w = await writeBytesAtomic(out, bytes.right);
-  return E.map(() => `opset ${opset}, ${(bytes.right.length / 2 ** 20).toFixed(1)} MiB${weightsPath ? '' : `, fresh weights (seed ${seed})`}`)(w);
+  return E.map(() => `opset ${opset}, ${(bytes.right.length / 2 ** 20).toFixed(1)} MiB${from ? '' : `, fresh weights (seed ${seed})`}`)(w);
 };

@@ -45,14 +45,16 @@ export const importTorch = async (spec: Spec, ckptPath: string, netName: string 
     }
   } else {
     const flat = ckpt.right.tensors;
+    // `{'state_dict': sd}` files (wing.ckpt's form) say so in the summary line.
+    const from = ckpt.right.under !== undefined ? `, from its '${ckpt.right.under}' entry` : '';
     if (netName !== undefined) {
-      result = E.flatMap((n: Network) => E.map((t: TensorMap) => ({ tensors: t, what: `${netName} (${count(t)} tensors)`, nets: [netName] }))(fitWeights(n, flat, ckptPath)))(netNamed(spec, netName));
+      result = E.flatMap((n: Network) => E.map((t: TensorMap) => ({ tensors: t, what: `${netName} (${count(t)} tensors${from})`, nets: [netName] }))(fitWeights(n, flat, ckptPath)))(netNamed(spec, netName));
     } else {
       const fits = spec.networks.filter((n) => coversKeys(n, flat)).map((n) => [n, fitWeights(n, flat, ckptPath)] as const);
       const good = fits.filter(([, r]) => E.isRight(r));
       if (good.length === 1) {
         const [n, r] = good[0]!;
-        result = E.map((t: TensorMap) => ({ tensors: t, what: `${n.name} (${t.size} tensors)`, nets: [n.name] }))(r);
+        result = E.map((t: TensorMap) => ({ tensors: t, what: `${n.name} (${t.size} tensors${from})`, nets: [n.name] }))(r);
       } else if (good.length > 1) {
         result = E.left([specError(ckptPath, `fits several networks (${good.map(([n]) => n.name).join(', ')})`, 'pick one with --net')]);
       } else {

@@ -1,22 +1,27 @@
 /**
  * `starspec translate` and `starspec sample`: image files in, image files out, through a trained
- * run or imported weights.
+ * run or imported weights. This file is the edge (arguments, files, grids); every translation is
+ * one evaluation of a pipeline the spec declares (the tfjs pipeline fold), so the label layouts,
+ * the truncation target and the network wiring are the spec's, not this file's.
  *
- * StarGAN v1 (generator(x, c)): plain images carry no labels, so the target is either a full label
- * vector (`--target`), named attributes set on the source's labels (`--attrs`, on `--source-labels`
- * or all zeros), or the official test targets derived from `--source-labels` (`--all-targets`,
- * solver.create_labels: each hair colour one-hot, every other attribute flipped; categorical labels:
- * every class; joint training: CelebA's targets with its mask, then every RaFD class with its mask).
+ * StarGAN v1 (`translate_<dataset>`: G(x, c) with the dataset's label laid out as training lays
+ * it, mask vector included): plain images carry no labels, so the target is a full label vector of
+ * G (`--target`, through the `generator` network itself; a class index for categorical labels),
+ * named attributes set on the source's labels (`--attrs`, on `--source-labels` or all zeros), or
+ * the official test targets derived from `--source-labels` (`--all-targets`, solver.create_labels:
+ * each hair colour one-hot, every other attribute flipped; categorical labels: every class; joint
+ * training: CelebA's targets, then every RaFD class).
  *
- * StarGAN v2 (generator(x, s), mapping_network(z, y), style_encoder(x, y)): reference-guided,
- * s = E(x_ref, y_ref) (`--ref`, `--ref-domain`); latent-guided, s = F(z, y) with truncation
- * psi toward the mean style of 10,000 z (`--domain`, `--psi`, `--seed`; `sample` draws grids).
- * As the official translate_using_latent, one latent code serves every input of a column, so
- * results do not depend on the batch size or the order of the files.
+ * StarGAN v2: reference-guided (`reference_synthesis`: `--ref`, `--ref-domain`); latent-guided
+ * (`latent_synthesis`, or `latent_synthesis_truncated` with `--psi`: truncation toward the
+ * domain's mean style of 10,000 seeded codes; `--domain`, `--seed`; `sample` draws grids). As the
+ * official translate_using_latent, one latent code serves every input of a column, so results do
+ * not depend on the batch size or the order of the files.
  *
- * Weights: a run directory (its spec.json must equal the spec given; EMA weights where the
- * checkpoint holds them), a starspec checkpoint file, or an official-names safetensors file (one
- * network's keys, or several networks' under `NAME.` prefixes as `import-torch` writes them).
+ * Weights (`--weights`, repeatable, merged): a run directory (its spec.json must equal the spec
+ * given; EMA weights where the checkpoint holds them), a starspec checkpoint file, or an
+ * official-names safetensors file (one network's keys, or several networks' under `NAME.`
+ * prefixes as `import-torch` writes them).
  *
  * Outputs: `--out` naming an image file (.png, .jpg, .jpeg, .webp) gets the translated image when
  * there is exactly one result, else a grid (a row per input: the source, then each result; v2
@@ -28,46 +33,41 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { SingleBar } from 'cli-progress';
 import * as E from 'fp-ts/lib/Either.js';
-import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import sharp from 'sharp';
-import { checkNetworks } from '../dsl/check.ts';
-import { decodeSpec, encodeSpec, parseJson } from '../dsl/codec.ts';
+import { checkRunnable } from '../dsl/check.ts';
 import { specError, type Result, type SpecError } from '../dsl/errors.ts';
-import type { Network, Spec } from '../dsl/ir.ts';
-import { parameters } from '../dsl/params.ts';
-import { readSafetensorsContentsFile, writeBytesAtomic } from '../io/files.ts';
-import { gridPng, IMAGE_EXTENSIONS, loadImage, writeImageFile, type Chw } from '../io/images.ts';
+import type { Pipeline, Spec } from '../dsl/ir.ts';
+import { networksOf, pipelineOf } from '../dsl/pipelines.ts';
 import { deriveSeed, rng } from '../dsl/random.ts';
-import type { HostTensor, TensorMap } from '../io/tensor.ts';
-import { deploymentWeights, underPrefix } from '../io/weights.ts';
+import { writeBytesAtomic } from '../io/files.ts';
+import { gridPng, IMAGE_EXTENSIONS, loadImage, writeImageFile, type Chw } from '../io/images.ts';
+import type { HostTensor } from '../io/tensor.ts';
 import type { BackendName } from '../interpreters/tfjs/backend.ts';
-import type { Compiled } from '../interpreters/tfjs/forward.ts';
-import type { ParamStore } from '../interpreters/tfjs/params.ts';
-import { samplerKind, v1Targets } from '../interpreters/tfjs/train/sampling.ts';
+import type { LoadedPipeline } from '../interpreters/tfjs/pipeline.ts';
+import { createLabels, HAIR_COLOURS } from '../specs/stargan-v1.ts';
+import { describeSources, describeWeights, findNetworkWeights, readWeights } from './weights.ts';
 
 /**
- * The tfjs interpreter (backends, kernels, lowerings), loaded only once there is work for it, so
- * mistakes in the options come back at once.
+ * The tfjs interpreter (backends, kernels, lowerings, the pipeline fold), loaded only once there
+ * is work for it, so mistakes in the options come back at once.
  */
 const interpreter = async () => {
-  const [backend, forward, params] = await Promise.all([
+  const [backend, run, sampling] = await Promise.all([
     import('../interpreters/tfjs/backend.ts'),
-    import('../interpreters/tfjs/forward.ts'),
-    import('../interpreters/tfjs/params.ts'),
+    import('../interpreters/tfjs/run.ts'),
+    import('../interpreters/tfjs/train/sampling.ts'),
   ]);
-  return { ...backend, ...forward, ...params };
+  return { ...backend, ...run, ...sampling };
 };
 type Interpreter = Awaited<ReturnType<typeof interpreter>>;
-
-/** A run's checkpoint file (cli/train.ts's CHECKPOINT; not imported: that loads the training stack). */
-const CHECKPOINT = 'checkpoint.safetensors';
 
 // ---------------------------------------------------------------------------------------------
 // Options (strings from the command line, validated here)
 
 export interface CommonOptions {
-  readonly weights: string;
+  readonly weights: readonly string[];
   readonly input: string;
   readonly out: string;
   readonly backend: BackendName;
@@ -183,152 +183,137 @@ const tile = (t: HostTensor, i: number): Float32Array => {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Weights
+// Pipelines and their weights
 
-interface FoundWeights {
-  readonly file: string;
-  /** Each network's weights, official names without prefixes. */
-  readonly perNet: ReadonlyMap<string, TensorMap>;
-  readonly what: string;
+const has = (spec: Spec, name: string): boolean => spec.pipelines.some((p) => p.name === name);
+const pipelineNamed = (spec: Spec, name: string): Pipeline | undefined => spec.pipelines.find((p) => p.name === name);
+
+/** One result column: a pipeline, and its inputs other than `x`, one sample each (repeated over the batch). */
+interface Column {
+  readonly tag: string;
+  readonly pipeline: string;
+  readonly inputs: Readonly<Record<string, HostTensor>>;
 }
 
-const readSpecJson = async (path: string): Promise<Result<Spec>> => {
-  const text = await readFile(path, 'utf8').catch(() => null);
-  if (text === null) return fail(path, 'cannot be read');
-  return E.flatMap((u: unknown) => decodeSpec(u, path))(parseJson(text, path));
+const row = (data: Float32Array): HostTensor => ({ dtype: 'float32', shape: [1, data.length], data });
+const index = (k: number): HostTensor => ({ dtype: 'int32', shape: [1], data: Int32Array.from([k]) });
+const scalar = (v: number): HostTensor => ({ dtype: 'float32', shape: [1], data: Float32Array.from([v]) });
+const image = (x: Chw): HostTensor => ({ dtype: 'float32', shape: [1, x.channels, x.height, x.width], data: x.data });
+
+interface Session {
+  readonly ip: Interpreter;
+  readonly pipes: ReadonlyMap<string, LoadedPipeline>;
+  readonly what: string;
+  readonly backend: string;
+  /** Dispose the pipelines and weights, and shut the backend down. */
+  readonly close: () => void;
+}
+
+/** Check the pipelines, read and find the weights, select the backend, and load the pipelines. */
+const openSession = async (spec: Spec, names: readonly string[], weightArgs: readonly string[], backend: BackendName): Promise<Result<Session>> => {
+  const bad = names.flatMap((n) => {
+    const s = checkRunnable(spec, n);
+    return E.isLeft(s) ? s.left : [];
+  });
+  if (bad.length > 0) return E.left(bad);
+  const nets = [...new Set(names.flatMap((n) => networksOf(pipelineOf(spec, n)!.pipeline)))].map((n) => spec.networks.find((x) => x.name === n)!);
+  const w = await readWeights(spec, weightArgs);
+  if (E.isLeft(w)) return w;
+  const found = findNetworkWeights(spec, w.right, nets);
+  if (E.isLeft(found)) return found;
+  const ip = await interpreter();
+  const be = await ip.selectBackend(backend);
+  if (E.isLeft(be)) return be;
+  const open = ip.openPipelines(spec, names, found.right, (net) => `${describeSources(w.right)} (${net})`);
+  if (E.isLeft(open)) {
+    ip.shutdownBackend();
+    return open;
+  }
+  const close = (): void => {
+    open.right.close();
+    ip.shutdownBackend();
+  };
+  return E.right({ ip, pipes: open.right.pipes, what: describeWeights(w.right, nets), backend: be.right.name, close });
 };
 
-/** The weights of `nets` from a run directory or a safetensors file (found, not yet validated). */
-const readWeights = async (spec: Spec, arg: string, nets: readonly Network[]): Promise<Result<FoundWeights>> => {
-  const st = await statOf(arg);
-  if (st === null) return fail(`--weights ${arg}`, 'no such file or folder', `pass a run directory of \`starspec train\` or a .safetensors weights file`);
-  let file = arg;
-  if (st.isDirectory()) {
-    file = join(arg, CHECKPOINT);
-    const saved = await statOf(join(arg, 'spec.json'));
-    if (saved === null || (await statOf(file)) === null)
-      return fail(`--weights ${arg}`, `is not a run directory (it needs spec.json and ${CHECKPOINT})`, 'pass the --out directory of `starspec train`, or a weights file');
-    const runSpec = await readSpecJson(join(arg, 'spec.json'));
-    if (E.isLeft(runSpec)) return runSpec;
-    if (encodeSpec(runSpec.right) !== encodeSpec(spec))
-      return fail(
-        `--weights ${arg}`,
-        `was trained with another spec or settings than ${spec.name} as given`,
-        `give the spec and --set values it was trained with (see its run.json), or its own spec: \`${join(arg, 'spec.json')}\``,
-      );
-  }
-  const contents = await readSafetensorsContentsFile(file);
-  if (E.isLeft(contents)) return contents;
-  const raw = contents.right.tensors;
-  // A training checkpoint: EMA copies where a network has them, else live weights, under NAME.
-  const tensors = deploymentWeights(raw, contents.right.metadata);
-  const step = contents.right.metadata['step'];
-  const perNet = new Map<string, TensorMap>();
-  const errors: SpecError[] = [];
-  let ema = 0;
-  for (const net of nets) {
-    if ([...raw.keys()].some((k) => k.startsWith(`ema.${net.name}.`))) ema++;
-    // Unprefixed official names (a one-network file), else this network's `NAME.` prefix.
-    const w = parameters(net).some((p) => tensors.has(p.key)) ? tensors : underPrefix(tensors, net.name);
-    if (w === null) {
-      errors.push(
-        specError(
-          file,
-          `has no weights for network '${net.name}'`,
-          nets.length > 1
-            ? `pass a file holding ${nets.map((n) => n.name).join(', ')} under NAME. prefixes (\`starspec import-torch\` without --net writes one from nets_ema), or a run directory`
-            : 'pass its weights file, or a run directory',
-        ),
-      );
-      continue;
-    }
-    const keys = parameters(net).map((p) => p.key);
-    if (!keys.some((k) => w.has(k))) {
-      errors.push(
-        specError(
-          file,
-          `has no weights for ${spec.name}'s network '${net.name}': none of its ${keys.length} parameters (${keys.slice(0, 2).join(', ')}, ...) is there`,
-          'these weights belong to another architecture: check the spec and --set values they were made with',
-        ),
-      );
-      continue;
-    }
-    perNet.set(net.name, w);
-  }
-  if (errors.length > 0) return E.left(errors);
-  const what = `${ema === nets.length ? 'EMA weights' : ema > 0 ? 'EMA weights where present' : 'weights'}${step !== undefined ? ` of step ${step}` : ''}`;
-  return E.right({ file, perNet, what });
+/** One column's results for a batch of sources: the pipeline's `out`, (N, 3, S, S). */
+const runColumn = (s: Session, col: Column, x: HostTensor): HostTensor => {
+  const n = x.shape[0]!;
+  const inputs: Record<string, HostTensor> = { x };
+  for (const [k, v] of Object.entries(col.inputs)) inputs[k] = s.ip.repeatSample(v, 0, n);
+  return s.ip.runOut(s.pipes.get(col.pipeline)!, inputs);
 };
 
-/** Validate and upload found weights (on the selected backend). */
-const uploadWeights = (ip: Interpreter, found: FoundWeights, nets: readonly Network[]): Result<Map<string, ParamStore>> => {
-  const stores = new Map<string, ParamStore>();
-  const errors: SpecError[] = [];
-  for (const net of nets) {
-    const store = ip.loadParams(net, found.perNet.get(net.name)!, { origin: `${found.file} (${net.name})` });
-    if (E.isLeft(store)) errors.push(...store.left);
-    else stores.set(net.name, store.right);
-  }
-  if (errors.length === 0) return E.right(stores);
-  for (const s of stores.values()) ip.disposeParams(s);
-  return E.left(errors);
+const finish = (r: Result<string>, s: Session): Result<string> => E.map((msg: string) => `${msg}; ${s.what}, backend ${s.backend}`)(r);
+
+/** The square image size the pipelines take (their input `x`, (3, S, S)). */
+const imageSizeOf = (spec: Spec, name: string): Result<number> => {
+  const x = (pipelineOf(spec, name)?.pipeline.inputs ?? []).find((i) => i.name === 'x');
+  const shape = x?.shape;
+  if (!shape || shape.length !== 3 || shape[0] !== 3 || shape[1] !== shape[2])
+    return fail(`${spec.name}/${name}`, 'takes no square RGB image x', 'translate needs pipelines with an input x of shape (3, S, S)');
+  return E.right(shape[1]!);
+};
+
+/** The domains a pipeline's `y` selects among (its signature's bound), or numDomains. */
+const domainCount = (spec: Spec, name: string): number => {
+  const s = checkRunnable(spec, name);
+  return (E.isRight(s) ? s.right.inputs.find((i) => i.name === 'y')?.classes : null) ?? Number(spec.settings['numDomains'] ?? 0);
 };
 
 // ---------------------------------------------------------------------------------------------
-// StarGAN v1 labels
-
-const HAIR = ['Black_Hair', 'Blond_Hair', 'Brown_Hair', 'Gray_Hair'];
+// StarGAN v1 labels: one part per translation pipeline (translate_<dataset>)
 
 interface LabelPart {
+  readonly pipeline: string;
   readonly dataset: string;
   readonly kind: 'binary' | 'category';
+  /** The pipeline's label input: `c` (binary attributes) or `y` (a class index). */
+  readonly input: string;
   readonly size: number;
   /** Attribute names (binary parts). */
   readonly names: readonly string[];
-  readonly offset: number;
 }
 
 interface Layout {
-  /** Width of the generator's c. */
+  /** Width of the generator's c (for --target). */
   readonly width: number;
   readonly parts: readonly LabelPart[];
-  /** Joint training: a mask vector (one entry per part) ends c. */
-  readonly mask: boolean;
 }
 
-const layoutOf = (spec: Spec, width: number): Layout => {
+const PREFIX = 'translate_';
+
+const layoutOf = (spec: Spec): Layout => {
   const attrs = (spec.settings['selectedAttrs'] as readonly string[] | undefined) ?? [];
-  const fields = spec.training.datasets.flatMap((d) => {
-    const f = d.fields.find((x) => x.name === 'label');
-    return f && (f.kind === 'binaryLabels' || f.kind === 'categoryIndex') ? [{ dataset: d.name, kind: f.kind === 'binaryLabels' ? ('binary' as const) : ('category' as const), size: f.size }] : [];
-  });
   const namesFor = (size: number): string[] => (attrs.length === size ? [...attrs] : Array.from({ length: size }, (_, i) => `c${i}`));
-  const total = fields.reduce((a, f) => a + f.size, 0);
-  const mask = fields.length > 1 && total + fields.length === width;
-  if ((fields.length === 1 && total === width) || mask) {
-    let offset = 0;
-    const parts = fields.map((f) => {
-      const p = { ...f, names: f.kind === 'binary' ? namesFor(f.size) : [], offset };
-      offset += f.size;
-      return p;
-    });
-    return { width, parts, mask };
-  }
-  return { width, parts: [{ dataset: 'label', kind: 'binary', size: width, names: namesFor(width), offset: 0 }], mask: false };
+  const parts = spec.pipelines.flatMap((p): LabelPart[] => {
+    const label = p.inputs.filter((i) => i.name !== 'x');
+    if (!p.name.startsWith(PREFIX) || label.length !== 1) return [];
+    const l = label[0]!;
+    const dataset = p.name.slice(PREFIX.length);
+    if (l.dtype === 'index') {
+      const sig = checkRunnable(spec, p.name);
+      const k = (E.isRight(sig) ? sig.right.inputs.find((i) => i.name === l.name)?.classes : null) ?? 0;
+      return [{ pipeline: p.name, dataset, kind: 'category', input: l.name, size: k, names: [] }];
+    }
+    return l.shape.length === 1 ? [{ pipeline: p.name, dataset, kind: 'binary', input: l.name, size: l.shape[0]!, names: namesFor(l.shape[0]!) }] : [];
+  });
+  const g = spec.networks.find((n) => n.name === 'generator');
+  const c = g?.nodes.find((n) => n.op === 'input' && n.name === 'c');
+  return { width: c && c.op === 'input' ? (c.shape[0] ?? 0) : 0, parts };
 };
 
 const binaryPart = (l: Layout): LabelPart | undefined => l.parts.find((p) => p.kind === 'binary');
 
-/** A label vector of a part placed in c (zeros elsewhere, the part's mask entry set). */
-const place = (l: Layout, part: LabelPart, v: ArrayLike<number>): Float32Array => {
-  const c = new Float32Array(l.width);
-  for (let i = 0; i < part.size; i++) c[part.offset + i] = v[i]!;
-  if (l.mask) c[l.width - l.parts.length + l.parts.indexOf(part)] = 1;
-  return c;
-};
-
 const describeLabels = (l: Layout): string =>
-  l.parts.map((p) => (p.kind === 'binary' ? `${p.dataset !== 'label' ? `${p.dataset}: ` : ''}${p.names.join(',')}` : `${p.dataset}: classes 0-${p.size - 1}`)).join('; ');
+  l.parts.map((p) => (p.kind === 'binary' ? `${p.dataset}: ${p.names.join(',')}` : `${p.dataset}: classes 0-${p.size - 1}`)).join('; ');
+
+/** A column translating to part's label `v` (binary values, or a class index). */
+const labelColumn = (part: LabelPart, tag: string, v: Float32Array | number): Column => ({
+  tag,
+  pipeline: part.pipeline,
+  inputs: { [part.input]: typeof v === 'number' ? index(v) : row(v) },
+});
 
 const parseNumbers = (flag: string, v: string): Result<number[]> => {
   const items = v.split(',').map((s) => s.trim());
@@ -353,13 +338,8 @@ const parseSourceLabels = (l: Layout, v: string): Result<Float32Array> => {
   return E.right(Float32Array.from(part.names, (n) => (items.includes(n) ? 1 : 0)));
 };
 
-interface Target {
-  readonly tag: string;
-  readonly c: Float32Array;
-}
-
 /** The one target of `--target` or `--attrs`. */
-const singleTarget = (l: Layout, o: TranslateOptions, source: Float32Array | undefined): Result<Target> => {
+const singleTarget = (l: Layout, o: TranslateOptions, source: Float32Array | undefined): Result<Column> => {
   if (o.target !== undefined) {
     const xs = parseNumbers('--target', o.target);
     if (E.isLeft(xs)) return xs;
@@ -367,11 +347,12 @@ const singleTarget = (l: Layout, o: TranslateOptions, source: Float32Array | und
     if (cat && xs.right.length === 1) {
       const k = xs.right[0]!;
       if (!Number.isInteger(k) || k < 0 || k >= cat.size) return fail('--target', `class ${k} is not in [0, ${cat.size})`);
-      return E.right({ tag: `${cat.dataset}${k}`, c: place(l, cat, Float32Array.from({ length: cat.size }, (_, i) => (i === k ? 1 : 0))) });
+      return E.right(labelColumn(cat, `${cat.dataset}${k}`, k));
     }
     if (xs.right.length !== l.width)
-      return fail('--target', `has ${xs.right.length} values; the generator's label vector c has ${l.width} (${describeLabels(l)}${l.mask ? '; then the mask vector' : ''})`, 'or set attributes by name with --attrs');
-    return E.right({ tag: 'target', c: Float32Array.from(xs.right) });
+      return fail('--target', `has ${xs.right.length} values; the generator's label vector c has ${l.width} (${describeLabels(l)}${l.parts.length > 1 ? '; then the mask vector' : ''})`, 'or set attributes by name with --attrs');
+    // The full label vector of G, used as it is: the generator network itself.
+    return E.right({ tag: 'target', pipeline: 'generator', inputs: { c: row(Float32Array.from(xs.right)) } });
   }
   // --attrs name=value,...
   const entries: Array<[string, string]> = [];
@@ -389,7 +370,7 @@ const singleTarget = (l: Layout, o: TranslateOptions, source: Float32Array | und
   if (part.kind === 'category') {
     const k = Number(entries[0]![1]);
     if (entries.length > 1 || !Number.isInteger(k) || k < 0 || k >= part.size) return fail('--attrs', `${part.dataset} takes one class index in [0, ${part.size}), e.g. ${part.dataset}=3`);
-    return E.right({ tag: `${part.dataset}${k}`, c: place(l, part, Float32Array.from({ length: part.size }, (_, i) => (i === k ? 1 : 0))) });
+    return E.right(labelColumn(part, `${part.dataset}${k}`, k));
   }
   const v = Float32Array.from(source ?? new Float32Array(part.size));
   const given = new Set<string>();
@@ -401,19 +382,19 @@ const singleTarget = (l: Layout, o: TranslateOptions, source: Float32Array | und
   }
   // Hair colours are one-hot (solver.create_labels): setting one clears the others not given.
   for (const [name, value] of entries)
-    if (HAIR.includes(name) && Number(value) === 1)
+    if (HAIR_COLOURS.includes(name) && Number(value) === 1)
       part.names.forEach((h, i) => {
-        if (HAIR.includes(h) && !given.has(h)) v[i] = 0;
+        if (HAIR_COLOURS.includes(h) && !given.has(h)) v[i] = 0;
       });
-  return E.right({ tag: entries.map(([n, x]) => `${n}=${x}`).join('_'), c: place(l, part, v) });
+  return E.right(labelColumn(part, entries.map(([n, x]) => `${n}=${x}`).join('_'), v));
 };
 
 /** The official test targets (solver.create_labels / test_multi). */
-const allTargets = (spec: Spec, l: Layout, source: Float32Array | undefined): Result<Target[]> => {
-  const out: Target[] = [];
+const allTargets = (l: Layout, source: Float32Array | undefined): Result<Column[]> => {
+  const out: Column[] = [];
   for (const part of l.parts) {
     if (part.kind === 'category') {
-      for (let k = 0; k < part.size; k++) out.push({ tag: `${part.dataset}${k}`, c: place(l, part, Float32Array.from({ length: part.size }, (_, i) => (i === k ? 1 : 0))) });
+      for (let k = 0; k < part.size; k++) out.push(labelColumn(part, `${part.dataset}${k}`, k));
       continue;
     }
     if (!source)
@@ -422,76 +403,13 @@ const allTargets = (spec: Spec, l: Layout, source: Float32Array | undefined): Re
         `is needed: the official targets flip the source's attributes (${part.names.join(',')})`,
         'give the inputs\' labels, e.g. --source-labels 1,0,0,1,1 or --source-labels Black_Hair,Male,Young',
       );
-    const ts = v1Targets(spec, { dtype: 'float32', shape: [1, part.size], data: source }, part.size);
-    ts.forEach((t, i) => out.push({ tag: part.names[i]!, c: place(l, part, t) }));
+    createLabels(part.names, source, 1).forEach((t, i) => out.push(labelColumn(part, part.names[i]!, t)));
   }
   return E.right(out);
 };
 
 // ---------------------------------------------------------------------------------------------
-// Networks
-
-const outOf = (c: Compiled, r: Record<string, tf.Tensor>): tf.Tensor => r['out'] ?? r[c.outputs[0]!.name]!;
-
-const toHost = (t: tf.Tensor): HostTensor => {
-  const h: HostTensor = { dtype: 'float32', shape: [...t.shape], data: Float32Array.from(t.dataSync() as Float32Array) };
-  t.dispose();
-  return h;
-};
-
-const xTensor = (x: HostTensor): tf.Tensor4D => tf.tensor4d(x.data as Float32Array, x.shape as [number, number, number, number]);
-
-interface Nets {
-  readonly ip: Interpreter;
-  readonly compiled: Map<string, Compiled>;
-  readonly stores: Map<string, ParamStore>;
-  readonly what: string;
-}
-
-const prepareNets = async (spec: Spec, names: readonly string[], weights: string, backend: BackendName): Promise<Result<Nets & { backend: string }>> => {
-  const checked = checkNetworks(spec, names);
-  if (E.isLeft(checked)) return checked;
-  const nets = names.map((n) => spec.networks.find((x) => x.name === n)!);
-  const found = await readWeights(spec, weights, nets);
-  if (E.isLeft(found)) return found;
-  const ip = await interpreter();
-  const compiled = new Map<string, Compiled>();
-  for (const net of nets) {
-    const c = ip.compileNetwork(net);
-    if (E.isLeft(c)) return c;
-    compiled.set(net.name, c.right);
-  }
-  const be = await ip.selectBackend(backend);
-  if (E.isLeft(be)) return be;
-  const stores = uploadWeights(ip, found.right, nets);
-  if (E.isLeft(stores)) {
-    ip.shutdownBackend();
-    return stores;
-  }
-  return E.right({ ip, compiled, stores: stores.right, what: found.right.what, backend: be.right.name });
-};
-
-/** The mean style of 10,000 latent codes of a domain (official truncation target), (1, styleDim). */
-const meanStyle = (f: Compiled, w: ParamStore, domain: number, latentDim: number): tf.Tensor => {
-  const r = rng(deriveSeed(0, 'mean-style', domain));
-  const total = 10000;
-  const chunk = 1000;
-  let sum: tf.Tensor | null = null;
-  for (let i = 0; i < total; i += chunk) {
-    const z = Float32Array.from({ length: chunk * latentDim }, () => r.normal());
-    const part = tf.tidy(() => tf.sum(outOf(f, f.apply(w, { z: tf.tensor2d(z, [chunk, latentDim]), y: tf.fill([chunk], domain, 'int32') })), 0, true));
-    if (sum === null) sum = part;
-    else {
-      const s: tf.Tensor = tf.add(sum, part);
-      sum.dispose();
-      part.dispose();
-      sum = s;
-    }
-  }
-  const m = tf.div(sum!, total);
-  sum!.dispose();
-  return m;
-};
+// StarGAN v2 styles
 
 /** Latent code j of a run (the same for every domain and every input, as the official sampler). */
 const latentCode = (seed: number, j: number, latentDim: number): Float32Array => {
@@ -499,35 +417,18 @@ const latentCode = (seed: number, j: number, latentDim: number): Float32Array =>
   return Float32Array.from({ length: latentDim }, () => r.normal());
 };
 
-/** s = F(z, y), truncated toward the domain's mean style by psi; (1, styleDim), caller disposes. */
-const latentStyle = (nets: Nets, domain: number, z: Float32Array, psi: number, means: Map<number, tf.Tensor>): tf.Tensor => {
-  const f = nets.compiled.get('mapping_network')!;
-  const w = nets.stores.get('mapping_network')!;
-  if (psi !== 1 && !means.has(domain)) means.set(domain, meanStyle(f, w, domain, z.length));
-  return tf.tidy(() => {
-    const s = outOf(f, f.apply(w, { z: tf.tensor2d(z, [1, z.length]), y: tf.tensor1d([domain], 'int32') }));
-    if (psi === 1) return s;
-    const avg = means.get(domain)!;
-    return tf.add(avg, tf.mul(tf.sub(s, avg), psi));
-  });
-};
+/**
+ * A latent-guided column: s = F(z, y) (`latent_synthesis`), truncated toward the domain's mean
+ * style by psi when psi is not 1 (`latent_synthesis_truncated`).
+ */
+const latentColumn = (tag: string, domain: number, z: Float32Array, psi: number): Column =>
+  psi === 1
+    ? { tag, pipeline: 'latent_synthesis', inputs: { z: row(z), y: index(domain) } }
+    : { tag, pipeline: 'latent_synthesis_truncated', inputs: { z: row(z), y: index(domain), psi: scalar(psi) } };
 
-/** G(x, s) with one style (1, styleDim) for the whole batch. */
-const generateV2 = (nets: Nets, x: HostTensor, s: tf.Tensor): HostTensor => {
-  const g = nets.compiled.get('generator')!;
-  return toHost(tf.tidy(() => outOf(g, g.apply(nets.stores.get('generator')!, { x: xTensor(x), s: tf.tile(s, [x.shape[0]!, 1]) }))));
-};
+const latentPipelines = (psi: number): string[] => [psi === 1 ? 'latent_synthesis' : 'latent_synthesis_truncated'];
 
-/** G(x, c) with one label vector for the whole batch. */
-const generateV1 = (nets: Nets, x: HostTensor, c: Float32Array): HostTensor => {
-  const g = nets.compiled.get('generator')!;
-  return toHost(tf.tidy(() => outOf(g, g.apply(nets.stores.get('generator')!, { x: xTensor(x), c: tf.tile(tf.tensor2d(c, [1, c.length]), [x.shape[0]!, 1]) }))));
-};
-
-const disposeNets = (nets: Nets): void => {
-  for (const s of nets.stores.values()) nets.ip.disposeParams(s);
-  nets.ip.shutdownBackend();
-};
+const latentDimOf = (spec: Spec): number => pipelineNamed(spec, 'latent_synthesis')?.inputs.find((i) => i.name === 'z')?.shape[0] ?? 0;
 
 // ---------------------------------------------------------------------------------------------
 // The loop: batches of inputs -> columns of results -> files or a grid
@@ -643,18 +544,6 @@ const runJob = async (job: Job, out: string, batchSize: number, quiet: boolean):
   return E.right(`wrote ${written} image${written === 1 ? '' : 's'} to ${out}`);
 };
 
-// ---------------------------------------------------------------------------------------------
-// Shared setup
-
-const imageSizeOf = (spec: Spec): Result<number> => {
-  const g = spec.networks.find((n) => n.name === 'generator');
-  const x = g?.nodes.find((n) => n.op === 'input' && n.name === 'x');
-  const shape = x && x.op === 'input' ? x.shape : undefined;
-  if (!shape || shape.length !== 3 || shape[0] !== 3 || shape[1] !== shape[2])
-    return fail(`${spec.name}/generator`, 'takes no square RGB image x', 'translate needs a generator with an input x of shape (3, S, S)');
-  return E.right(shape[1]!);
-};
-
 /** `--out`: an image file we can write, or a folder (existing or not). */
 const checkOut = async (out: string): Promise<Result<void>> => {
   const ext = extname(out).toLowerCase();
@@ -680,18 +569,43 @@ const common = async (o: CommonOptions, size: number): Promise<Result<{ inputs: 
   return E.right({ inputs: inputs.right, prep: { size, centerCrop: crop.right, dims: dims.right }, batchSize: batchSize.right });
 };
 
+/** Which generation of StarGAN the spec's pipelines translate with. */
 const kindOf = (spec: Spec): Result<'v1' | 'v2'> => {
-  const kind = samplerKind(spec);
-  return kind === null
-    ? fail(spec.name, 'has no generator this version can translate with', 'StarGAN v1: generator(x, c); StarGAN v2: generator(x, s), mapping_network(z, y), style_encoder(x, y)')
-    : E.right(kind);
+  if (['latent_synthesis', 'reference_synthesis', 'latent_synthesis_truncated'].some((n) => has(spec, n))) return E.right('v2');
+  if (layoutOf(spec).parts.length > 0) return E.right('v1');
+  return fail(
+    spec.name,
+    'declares no translation pipelines',
+    'StarGAN v1: translate_<dataset> (G(x, c)); StarGAN v2: latent_synthesis, reference_synthesis (see `starspec summary`)',
+  );
 };
 
-const domainCount = (nets: Nets, spec: Spec, net: string): number =>
-  nets.compiled.get(net)!.inputs.find((i) => i.name === 'y')?.count ?? Number(spec.settings['numDomains'] ?? 0);
+/** The pipelines a v2 command needs, each declared. */
+const needPipelines = (spec: Spec, names: readonly string[]): Result<void> => {
+  const missing = names.filter((n) => !has(spec, n));
+  return missing.length === 0 ? E.right(undefined) : fail(spec.name, `declares no pipeline ${missing.join(', ')}`, `its pipelines: ${spec.pipelines.map((p) => p.name).join(', ') || 'none'}`);
+};
 
-const finish = (r: Result<string>, nets: Nets, backend: string): Result<string> =>
-  E.map((msg: string) => `${msg}; ${nets.what}, backend ${backend}`)(r);
+/** Run the columns over the inputs through an open session, then close it. */
+const runColumns = async (spec: Spec, o: CommonOptions, names: readonly string[], c: { inputs: string[]; prep: Prep; batchSize: number }, columns: (s: Session) => Result<{ cols: readonly Column[]; header?: readonly Float32Array[]; grid: boolean }>): Promise<Result<string>> => {
+  const session = await openSession(spec, names, o.weights, o.backend);
+  if (E.isLeft(session)) return session;
+  try {
+    const cs = columns(session.right);
+    if (E.isLeft(cs)) return cs;
+    const job: Job = {
+      inputs: c.inputs,
+      prep: c.prep,
+      tags: cs.right.cols.map((col) => col.tag),
+      run: (x) => cs.right.cols.map((col) => runColumn(session.right, col, x)),
+      ...(cs.right.header ? { header: cs.right.header } : {}),
+      grid: cs.right.grid,
+    };
+    return finish(await runJob(job, o.out, c.batchSize, !!o.quiet), session.right);
+  } finally {
+    session.right.close();
+  }
+};
 
 // ---------------------------------------------------------------------------------------------
 // translate
@@ -724,8 +638,6 @@ const listRefs = async (ref: string, refDomain: string | undefined): Promise<Res
 export const translateCommand = async (spec: Spec, o: TranslateOptions): Promise<Result<string>> => {
   const kind = kindOf(spec);
   if (E.isLeft(kind)) return kind;
-  const size = imageSizeOf(spec);
-  if (E.isLeft(size)) return size;
   const given = o as unknown as Record<string, unknown>;
   if (kind.right === 'v1') {
     const foreign = foreignFlags(given, ['--ref', '--ref-domain', '--domain', '--psi', '--seed'], spec, 'v1', 'translate StarGAN v1 with --target, --attrs or --all-targets');
@@ -737,30 +649,17 @@ export const translateCommand = async (spec: Spec, o: TranslateOptions): Promise
         modes === 0 ? 'needs a target for StarGAN v1' : 'choose one of --target, --attrs and --all-targets',
         'e.g. --attrs Black_Hair=1,Male=0 (with --source-labels for the rest), --target 0,1,0,1,1, or --all-targets --source-labels 1,0,0,1,1',
       );
-    const g = spec.networks.find((n) => n.name === 'generator')!;
-    const cNode = g.nodes.find((n) => n.op === 'input' && n.name === 'c');
-    const width = cNode && cNode.op === 'input' ? cNode.shape[0]! : 0;
-    const layout = layoutOf(spec, width);
+    const layout = layoutOf(spec);
+    const size = imageSizeOf(spec, layout.parts[0]!.pipeline);
+    if (E.isLeft(size)) return size;
     const source = o.sourceLabels === undefined ? E.right(undefined) : parseSourceLabels(layout, o.sourceLabels);
     if (E.isLeft(source)) return source;
-    const targets = o.allTargets ? allTargets(spec, layout, source.right) : E.map((t: Target) => [t])(singleTarget(layout, o, source.right));
+    const targets = o.allTargets ? allTargets(layout, source.right) : E.map((t: Column) => [t])(singleTarget(layout, o, source.right));
     if (E.isLeft(targets)) return targets;
     const c = await common(o, size.right);
     if (E.isLeft(c)) return c;
-    const nets = await prepareNets(spec, ['generator'], o.weights, o.backend);
-    if (E.isLeft(nets)) return nets;
-    try {
-      const job: Job = {
-        inputs: c.right.inputs,
-        prep: c.right.prep,
-        tags: targets.right.map((t) => t.tag),
-        run: (x) => targets.right.map((t) => generateV1(nets.right, x, t.c)),
-        grid: !!o.allTargets,
-      };
-      return finish(await runJob(job, o.out, c.right.batchSize, !!o.quiet), nets.right, nets.right.backend);
-    } finally {
-      disposeNets(nets.right);
-    }
+    const names = [...new Set(targets.right.map((t) => t.pipeline))];
+    return runColumns(spec, o, names, c.right, () => E.right({ cols: targets.right, grid: !!o.allTargets }));
   }
 
   // StarGAN v2
@@ -780,6 +679,11 @@ export const translateCommand = async (spec: Spec, o: TranslateOptions): Promise
   if (E.isLeft(seed)) return seed;
   const domainArg = o.domain === undefined ? E.right(undefined) : parseInt_('--domain', o.domain, 0, 0);
   if (E.isLeft(domainArg)) return domainArg;
+  const names = o.ref !== undefined ? ['reference_synthesis'] : latentPipelines(psi.right);
+  const declared = needPipelines(spec, names);
+  if (E.isLeft(declared)) return declared;
+  const size = imageSizeOf(spec, names[0]!);
+  if (E.isLeft(size)) return size;
   const refs = o.ref === undefined ? E.right([]) : await listRefs(o.ref, o.refDomain);
   if (E.isLeft(refs)) return refs;
   if (o.ref !== undefined && refs.right.some((r) => r.domain === undefined))
@@ -789,47 +693,24 @@ export const translateCommand = async (spec: Spec, o: TranslateOptions): Promise
   if (E.isLeft(c)) return c;
   const refDims = await preflight(refs.right.map((r) => r.path));
   if (E.isLeft(refDims)) return refDims;
-  const names = ['generator', o.ref !== undefined ? 'style_encoder' : 'mapping_network'];
-  const nets = await prepareNets(spec, names, o.weights, o.backend);
-  if (E.isLeft(nets)) return nets;
-  const styles: tf.Tensor[] = [];
-  const means = new Map<number, tf.Tensor>();
-  try {
-    const k = domainCount(nets.right, spec, names[1]!);
-    const bad = [...refs.right.map((r) => r.domain!), ...(domainArg.right !== undefined ? [domainArg.right] : [])].find((d) => k > 0 && d >= k);
-    if (bad !== undefined) return fail(o.ref !== undefined ? '--ref-domain' : '--domain', `domain ${bad} is not in [0, ${k})`, `the networks have ${k} domains (numDomains)`);
-    let header: Float32Array[] | undefined;
-    let tags: string[];
-    if (o.ref !== undefined) {
-      const e = nets.right.compiled.get('style_encoder')!;
-      const ew = nets.right.stores.get('style_encoder')!;
-      header = [];
-      for (const r of refs.right) {
-        const img = await load(r.path, { ...c.right.prep, dims: refDims.right });
-        if (E.isLeft(img)) return img;
-        header.push(img.right.data);
-        styles.push(tf.tidy(() => outOf(e, e.apply(ew, { x: xTensor(batchOf([img.right], size.right)), y: tf.tensor1d([r.domain!], 'int32') }))));
-      }
-      const stems = refs.right.map((r) => basename(r.path, extname(r.path)));
-      tags = stems.map((s, i) => (stems.indexOf(s) !== i || stems.lastIndexOf(s) !== i ? `ref${i}` : `ref-${s}`));
-    } else {
-      const latentDim = nets.right.compiled.get('mapping_network')!.inputs.find((i) => i.name === 'z')!.shape[0]!;
-      styles.push(latentStyle(nets.right, domainArg.right!, latentCode(seed.right, 0, latentDim), psi.right, means));
-      tags = [`domain${domainArg.right}`];
+  const k = domainCount(spec, names[0]!);
+  const bad = [...refs.right.map((r) => r.domain!), ...(domainArg.right !== undefined ? [domainArg.right] : [])].find((d) => k > 0 && d >= k);
+  if (bad !== undefined) return fail(o.ref !== undefined ? '--ref-domain' : '--domain', `domain ${bad} is not in [0, ${k})`, `the networks have ${k} domains (numDomains)`);
+  const columns: Column[] = [];
+  let header: Float32Array[] | undefined;
+  if (o.ref !== undefined) {
+    header = [];
+    const stems = refs.right.map((r) => basename(r.path, extname(r.path)));
+    for (const [i, r] of refs.right.entries()) {
+      const img = await load(r.path, { ...c.right.prep, dims: refDims.right });
+      if (E.isLeft(img)) return img;
+      header.push(img.right.data);
+      const s = stems[i]!;
+      const tag = stems.indexOf(s) !== i || stems.lastIndexOf(s) !== i ? `ref${i}` : `ref-${s}`;
+      columns.push({ tag, pipeline: 'reference_synthesis', inputs: { x_ref: image(img.right), y: index(r.domain!) } });
     }
-    const job: Job = {
-      inputs: c.right.inputs,
-      prep: c.right.prep,
-      tags,
-      run: (x) => styles.map((s) => generateV2(nets.right, x, s)),
-      ...(header ? { header } : {}),
-      grid: false,
-    };
-    return finish(await runJob(job, o.out, c.right.batchSize, !!o.quiet), nets.right, nets.right.backend);
-  } finally {
-    tf.dispose([...styles, ...means.values()]);
-    disposeNets(nets.right);
-  }
+  } else columns.push(latentColumn(`domain${domainArg.right}`, domainArg.right!, latentCode(seed.right, 0, latentDimOf(spec)), psi.right));
+  return runColumns(spec, o, names, c.right, () => E.right({ cols: columns, ...(header ? { header } : {}), grid: false }));
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -838,8 +719,6 @@ export const translateCommand = async (spec: Spec, o: TranslateOptions): Promise
 export const sampleCommand = async (spec: Spec, o: SampleOptions): Promise<Result<string>> => {
   const kind = kindOf(spec);
   if (E.isLeft(kind)) return kind;
-  const size = imageSizeOf(spec);
-  if (E.isLeft(size)) return size;
   if (!WRITABLE.includes(extname(o.out).toLowerCase())) return fail(`--out ${o.out}`, 'sample writes one grid image', `name a ${WRITABLE.join(', ')} file`);
   const given = o as unknown as Record<string, unknown>;
   if (kind.right === 'v1') {
@@ -863,28 +742,19 @@ export const sampleCommand = async (spec: Spec, o: SampleOptions): Promise<Resul
     if (bad.length > 0) return fail('--domains', `${bad.map((b) => JSON.stringify(b)).join(', ')} ${bad.length > 1 ? 'are' : 'is'} not a domain index`, 'e.g. --domains 0,2');
     domainList = ds;
   }
+  const names = latentPipelines(psi.right);
+  const declared = needPipelines(spec, names);
+  if (E.isLeft(declared)) return declared;
+  const size = imageSizeOf(spec, names[0]!);
+  if (E.isLeft(size)) return size;
   const c = await common(o, size.right);
   if (E.isLeft(c)) return c;
-  const nets = await prepareNets(spec, ['generator', 'mapping_network'], o.weights, o.backend);
-  if (E.isLeft(nets)) return nets;
-  const styles: tf.Tensor[] = [];
-  const means = new Map<number, tf.Tensor>();
-  try {
-    const k = domainCount(nets.right, spec, 'mapping_network');
-    const domains = domainList ?? Array.from({ length: k }, (_, d) => d);
-    const bad = domains.find((d) => k > 0 && d >= k);
-    if (bad !== undefined) return fail('--domains', `domain ${bad} is not in [0, ${k})`, `the networks have ${k} domains (numDomains)`);
-    const latentDim = nets.right.compiled.get('mapping_network')!.inputs.find((i) => i.name === 'z')!.shape[0]!;
-    const tags: string[] = [];
-    for (const d of domains)
-      for (let j = 0; j < per.right; j++) {
-        styles.push(latentStyle(nets.right, d, latentCode(seed.right, j, latentDim), psi.right, means));
-        tags.push(`domain${d}-z${j}`);
-      }
-    const job: Job = { inputs: c.right.inputs, prep: c.right.prep, tags, run: (x) => styles.map((s) => generateV2(nets.right, x, s)), grid: true };
-    return finish(await runJob(job, o.out, c.right.batchSize, !!o.quiet), nets.right, nets.right.backend);
-  } finally {
-    tf.dispose([...styles, ...means.values()]);
-    disposeNets(nets.right);
-  }
+  const k = domainCount(spec, names[0]!);
+  const domains = domainList ?? Array.from({ length: k }, (_, d) => d);
+  const bad = domains.find((d) => k > 0 && d >= k);
+  if (bad !== undefined) return fail('--domains', `domain ${bad} is not in [0, ${k})`, `the networks have ${k} domains (numDomains)`);
+  const latentDim = latentDimOf(spec);
+  const columns: Column[] = [];
+  for (const d of domains) for (let j = 0; j < per.right; j++) columns.push(latentColumn(`domain${d}-z${j}`, d, latentCode(seed.right, j, latentDim), psi.right));
+  return runColumns(spec, o, names, c.right, () => E.right({ cols: columns, grid: true }));
 };

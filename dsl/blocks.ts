@@ -2,7 +2,29 @@
  * Reusable blocks of the official StarGAN networks, as functions of their settings.
  * Paths follow the official module names so parameters land on the official state_dict keys.
  */
-import { add, adain, avgPool, conv2d, instanceNorm, leakyRelu, relu, sequential, upsampleNearest, type Module, type Sym } from './builder.ts';
+import {
+  add,
+  adain,
+  avgPool,
+  clamp,
+  concatChannels,
+  conv2d,
+  instanceNorm,
+  leakyRelu,
+  minMaxNorm,
+  pow,
+  relu,
+  sequential,
+  shiftRows,
+  sliceChannels,
+  sumChannels,
+  upsampleNearest,
+  zeroBelow,
+  zeroChannels,
+  zeroWhereNaN,
+  type Module,
+  type Sym,
+} from './builder.ts';
 
 const SQRT1_2 = Math.SQRT1_2;
 
@@ -97,4 +119,53 @@ export const adainResBlk = (a: AdainResBlkArgs, x: Sym, s: Sym): { out: Sym; unu
   };
   if (a.wHpf === 0) return { out: add(a.path, [shortcut(), r], SQRT1_2), unused: [] };
   return { out: r, unused: learned ? [shortcut()] : [] };
+};
+
+const range = (start: number, end: number): number[] => Array.from({ length: end - start }, (_, i) => start + i);
+
+/**
+ * core/wing.py's `preprocess` of 98 landmark heatmaps (N, 98, H, W) into the two CelebA-HQ masks
+ * (N, 1, H, W), declared as ops (every interpreter runs it): truncation at 0.1, per-channel
+ * min-max normalisation, per-part row shifts and powers (chin, eyebrows, nostrils, upper, lower
+ * and inner lips; the nose's lower channels; the eyes as shift(-8)^3 + shift(-24)), the zeroed
+ * channels, then `mask0` = clamp(sum of all channels) and `mask1` = the same without the face
+ * line, eyebrows and mouth, each with the official NaN handling (`x[x != x] = 0`, and the quirk
+ * `x2[x != x] = 0`, which reads the already cleaned x). `sw` is the official H // 256 (1 for the
+ * 256x256 masks); the eyes' shifts do not scale with it, as in the official code.
+ */
+export const wingMasks = (path: string, heatmaps: Sym, sw: number): { readonly mask0: Sym; readonly mask1: Sym } => {
+  const at = (s: string): string => `${path}.${s}`;
+  const x = minMaxNorm({ path: at('normalize'), eps: 1e-6 })(zeroBelow({ path: at('truncate'), threshold: 0.1 })(heatmaps));
+  const part = (start: number, end: number): Sym => sliceChannels({ path: at(`channels_${start}_${end}`), start, end })(x);
+  const shifted = (h: Sym, name: string, rows: number): Sym => (rows === 0 ? h : shiftRows({ path: at(`${name}.shift`), rows })(h));
+  const powered = (h: Sym, name: string, p: number): Sym => (p === 1 ? h : pow({ path: at(`${name}.pow`), exponent: p })(h));
+  /** x[:, start:end] = shift(x[:, start:end], rows) ** p */
+  const reshaped = (name: string, start: number, end: number, rows: number, p: number): Sym => powered(shifted(part(start, end), name, rows), name, p);
+  const eyes = part(60, 76);
+  const segments = [
+    part(0, 8),
+    reshaped('chin', 8, 25, 0, 3),
+    part(25, 33),
+    reshaped('eyebrows', 33, 51, -7 * sw, 2),
+    part(51, 52),
+    reshaped('nose', 52, 55, 4 * sw, 1),
+    reshaped('nostrils', 55, 60, 8 * sw, 4),
+    add(at('eyes'), [powered(shifted(eyes, 'eyes.a', -8), 'eyes.a', 3), shifted(eyes, 'eyes.b', -24)]),
+    part(76, 77),
+    reshaped('lipupper', 77, 82, -8 * sw, 4),
+    part(82, 83),
+    reshaped('liplower', 83, 88, 8 * sw, 4),
+    reshaped('lipinner', 88, 96, -2 * sw, 3),
+    part(96, 98),
+  ];
+  const all = zeroChannels({ path: at('zero_out'), channels: [...range(0, 8), ...range(25, 33), 33, 46, 76, 82] })(concatChannels(at('parts'), segments));
+  const face = zeroChannels({ path: at('second_level'), channels: [...range(8, 25), ...range(76, 96), ...range(33, 51)] })(all);
+  const x1 = sumChannels(at('sum'))(all);
+  const x2 = sumChannels(at('sum2'))(face);
+  const clean1 = zeroWhereNaN(at('nan_to_zero'), x1);
+  const clean2 = zeroWhereNaN(at('nan_to_zero2'), x2, clean1);
+  return {
+    mask0: clamp({ path: at('clamp'), min: 0, max: 1 })(clean1),
+    mask1: clamp({ path: at('clamp2'), min: 0, max: 1 })(clean2),
+  };
 };

@@ -53,12 +53,15 @@ export const indexInput = (name: string): Sym => input(name, [], 'index');
 // ---------------------------------------------------------------------------------------------
 // Layers (curried so they compose with fp-ts `pipe`)
 
+/** PyTorch's `int or (h, w)` (kernel_size, stride, padding): a scalar is square. */
+export type Size2 = number | readonly [number, number];
+
 export interface ConvArgs {
   readonly in: number;
   readonly out: number;
-  readonly k: number;
-  readonly s?: number;
-  readonly p?: number;
+  readonly k: Size2;
+  readonly s?: Size2;
+  readonly p?: Size2;
   readonly bias?: boolean;
 }
 
@@ -99,6 +102,11 @@ export const instanceNorm = pathed<NormArgs>((a, path) => (x) =>
     eps: a.eps ?? 1e-5,
     runningStats: a.runningStats ?? false,
   }),
+);
+
+/** nn.BatchNorm2d(channels, eps) in eval mode (running statistics); eps 1e-5 and affine by default. */
+export const batchNorm2d = pathed<{ readonly channels: number; readonly eps?: number; readonly affine?: boolean }>((a, path) => (x) =>
+  sym({ op: 'batchNorm2d', path, input: x, channels: a.channels, eps: a.eps ?? 1e-5, affine: a.affine ?? true }),
 );
 
 export const adain = pathed<{ readonly channels: number; readonly styleDim: number; readonly style: Sym; readonly eps?: number }>((a, path) => (x) =>
@@ -142,6 +150,32 @@ export const avgPool =
   (x) =>
     sym({ op: 'avgPool', path, input: x, size });
 
+export interface PoolArgs {
+  readonly k: Size2;
+  /** Default: the kernel size (PyTorch's default). */
+  readonly s?: Size2;
+  readonly p?: Size2;
+}
+
+/** F.avg_pool2d(x, k, s, p, count_include_pad=countIncludePad (default true, PyTorch's)). */
+export const avgPool2d = pathed<PoolArgs & { readonly countIncludePad?: boolean }>((a, path) => (x) =>
+  sym({ op: 'avgPool2d', path, input: x, kernel: a.k, stride: a.s ?? a.k, padding: a.p ?? 0, countIncludePad: a.countIncludePad ?? true }),
+);
+
+/** F.max_pool2d(x, k, s, p). */
+export const maxPool2d = pathed<PoolArgs>((a, path) => (x) => sym({ op: 'maxPool2d', path, input: x, kernel: a.k, stride: a.s ?? a.k, padding: a.p ?? 0 }));
+
+/** nn.AdaptiveAvgPool2d(1): (N, C, H, W) -> (N, C, 1, 1). */
+export const globalAvgPool: Module = (path) => (x) => sym({ op: 'globalAvgPool', path, input: x });
+
+/**
+ * F.interpolate(x, size | scale_factor, mode='bilinear', align_corners): give `size` (a number
+ * is square) or `scale`; alignCorners false by default (PyTorch's).
+ */
+export const resizeBilinear = pathed<{ readonly size?: Size2; readonly scale?: number; readonly alignCorners?: boolean }>((a, path) => (x) =>
+  sym({ op: 'resizeBilinear', path, input: x, size: a.size ?? null, scale: a.scale ?? null, alignCorners: a.alignCorners ?? false }),
+);
+
 export const upsampleNearest =
   (path: string, scale = 2): Layer =>
   (x) =>
@@ -162,6 +196,60 @@ export const stack = (path: string, inputs: readonly Sym[]): Sym =>
 
 export const select = (path: string, x: Sym, index: Sym): Sym =>
   sym({ op: 'select', path, input: x, index });
+
+/** torch.cat(inputs, dim=1). */
+export const concatChannels = (path: string, inputs: readonly Sym[]): Sym => sym({ op: 'concat', path, inputs });
+
+/** x[:, start:end]. */
+export const sliceChannels = pathed<{ readonly start: number; readonly end: number }>((a, path) => (x) =>
+  sym({ op: 'sliceChannels', path, input: x, start: a.start, end: a.end }),
+);
+
+/** x.sum(dim=1, keepdim=True). */
+export const sumChannels: Module = (path) => (x) => sym({ op: 'sumChannels', path, input: x });
+
+/** x[:, channels] = 0. */
+export const zeroChannels = pathed<{ readonly channels: readonly number[] }>((a, path) => (x) =>
+  sym({ op: 'zeroChannels', path, input: x, channels: a.channels }),
+);
+
+/** AddCoordsTh: x with its coordinate channels (and the radius channel with `withRadius`). */
+export const addCoords = pathed<{ readonly withRadius: boolean }>((a, path) => (x) => sym({ op: 'addCoords', path, input: x, withRadius: a.withRadius }));
+
+/** core/wing.py's shift(x, rows): rows move up by `rows` (down when negative), wrapping around. */
+export const shiftRows = pathed<{ readonly rows: number }>((a, path) => (x) => sym({ op: 'shiftRows', path, input: x, rows: a.rows }));
+
+/** a * b, broadcasting. */
+export const mul = (path: string, a: Sym, b: Sym): Sym => sym({ op: 'mul', path, a, b });
+
+/** a - b, broadcasting. */
+export const sub = (path: string, a: Sym, b: Sym): Sym => sym({ op: 'sub', path, a, b });
+
+/** (x - mean[c]) / std[c]; one value applies to every channel. */
+export const standardize = pathed<{ readonly mean: readonly number[]; readonly std: readonly number[] }>((a, path) => (x) =>
+  sym({ op: 'standardize', path, input: x, mean: a.mean, std: a.std }),
+);
+
+/** x ** exponent. */
+export const pow = pathed<{ readonly exponent: number }>((a, path) => (x) => sym({ op: 'pow', path, input: x, exponent: a.exponent }));
+
+/** torch.where(x < threshold, 0, x). */
+export const zeroBelow = pathed<{ readonly threshold: number }>((a, path) => (x) => sym({ op: 'zeroBelow', path, input: x, threshold: a.threshold }));
+
+/** torch.clamp(x, min, max). */
+export const clamp = pathed<{ readonly min: number; readonly max: number }>((a, path) => (x) => sym({ op: 'clamp', path, input: x, min: a.min, max: a.max }));
+
+/** x[of != of] = 0 (`of` defaults to x itself). */
+export const zeroWhereNaN = (path: string, x: Sym, of: Sym = x): Sym => sym({ op: 'zeroWhereNaN', path, input: x, of });
+
+/** core/wing.py's normalize: per-(N, C) min-max over H, W; eps 1e-6 by default (wing.py's). */
+export const minMaxNorm = pathed<{ readonly eps?: number }>((a, path) => (x) => sym({ op: 'minMaxNorm', path, input: x, eps: a.eps ?? 1e-6 }));
+
+/** metrics/lpips.py's normalize: x / sqrt(sum over channels of x^2 + eps); eps 1e-10 by default. */
+export const l2Normalize = pathed<{ readonly eps?: number }>((a, path) => (x) => sym({ op: 'l2Normalize', path, input: x, eps: a.eps ?? 1e-10 }));
+
+/** core/model.py's HighPass(wHpf): the fixed depthwise 3x3 high-pass filter. */
+export const highPass = pathed<{ readonly wHpf: number }>((a, path) => (x) => sym({ op: 'highPass', path, input: x, wHpf: a.wHpf }));
 
 /** Apply layers left to right. */
 export const seq =

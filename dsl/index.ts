@@ -11,6 +11,7 @@ export * from './builder.ts';
 export * from './blocks.ts';
 export * from './objective.ts';
 export * from './schedule.ts';
+export * from './pipelines.ts';
 export {
   buildSpec,
   decodeSetting,

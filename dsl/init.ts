@@ -6,10 +6,11 @@
  * - `he` (official StarGAN v2 `he_init`): weights Kaiming-normal, fan-in, ReLU gain: std sqrt(2 / fan_in); biases zero.
  * - `torch-default` (official StarGAN v1 keeps PyTorch's layer defaults): weights and biases
  *   uniform in +-1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5)).
- * Norm scales are ones and shifts zeros under both.
+ * Norm scales are ones and shifts zeros under both; used buffers are PyTorch's fresh BatchNorm
+ * statistics (running mean zeros, running variance ones).
  */
 import type { Network } from './ir.ts';
-import { numel, parameters } from './params.ts';
+import { numel, stateDict } from './params.ts';
 import { deriveSeed, rng } from './random.ts';
 
 /** A fresh parameter: float32, PyTorch layout (a host tensor as io/tensor.ts has them). */
@@ -21,15 +22,17 @@ export interface FreshTensor {
 
 export const initParams = (net: Network, seed: number): ReadonlyMap<string, FreshTensor> => {
   const out = new Map<string, FreshTensor>();
-  for (const p of parameters(net)) {
+  for (const p of stateDict(net)) {
     const data = new Float32Array(numel(p.shape));
     const r = rng(deriveSeed(seed, 'init', p.key));
     const bound = 1 / Math.sqrt(p.fanIn);
     switch (p.role) {
       case 'scale':
+      case 'variance':
         data.fill(1);
         break;
       case 'shift':
+      case 'mean':
         break;
       case 'weight':
         if (net.init === 'he') {

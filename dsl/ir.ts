@@ -12,8 +12,8 @@
  * No framework, no file system, no closures: interpreters fold over this data.
  */
 import * as t from 'io-ts';
-import { int, nonNegInt, pair, posInt, strict, tagged } from './combinators.ts';
-import { NodeCodec } from './ops.ts';
+import { absentAs, int, nonNegInt, pair, posInt, sortedRecord, strict, tagged } from './combinators.ts';
+import { DType, NodeCodec } from './ops.ts';
 
 export { DType, NodeCodec, type Node, type NodeOf, type Op } from './ops.ts';
 
@@ -60,18 +60,32 @@ export const Schedule = tagged('Schedule', 'kind', {
 export type Schedule = t.TypeOf<typeof Schedule>;
 
 // ---------------------------------------------------------------------------------------------
-// Objectives: tensor expressions over network calls, data and declared random sources.
+// Expressions: tensors over network calls, data and declared random sources. One language for
+// the objective (loss terms) and for pipelines (inference): `data` is a dataset field in the
+// objective and a pipeline input in a pipeline. Every value is batched: its first dimension is
+// the evaluation's batch N, except a seeded `draw` (its own count), an `indexFill` (its count) and
+// a `batchMean` (1); `dsl/check.ts` infers and checks these batches and the per-sample shapes.
 
 export interface CallExpr {
   readonly e: 'call';
   readonly net: string;
   /** Which copy of the weights: the trained ones or the EMA copy. */
   readonly weights: 'live' | 'ema';
+  /** Arguments by the network's input names (decoded with the names sorted). */
   readonly inputs: Readonly<Record<string, Expr>>;
   readonly output: string;
 }
+/**
+ * A field of a training batch: `field` of `dataset`, or (dataset null) of the phase's dataset:
+ * its `dataset`, or the only one the spec declares.
+ */
+export interface DataExpr {
+  readonly e: 'data';
+  readonly field: string;
+  readonly dataset: string | null;
+}
 export type Expr =
-  | { readonly e: 'data'; readonly field: string }
+  | DataExpr
   | { readonly e: 'random'; readonly name: string }
   | CallExpr
   | { readonly e: 'detach'; readonly x: Expr }
@@ -85,17 +99,32 @@ export type Expr =
   /** A constant (N, width) block: zeros, or a one-hot dataset mask. */
   | { readonly e: 'fill'; readonly width: number; readonly hot: number | null }
   /** x[:, start:end] */
-  | { readonly e: 'slice'; readonly x: Expr; readonly start: number; readonly end: number };
+  | { readonly e: 'slice'; readonly x: Expr; readonly start: number; readonly end: number }
+  /**
+   * A constant (count, dim) tensor of standard normal draws, a pure function of the seed
+   * (`dsl/random.ts` `normals`), so every interpreter holds the same values: e.g. the 10,000
+   * latent codes of StarGAN v2's truncation target.
+   */
+  | { readonly e: 'draw'; readonly kind: 'normal'; readonly count: number; readonly dim: number; readonly seed: number }
+  /** A constant (count) tensor of domain indices, all `value`. */
+  | { readonly e: 'indexFill'; readonly count: number; readonly value: number }
+  /** The mean over the batch axis, kept: (B, ...) -> (1, ...). */
+  | { readonly e: 'batchMean'; readonly x: Expr }
+  /**
+   * Per sample i, row 0 of options[index[i]]: each option has batch 1 (a constant such as a
+   * domain's mean style); the result has the index's batch.
+   */
+  | { readonly e: 'choose'; readonly index: Expr; readonly options: readonly Expr[] };
 
 export const Expr: t.Type<Expr> = t.recursion('Expr', () =>
   tagged('Expr', 'e', {
-    data: strict('data', { e: t.literal('data'), field: t.string }),
+    data: strict('data', { e: t.literal('data'), field: t.string, dataset: t.union([t.string, t.null]) }),
     random: strict('random', { e: t.literal('random'), name: t.string }),
     call: strict('call', {
       e: t.literal('call'),
       net: t.string,
       weights: t.keyof({ live: null, ema: null }),
-      inputs: t.readonly(t.record(t.string, Expr)),
+      inputs: sortedRecord('inputs', Expr),
       output: t.string,
     }),
     detach: strict('detach', { e: t.literal('detach'), x: Expr }),
@@ -105,6 +134,10 @@ export const Expr: t.Type<Expr> = t.recursion('Expr', () =>
     concat: strict('concat', { e: t.literal('concat'), parts: t.readonlyArray(Expr) }),
     fill: strict('fill', { e: t.literal('fill'), width: posInt, hot: t.union([nonNegInt, t.null]) }),
     slice: strict('slice', { e: t.literal('slice'), x: Expr, start: nonNegInt, end: nonNegInt }),
+    draw: strict('draw', { e: t.literal('draw'), kind: t.literal('normal'), count: posInt, dim: posInt, seed: int }),
+    indexFill: strict('indexFill', { e: t.literal('indexFill'), count: posInt, value: nonNegInt }),
+    batchMean: strict('batchMean', { e: t.literal('batchMean'), x: Expr }),
+    choose: strict('choose', { e: t.literal('choose'), index: Expr, options: t.readonlyArray(Expr) }),
   }),
 );
 
@@ -136,7 +169,7 @@ export const Term = tagged('Term', 't', {
 export type Term = t.TypeOf<typeof Term>;
 
 export const WeightedTerm = strict('WeightedTerm', {
-  /** Name used in logs (`d/adv_real`). */
+  /** The term's name within its phase: logged as `<phase>/<name>` (`d/loss_real`). */
   name: t.string,
   /** Sign and weight: the loss adds weight(step) * sign * term. */
   sign: t.union([t.literal(1), t.literal(-1)]),
@@ -216,13 +249,37 @@ export const Training = strict('Training', {
 export type Training = t.TypeOf<typeof Training>;
 
 // ---------------------------------------------------------------------------------------------
+// Pipelines: how a spec is used for inference, as data.
+
+/** A pipeline input: a float tensor of a per-sample shape, or one domain index per sample (shape []). */
+export const PipelineInput = strict('PipelineInput', { name: t.string, dtype: DType, shape: t.readonlyArray(posInt) });
+export type PipelineInput = t.TypeOf<typeof PipelineInput>;
+
+export const PipelineOutput = strict('PipelineOutput', { name: t.string, value: Expr });
+export type PipelineOutput = t.TypeOf<typeof PipelineOutput>;
+
+/**
+ * A named composition of network calls and tensor expressions with declared inputs (read as
+ * `data` expressions) and outputs, each of the pipeline's batch N. Every interpreter runs or
+ * emits it as one unit (tfjs, one ONNX graph). Calls run with the weights the pipeline is given
+ * (a run's EMA copies where it keeps them), so they are `live` calls.
+ */
+export const Pipeline = strict('Pipeline', {
+  name: t.string,
+  doc: t.string,
+  inputs: t.readonlyArray(PipelineInput),
+  outputs: t.readonlyArray(PipelineOutput),
+});
+export type Pipeline = t.TypeOf<typeof Pipeline>;
+
+// ---------------------------------------------------------------------------------------------
 // A resolved spec
 
 export const SettingValue = t.union([t.number, t.string, t.boolean, t.readonlyArray(t.string)]);
 export type SettingValue = t.TypeOf<typeof SettingValue>;
 
 export const Spec = strict('Spec', {
-  format: t.literal('starspec/ir@1'),
+  format: t.literal('starspec/ir@2'),
   name: t.string,
   /**
    * The resolved settings the spec was built from. Not mere metadata: the networks and training
@@ -231,12 +288,22 @@ export const Spec = strict('Spec', {
    * io/datasets, bench), `selectedAttrs` (CelebA attribute names: io/datasets, the tfjs sample
    * grids, cli/translate), `numDomains` (cli/translate's fallback domain count) and `styleDim`
    * (bench inputs). `summary --json` prints them and ONNX export copies them into the model's
-   * metadata. `check` does not validate them against the networks.
+   * metadata. `check` validates the ones the edges read: their types and ranges, and their
+   * agreement with the networks and datasets (`dsl/check.ts` checkSettings).
    */
   settings: t.readonly(t.record(t.string, SettingValue)),
   networks: t.readonlyArray(Network),
+  /**
+   * Inference pipelines (names distinct from the networks'). A resolved IR written before
+   * pipelines existed (a run's spec.json) has none and decodes with [].
+   */
+  pipelines: absentAs(t.readonlyArray(Pipeline), []),
   training: Training,
 });
 export type Spec = t.TypeOf<typeof Spec>;
 
-export const IR_FORMAT = 'starspec/ir@1' as const;
+/**
+ * The IR's format. `starspec/ir@1` (before data fields were structured and loss-term names lost
+ * their `d/` prefix) still decodes: `decodeSpec` upgrades it (codec.ts).
+ */
+export const IR_FORMAT = 'starspec/ir@2' as const;

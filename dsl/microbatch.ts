@@ -20,13 +20,16 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result, type SpecError } from './errors.ts';
 import type { Expr, Phase, Spec, Term } from './ir.ts';
+import { children } from './walk.ts';
 
 /** How an expression's row i depends on the batch. */
 export type Rows =
-  /** Row i depends on row i of its inputs only. */
+  /** Row i depends on row i of its inputs only (or on no batch at all: a constant). */
   | 'per-sample'
   /** Row i may depend on other rows (a permutation of the batch). */
-  | 'coupled';
+  | 'coupled'
+  /** A statistic over the batch axis (one row for the whole batch). */
+  | 'statistic';
 
 /** The expression itself couples rows (not counting its operands): a total fold. */
 const ownRows = (x: Expr): Rows => {
@@ -40,37 +43,22 @@ const ownRows = (x: Expr): Rows => {
     case 'concat':
     case 'fill':
     case 'slice':
+    // Constants (not batch-shaped), and a per-sample choice among batch-1 constants.
+    case 'draw':
+    case 'indexFill':
+    case 'choose':
       return 'per-sample';
     case 'permute':
       return 'coupled';
+    case 'batchMean':
+      return 'statistic';
     default:
       return absurd(x);
   }
 };
 
-/** The direct operands of an expression: a total fold. */
-export const operandsOfExpr = (x: Expr): readonly Expr[] => {
-  switch (x.e) {
-    case 'data':
-    case 'random':
-    case 'fill':
-      return [];
-    case 'call':
-      return Object.values(x.inputs);
-    case 'detach':
-    case 'oneHot':
-    case 'slice':
-      return [x.x];
-    case 'mix':
-      return [x.a, x.b, x.alpha];
-    case 'permute':
-      return [x.x, x.perm];
-    case 'concat':
-      return x.parts;
-    default:
-      return absurd(x);
-  }
-};
+/** Whether x depends on the batch (its data, random draws or batch-shaped fills), not only on constants. */
+const batchShaped = (x: Expr): boolean => x.e === 'data' || x.e === 'random' || x.e === 'fill' || children(x).some(batchShaped);
 
 /** The operands of a term (for a penalty: the penalised output and the variable). */
 export const operandsOfTerm = (t: Term): readonly Expr[] => {
@@ -116,7 +104,7 @@ export const exprKey = (x: Expr): string => JSON.stringify(x);
 
 const walk = (x: Expr, visit: (e: Expr) => boolean | void): void => {
   if (visit(x) === false) return;
-  for (const o of operandsOfExpr(x)) walk(o, visit);
+  for (const o of children(x)) walk(o, visit);
 };
 
 const hasCall = (x: Expr): boolean => {
@@ -175,7 +163,7 @@ export const termKey = (t: Term): string => JSON.stringify(t);
 export const dependsOn = (x: Expr, nets: ReadonlySet<string>): boolean => {
   if (x.e === 'detach') return false;
   if (x.e === 'call' && x.weights === 'live' && nets.has(x.net)) return true;
-  return operandsOfExpr(x).some((o) => dependsOn(o, nets));
+  return children(x).some((o) => dependsOn(o, nets));
 };
 
 /** A phase's plan (the whole-batch and off-tape expressions, and any reason it cannot be chunked). */
@@ -193,7 +181,15 @@ export const phasePlan = (phase: Phase, path = `training.phases.${phase.name}`):
       const k = exprKey(x);
       if (seen.has(`${underOf}:${k}`)) return;
       seen.add(`${underOf}:${k}`);
-      if (ownRows(x) === 'coupled') {
+      const rows = ownRows(x);
+      if (rows === 'statistic') {
+        // Over constants (a pipeline's mean style of fixed draws) it is a constant; over the batch,
+        // a batch statistic: a chunk's is not the batch's.
+        if (batchShaped(x))
+          errors.push(specError(where, `takes a statistic over the batch (${x.e}), which couples its samples, so its batch cannot be split into micro-batches`, 'train without --micro-batch, at a batch that fits (a smaller image or batchSize)'));
+        return;
+      }
+      if (rows === 'coupled') {
         if (hasCall(x))
           errors.push(specError(where, `couples the samples of a batch through a network's output (${x.e} of a network call), so its batch cannot be split into micro-batches`, 'permute data or random draws only, or train without --micro-batch at a batch that fits'));
         else if (underOf && wrt !== null && contains(x, wrt))
@@ -201,7 +197,7 @@ export const phasePlan = (phase: Phase, path = `training.phases.${phase.name}`):
         else whole.set(k, x);
         return;
       }
-      for (const o of operandsOfExpr(x)) visit(o, underOf);
+      for (const o of children(x)) visit(o, underOf);
     };
     if (t.t === 'gradPenalty') {
       visit(t.of, true);
@@ -229,7 +225,7 @@ const untapedOf = (phase: Phase): readonly Expr[] => {
       return;
     }
     if (x.e === 'call' && !inDetach) outside.add(exprKey(x));
-    for (const o of operandsOfExpr(x)) visit(o, inDetach);
+    for (const o of children(x)) visit(o, inDetach);
   };
   for (const w of phase.loss) {
     const t = w.term;

@@ -2,9 +2,16 @@
  * The op table: every fact about an op that is not an interpreter's business, in one place.
  *
  * Per op: its node fields (the io-ts codec props; references to other nodes are `ref()` /
- * `refs()` fields, so which fields are references is read off the codec), its parameters
- * (state_dict keys relative to the node's path, PyTorch shapes, role, fan-in) and the buffers
- * official checkpoints carry for it that computation ignores. The IR's node union and its codec
+ * `refs()` fields, so which fields are references is read off the codec) and its state_dict
+ * entries (keys relative to the node's path), in three kinds:
+ * - `params`: PyTorch parameters (`module.parameters()`): trained, optimised, averaged by EMA,
+ *   counted by `summary`;
+ * - `buffers`: used buffers (BatchNorm's running statistics): read by computation, so loaded from
+ *   and saved to weights files like parameters, freshly initialised by their role, but never
+ *   trained (no gradient, no optimizer slot, no EMA) and not counted as parameters;
+ * - `ignored`: buffers official checkpoints carry that computation does not read
+ *   (`num_batches_tracked`, InstanceNorm's running statistics, `hpf.filter`): accepted on import.
+ * Each op's doc comment gives its exact PyTorch equivalent, so emitting PyTorch is mechanical. The IR's node union and its codec
  * (`ir.ts`), the builder's symbolic nodes and reference resolution (`builder.ts`), graph walking
  * (`walk.ts`) and parameters (`params.ts`) are derived from it; interpreters get parameter keys
  * from `params.ts`, never by building strings.
@@ -13,13 +20,17 @@
  * ending in `absurd`), which the compiler demands until every interpreter handles it.
  */
 import * as t from 'io-ts';
-import { nonNegInt, posInt, ref, refs, RefsType, RefType, strict, tagged, type StrictType } from './combinators.ts';
+import { int, nonNegInt, posInt, ref, refs, RefsType, RefType, scalarOrPair, strict, tagged, type StrictType } from './combinators.ts';
 
 export const DType = t.keyof({ float32: null, index: null });
 export type DType = t.TypeOf<typeof DType>;
 
-/** What a parameter is, which with the network's init scheme decides its fresh values. */
-export type ParamRole = 'weight' | 'bias' | 'scale' | 'shift';
+/**
+ * What a state entry is, which with the network's init scheme decides its fresh values: weights
+ * and biases by the scheme, scales ones, shifts zeros; the used buffers `mean` zeros and
+ * `variance` ones (PyTorch's fresh BatchNorm).
+ */
+export type ParamRole = 'weight' | 'bias' | 'scale' | 'shift' | 'mean' | 'variance';
 
 /** One parameter of an op, as a function of the node (`N`: the op's fields and `path`). */
 export interface ParamDef<N> {
@@ -35,39 +46,73 @@ export interface ParamDef<N> {
 /** A node as the param functions see it: its fields and its path. */
 export type NodeFields<F extends t.Props> = { readonly path: string } & { readonly [K in keyof F]: t.TypeOf<F[K]> };
 
-export interface OpDef<F extends t.Props, PS extends Readonly<Record<string, ParamDef<NodeFields<F>>>>> {
+type Defs<F extends t.Props> = Readonly<Record<string, ParamDef<NodeFields<F>>>>;
+
+export interface OpDef<F extends t.Props, PS extends Defs<F>, BS extends Defs<F> = Record<never, never>> {
   /** The node's fields besides `op` and `path`. */
   readonly fields: F;
   /** Parameters by name, in state_dict order. Interpreters ask for a key by this name (`paramKey`). */
   readonly params: PS;
+  /** Used buffers by name, in state_dict order (after the parameters): loaded, never trained. */
+  readonly buffers: BS;
   /** Fan-in for initialisation (PyTorch's, from the weight); 1 for ops without weights. */
   readonly fanIn: (n: NodeFields<F>) => number;
   /** Buffers official checkpoints carry that computation ignores (relative keys). */
-  readonly buffers: (n: NodeFields<F>) => readonly string[];
+  readonly ignored: (n: NodeFields<F>) => readonly string[];
 }
 
 const none = (): readonly string[] => [];
 const one = (): number => 1;
 
-/** An op without parameters. */
-const op = <F extends t.Props>(fields: F): OpDef<F, Record<never, never>> => ({ fields, params: {}, fanIn: one, buffers: none });
+/** An op without parameters (`ignored`: buffers official checkpoints carry for it anyway). */
+const op = <F extends t.Props>(fields: F, ignored: (n: NodeFields<F>) => readonly string[] = none): OpDef<F, Record<never, never>> => ({
+  fields,
+  params: {},
+  buffers: {},
+  fanIn: one,
+  ignored,
+});
 
-/** An op with parameters. */
-const layer = <F extends t.Props, const PS extends Readonly<Record<string, ParamDef<NodeFields<F>>>>>(
+/** An op with parameters (and maybe used buffers). */
+const layer = <F extends t.Props, const PS extends Defs<F>, const BS extends Defs<F> = Record<never, never>>(
   fields: F,
-  facts: { readonly params: PS; readonly fanIn?: (n: NodeFields<F>) => number; readonly buffers?: (n: NodeFields<F>) => readonly string[] },
-): OpDef<F, PS> => ({ fields, params: facts.params, fanIn: facts.fanIn ?? one, buffers: facts.buffers ?? none });
+  facts: {
+    readonly params: PS;
+    readonly buffers?: BS;
+    readonly fanIn?: (n: NodeFields<F>) => number;
+    readonly ignored?: (n: NodeFields<F>) => readonly string[];
+  },
+): OpDef<F, PS, BS> => ({ fields, params: facts.params, buffers: facts.buffers ?? ({} as BS), fanIn: facts.fanIn ?? one, ignored: facts.ignored ?? none });
+
+/** `int or (h, w)` as PyTorch takes kernel_size, stride and padding (a scalar: the same for both). */
+const size2 = scalarOrPair(posInt);
+const pad2 = scalarOrPair(nonNegInt);
 
 const convFields = {
   input: ref(),
   inChannels: posInt,
   outChannels: posInt,
-  kernel: posInt,
-  stride: posInt,
-  padding: nonNegInt,
+  /** kernel_size: `k` or `[kH, kW]` (Inception's (1, 7) and (7, 1)). */
+  kernel: size2,
+  stride: size2,
+  /** Zero padding on both sides of each axis: `p` or `[pH, pW]`. */
+  padding: pad2,
   bias: t.boolean,
 };
 type Conv = NodeFields<typeof convFields>;
+
+const kh = (n: Conv): number => (typeof n.kernel === 'number' ? n.kernel : n.kernel[0]);
+const kw = (n: Conv): number => (typeof n.kernel === 'number' ? n.kernel : n.kernel[1]);
+
+const poolFields = {
+  input: ref(),
+  /** kernel_size: `k` or `[kH, kW]`. */
+  kernel: size2,
+  /** stride (PyTorch's default is the kernel size; here it is always written). */
+  stride: size2,
+  /** Implicit padding on both sides of each axis; at most half the kernel, as PyTorch requires. */
+  padding: pad2,
+};
 
 /** Both convolutions: the same fields; only the weight layout and its fan-in differ. */
 const convolution = (weight: (n: Conv) => readonly number[], fanIn: (n: Conv) => number) =>
@@ -79,6 +124,9 @@ const convolution = (weight: (n: Conv) => readonly number[], fanIn: (n: Conv) =>
     fanIn,
   });
 
+/** A list of numbers (per-channel constants, channel indices). */
+const numbers = t.readonlyArray(t.number);
+
 export const OPS = {
   input: op({
     /** The official forward argument name (`x`, `c`, `s`, `z`, `y`). */
@@ -87,14 +135,18 @@ export const OPS = {
     /** Per-sample shape (the batch dimension is implicit). `[]` for a domain index. */
     shape: t.readonlyArray(posInt),
   }),
+  /** nn.Conv2d(inChannels, outChannels, kernel, stride, padding, bias=bias): weight (out, in, kH, kW). */
   conv2d: convolution(
-    (n) => [n.outChannels, n.inChannels, n.kernel, n.kernel],
-    (n) => n.inChannels * n.kernel * n.kernel,
+    (n) => [n.outChannels, n.inChannels, kh(n), kw(n)],
+    (n) => n.inChannels * kh(n) * kw(n),
   ),
-  /** PyTorch ConvTranspose2d (output_padding 0): weight (in, out, kH, kW), fan-in from dim 1. */
+  /**
+   * nn.ConvTranspose2d(inChannels, outChannels, kernel, stride, padding, bias=bias)
+   * (output_padding 0): weight (in, out, kH, kW), fan-in from dim 1.
+   */
   convTranspose2d: convolution(
-    (n) => [n.inChannels, n.outChannels, n.kernel, n.kernel],
-    (n) => n.outChannels * n.kernel * n.kernel,
+    (n) => [n.inChannels, n.outChannels, kh(n), kw(n)],
+    (n) => n.outChannels * kh(n) * kw(n),
   ),
   instanceNorm: layer(
     {
@@ -113,7 +165,27 @@ export const OPS = {
         scale: { key: 'weight', role: 'scale', shape: (n) => [n.channels], when: (n) => n.affine },
         shift: { key: 'bias', role: 'shift', shape: (n) => [n.channels], when: (n) => n.affine },
       },
-      buffers: (n) => (n.runningStats ? ['running_mean', 'running_var', 'num_batches_tracked'] : []),
+      ignored: (n) => (n.runningStats ? ['running_mean', 'running_var', 'num_batches_tracked'] : []),
+    },
+  ),
+  /**
+   * nn.BatchNorm2d(channels, eps=eps, affine=affine) in eval mode:
+   * (x - running_mean) / sqrt(running_var + eps) * weight + bias. The running statistics are used
+   * buffers (loaded, never trained); num_batches_tracked is ignored. eps: 1e-5 (PyTorch's
+   * default, FAN), 0.001 (Inception-v3).
+   */
+  batchNorm2d: layer(
+    { input: ref(), channels: posInt, eps: t.number, affine: t.boolean },
+    {
+      params: {
+        scale: { key: 'weight', role: 'scale', shape: (n) => [n.channels], when: (n) => n.affine },
+        shift: { key: 'bias', role: 'shift', shape: (n) => [n.channels], when: (n) => n.affine },
+      },
+      buffers: {
+        runningMean: { key: 'running_mean', role: 'mean', shape: (n: { readonly channels: number }) => [n.channels] },
+        runningVar: { key: 'running_var', role: 'variance', shape: (n: { readonly channels: number }) => [n.channels] },
+      },
+      ignored: () => ['num_batches_tracked'],
     },
   ),
   /** AdaIN: h = fc(style) = [gamma, beta]; out = (1 + gamma) * IN(x) + beta. */
@@ -140,10 +212,93 @@ export const OPS = {
   relu: op({ input: ref() }),
   leakyRelu: op({ input: ref(), alpha: t.number }),
   tanh: op({ input: ref() }),
-  /** Average pooling with kernel = stride = `size`, no padding (F.avg_pool2d(x, 2)). */
+  /**
+   * F.avg_pool2d(x, size): kernel = stride = `size`, no padding (trailing rows and columns that do
+   * not fill a window are dropped). Twice differentiable (the residual blocks' pooling, under R1).
+   */
   avgPool: op({ input: ref(), size: posInt }),
+  /**
+   * F.avg_pool2d(x, kernel, stride, padding, ceil_mode=False, count_include_pad=countIncludePad):
+   * with countIncludePad a window's sum is divided by kH * kW (padding counted as zeros), else by
+   * its number of input elements. Inception's F.avg_pool2d(x, 3, stride=1, padding=1) is
+   * countIncludePad true (PyTorch's default).
+   */
+  avgPool2d: op({ ...poolFields, countIncludePad: t.boolean }),
+  /**
+   * F.max_pool2d(x, kernel, stride, padding) (dilation 1, ceil_mode False; padding never wins).
+   * NaN is not part of the contract of either pooling (PyTorch propagates it; tfjs's cpu max pool
+   * skips it, wasm's XNNPACK pooling gives -inf): they serve feature extractors of validated images.
+   */
+  maxPool2d: op(poolFields),
+  /** nn.AdaptiveAvgPool2d(1): the mean over H and W, (N, C, H, W) -> (N, C, 1, 1). */
+  globalAvgPool: op({ input: ref() }),
   /** Nearest-neighbour upsampling by an integer factor (F.interpolate(scale_factor=2, 'nearest')). */
   upsampleNearest: op({ input: ref(), scale: posInt }),
+  /**
+   * F.interpolate(x, size=size, mode='bilinear', align_corners=alignCorners), or with
+   * scale_factor=scale instead of size (exactly one of the two is set; antialias off). A scale must
+   * give whole output sizes (H * scale an integer), where PyTorch's scale_factor mapping and its
+   * size mapping coincide. align_corners False is PyTorch's default (`F.interpolate(x, size=256,
+   * mode='bilinear')`); get_heatmap's x4 upsampling of 64x64 heatmaps is scale 4, alignCorners true.
+   */
+  resizeBilinear: op({ input: ref(), size: t.union([t.null, size2]), scale: t.union([t.null, t.number]), alignCorners: t.boolean }),
+  /** torch.cat(inputs, dim=1): channels of images (N, C, H, W), or features of vectors (N, F). */
+  concat: op({ inputs: refs() }),
+  /** x[:, start:end]: a range of channels (or features). */
+  sliceChannels: op({ input: ref(), start: nonNegInt, end: nonNegInt }),
+  /** x.sum(dim=1, keepdim=True): (N, C, H, W) -> (N, 1, H, W). */
+  sumChannels: op({ input: ref() }),
+  /** x.clone(); x[:, channels] = 0 (an assignment: NaN and infinities there become 0 too). */
+  zeroChannels: op({ input: ref(), channels: t.readonlyArray(nonNegInt) }),
+  /**
+   * The coordinate channels of core/wing.py's AddCoordsTh (with_boundary off): torch.cat([x, xx,
+   * yy(, rr)], dim=1) with xx[h, w] = 2h/(H-1) - 1 (it varies along the height axis: wing.py's
+   * `x_coords`), yy[h, w] = 2w/(W-1) - 1, and with `withRadius` rr = sqrt(xx^2 + yy^2) / max(rr).
+   */
+  addCoords: op({ input: ref(), withRadius: t.boolean }),
+  /**
+   * core/wing.py's `shift(x, rows)`: torch.roll(x, -rows, dims=2), out[:, :, h] = x[:, :, (h + rows)
+   * mod H]; rows >= 0 moves content up, rows < 0 down (wing.py's shift, for |rows| <= H).
+   */
+  shiftRows: op({ input: ref(), rows: int }),
+  /**
+   * a * b with broadcasting (PyTorch's, per sample: equal ranks, each dimension equal or 1 on one
+   * side): the (N, 1, H, W) mask times (N, C, H, W) features of core/model.py's Generator.
+   */
+  mul: op({ a: ref(), b: ref() }),
+  /** a - b, broadcasting as `mul`. */
+  sub: op({ a: ref(), b: ref() }),
+  /**
+   * (x - mean[c]) / std[c] over channels (dim 1), each list of length 1 (all channels) or C, as
+   * float32 constants: LPIPS's (x - mu) / sigma, torchvision's Normalize, and x * 0.5 + 0.5
+   * (mean [-1], std [2]: the same float32 values, as halving is exact).
+   */
+  standardize: op({ input: ref(), mean: numbers, std: numbers }),
+  /** x ** exponent (core/wing.py's `resize(x, p)`, LPIPS's squared difference). */
+  pow: op({ input: ref(), exponent: t.number }),
+  /** torch.where(x < threshold, 0, x) (core/wing.py's `truncate`; F.threshold differs at x = t). */
+  zeroBelow: op({ input: ref(), threshold: t.number }),
+  /** torch.clamp(x, min, max) (NaN stays NaN). */
+  clamp: op({ input: ref(), min: t.number, max: t.number }),
+  /**
+   * x.clone(); x[of != of] = 0: zero `input` where `of` (same shape) is NaN. `of` = `input` is
+   * `x[x != x] = 0`; another tensor is the official preprocess's `x2[x != x] = 0`.
+   */
+  zeroWhereNaN: op({ input: ref(), of: ref({ conditioning: true }) }),
+  /**
+   * core/wing.py's `normalize(x, eps)`: per sample and channel over H and W,
+   * (x - min) / (max - min + eps).
+   */
+  minMaxNorm: op({ input: ref(), eps: t.number }),
+  /** metrics/lpips.py's `normalize(x, eps)`: x * torch.rsqrt(torch.sum(x ** 2, dim=1, keepdim=True) + eps). */
+  l2Normalize: op({ input: ref(), eps: t.number }),
+  /**
+   * core/model.py's HighPass(w_hpf): F.conv2d(x, k.view(1, 1, 3, 3).repeat(C, 1, 1, 1), padding=1, groups=C) with the
+   * fixed kernel k = [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]] / wHpf (float32), per channel. The
+   * kernel is computed from wHpf, not read from the `filter` buffer official checkpoints carry (an
+   * ignored buffer, always that same kernel): weights files without it keep loading.
+   */
+  highPass: op({ input: ref(), wHpf: t.number }, () => ['filter']),
   /** Replicate a label vector (N, L) over the spatial grid of `input` (N, C, H, W), concat on C. */
   concatLabel: op({ input: ref(), label: ref({ conditioning: true }) }),
   /** (sum of inputs) * scale: residual sums, optionally divided by sqrt(2). */
@@ -159,7 +314,8 @@ export const OPS = {
 type Table = typeof OPS;
 export type Op = keyof Table;
 type FieldsOf<O extends Op> = Table[O]['fields'];
-type ParamsOf<O extends Op> = Table[O]['params'];
+/** An op's state entries by name: its parameters and its used buffers. */
+type ParamsOf<O extends Op> = Table[O]['params'] & Table[O]['buffers'];
 
 /** The codec props of an op's node: `op`, `path`, then its fields. */
 type NodeProps<O extends Op> = FieldsOf<O> extends infer F extends t.Props ? { op: t.LiteralC<O>; path: t.StringC } & F : never;
@@ -177,7 +333,7 @@ export type NodeOf<O extends Op> = Extract<Node, { readonly op: O }>;
 // ---------------------------------------------------------------------------------------------
 // Derived facts, for the derivations in builder.ts, walk.ts and params.ts
 
-/** An op's parameter names (`weight`, `bias`, `scale`, ...), as interpreters ask for them. */
+/** An op's parameter and used-buffer names (`weight`, `bias`, `runningMean`, ...), as interpreters ask for them. */
 export type ParamName<O extends Op> = keyof ParamsOf<O> & string;
 
 type RolesOf<O extends Op> = { [K in keyof ParamsOf<O>]: ParamsOf<O>[K] extends { readonly role: infer R } ? R : never }[keyof ParamsOf<O>];
@@ -233,8 +389,9 @@ export const defOf = (n: Node): AnyOpDef => OPS[n.op] as unknown as AnyOpDef;
 interface AnyOpDef {
   readonly fields: t.Props;
   readonly params: Readonly<Record<string, ParamDef<Node>>>;
+  readonly buffers: Readonly<Record<string, ParamDef<Node>>>;
   readonly fanIn: (n: Node) => number;
-  readonly buffers: (n: Node) => readonly string[];
+  readonly ignored: (n: Node) => readonly string[];
 }
 
 /** Whether a node's op has a `weight` parameter (see WeightedOp). */

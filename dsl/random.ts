@@ -72,3 +72,12 @@ export const rng = (seed: number): Rng => {
     },
   };
 };
+
+/**
+ * `count * dim` standard normal draws, row-major (count, dim): the values of an IR `draw`
+ * expression, a pure function of (seed, count, dim), so every interpreter holds the same tensor.
+ */
+export const normals = (seed: number, count: number, dim: number): Float32Array => {
+  const r = rng(deriveSeed(seed, 'draw', 'normal', dim));
+  return Float32Array.from({ length: count * dim }, () => r.normal());
+};

@@ -73,27 +73,77 @@ export const inferShapes = (net: Network): Result<Inferred> => {
         case 'convTranspose2d': {
           const s = get(node.input, 'input');
           if (!image(s)) return null;
-          const { kernel: k, stride: st, padding: p } = node;
           if (!isPosInt(node.inChannels) || !isPosInt(node.outChannels))
             return err(`channels must be positive integers (in ${node.inChannels}, out ${node.outChannels})`);
-          if (!isPosInt(k)) return err(`kernel size must be a positive integer; got ${k}`);
-          if (!isPosInt(st)) return err(`stride must be a positive integer; got ${st}`);
-          if (!isNonNegInt(p)) return err(`padding must be a non-negative integer; got ${p}`);
+          const w2 = window2(node, err);
+          if (w2 === null) return null;
+          const { k, st, p } = w2;
           if (!channels(s, node.inChannels, 'inChannels')) return null;
           const [, h, w] = s as [number, number, number];
           if (node.op === 'conv2d') {
-            if (h + 2 * p < k || w + 2 * p < k)
+            if (h + 2 * p[0] < k[0] || w + 2 * p[1] < k[1])
               return err(
-                `kernel ${k} is larger than the padded input ${h + 2 * p}x${w + 2 * p} (input ${showShape(s)}, padding ${p})`,
+                `kernel ${show2(node.kernel)} is larger than the padded input ${h + 2 * p[0]}x${w + 2 * p[1]} (input ${showShape(s)}, padding ${show2(node.padding)})`,
                 'use a smaller kernel, more padding, or a larger image / fewer downsampling blocks',
               );
-            return [node.outChannels, convOut(h, k, st, p), convOut(w, k, st, p)];
+            return [node.outChannels, convOut(h, k[0], st[0], p[0]), convOut(w, k[1], st[1], p[1])];
           }
-          if (p >= k) return err(`padding ${p} must be smaller than the kernel ${k}`);
-          const oh = convTOut(h, k, st, p);
-          const ow = convTOut(w, k, st, p);
+          if (p[0] >= k[0] || p[1] >= k[1]) return err(`padding ${show2(node.padding)} must be smaller than the kernel ${show2(node.kernel)}`);
+          const oh = convTOut(h, k[0], st[0], p[0]);
+          const ow = convTOut(w, k[1], st[1], p[1]);
           if (oh < 1 || ow < 1) return err(`output would be ${oh}x${ow}`);
           return [node.outChannels, oh, ow];
+        }
+        case 'batchNorm2d': {
+          const s = get(node.input, 'input');
+          if (!image(s)) return null;
+          if (!(node.eps > 0)) return err(`eps must be positive; got ${node.eps}`);
+          if (!channels(s, node.channels, 'channels')) return null;
+          return s;
+        }
+        case 'avgPool2d':
+        case 'maxPool2d': {
+          const s = get(node.input, 'input');
+          if (!image(s)) return null;
+          const w2 = window2(node, err);
+          if (w2 === null) return null;
+          const { k, st, p } = w2;
+          if (2 * p[0] > k[0] || 2 * p[1] > k[1])
+            return err(`padding ${show2(node.padding)} must be at most half the kernel ${show2(node.kernel)} (as PyTorch requires)`);
+          const [c, h, w] = s as [number, number, number];
+          if (h + 2 * p[0] < k[0] || w + 2 * p[1] < k[1])
+            return err(`cannot pool a ${h}x${w} map (padding ${show2(node.padding)}) with a ${show2(node.kernel)} window`, 'use a larger image or a smaller window');
+          return [c, convOut(h, k[0], st[0], p[0]), convOut(w, k[1], st[1], p[1])];
+        }
+        case 'globalAvgPool': {
+          const s = get(node.input, 'input');
+          if (!image(s)) return null;
+          return [s[0]!, 1, 1];
+        }
+        case 'resizeBilinear': {
+          const s = get(node.input, 'input');
+          if (!image(s)) return null;
+          const [c, h, w] = s as [number, number, number];
+          if ((node.size === null) === (node.scale === null))
+            return err('give exactly one of size and scale', 'size: [H, W] (or one number for both); scale: a factor');
+          if (node.size !== null) {
+            const sz = pairOf(node.size);
+            if (sz === null || !sz.every(isPosInt)) return err(`size must be a positive integer or a pair of them; got ${JSON.stringify(node.size)}`);
+            return [c, sz[0], sz[1]];
+          }
+          const f = node.scale!;
+          if (!(f > 0) || !Number.isFinite(f)) return err(`scale must be a positive number; got ${f}`);
+          // PyTorch: out = floor(in * scale); with align_corners False it maps coordinates by
+          // 1 / scale, which is the size mapping (in / out) only when in * scale is whole.
+          if (!node.alignCorners && (!Number.isInteger(h * f) || !Number.isInteger(w * f)))
+            return err(
+              `scale ${f} of a ${h}x${w} map gives ${h * f}x${w * f}, not whole sizes`,
+              'give the output size instead (PyTorch maps coordinates differently for a fractional scale_factor without align_corners)',
+            );
+          const oh = Math.floor(h * f);
+          const ow = Math.floor(w * f);
+          if (oh < 1 || ow < 1) return err(`scale ${f} of a ${h}x${w} map leaves nothing (${oh}x${ow})`);
+          return [c, oh, ow];
         }
         case 'instanceNorm': {
           const s = get(node.input, 'input');
@@ -149,6 +199,122 @@ export const inferShapes = (net: Network): Result<Inferred> => {
           if (!isPosInt(node.scale)) return err(`scale must be a positive integer; got ${node.scale}`);
           const [c, h, w] = s as [number, number, number];
           return [c, h * node.scale, w * node.scale];
+        }
+        case 'concat': {
+          if (node.inputs.length === 0) return err('concat needs at least one input');
+          const ss = node.inputs.map((r, j) => get(r, `inputs[${j}]`));
+          if (ss.some((x) => x === null)) return null;
+          const first = ss[0]!;
+          if (first.length === 0) return err('cannot concatenate scalars per sample');
+          const fits = (x: Shape): boolean => x.length === first.length && x.every((d, j) => j === 0 || d === first[j]);
+          if (!ss.every((x) => fits(x!)))
+            return err(
+              `cannot concatenate shapes ${ss.map((x) => showShape(x!)).join(', ')} on dim 1`,
+              'every input must have the same rank and the same sizes after the channel dimension',
+            );
+          return [ss.reduce((a, x) => a + x![0]!, 0), ...first.slice(1)];
+        }
+        case 'sliceChannels': {
+          const s = get(node.input, 'input');
+          if (s === null) return null;
+          if (s.length === 0) return err('cannot slice a scalar per sample');
+          if (!isNonNegInt(node.start) || !isNonNegInt(node.end) || !(node.start < node.end) || node.end > s[0]!)
+            return err(`channels ${node.start}:${node.end} are not a non-empty range of the input's ${s[0]}`);
+          return [node.end - node.start, ...s.slice(1)];
+        }
+        case 'sumChannels': {
+          const s = get(node.input, 'input');
+          if (s === null) return null;
+          if (s.length === 0) return err('cannot sum a scalar per sample over channels');
+          return [1, ...s.slice(1)];
+        }
+        case 'zeroChannels': {
+          const s = get(node.input, 'input');
+          if (s === null) return null;
+          if (s.length === 0) return err('a scalar per sample has no channels');
+          const bad = node.channels.find((c) => !isNonNegInt(c) || c >= s[0]!);
+          if (bad !== undefined) return err(`channel ${bad} is not one of the input's ${s[0]}`);
+          return s;
+        }
+        case 'addCoords': {
+          const s = get(node.input, 'input');
+          if (!image(s)) return null;
+          const [c, h, w] = s as [number, number, number];
+          if (h < 2 || w < 2) return err(`coordinates of a ${h}x${w} map divide by zero (2h / (H - 1) - 1)`, 'add coordinates to maps of at least 2x2');
+          return [c + (node.withRadius ? 3 : 2), h, w];
+        }
+        case 'shiftRows': {
+          const s = get(node.input, 'input');
+          if (!image(s)) return null;
+          if (!Number.isInteger(node.rows)) return err(`rows must be an integer; got ${node.rows}`);
+          return s;
+        }
+        case 'mul':
+        case 'sub': {
+          const a = get(node.a, 'a');
+          const b = get(node.b, 'b');
+          if (a === null || b === null) return null;
+          const out = broadcast(a, b);
+          if (out === null)
+            return err(
+              `cannot broadcast ${showShape(a)} with ${showShape(b)}`,
+              'operands need the same rank, and each dimension equal or 1 on one side',
+            );
+          return out;
+        }
+        case 'standardize': {
+          const s = get(node.input, 'input');
+          if (s === null) return null;
+          if (s.length === 0) return err('a scalar per sample has no channels');
+          const c = s[0]!;
+          for (const [name, v] of [['mean', node.mean], ['std', node.std]] as const)
+            if (!(v.length === 1 || v.length === c)) return err(`${name} has ${v.length} values; expected 1 or ${c} (one per channel)`);
+          if (![...node.mean, ...node.std].every(Number.isFinite)) return err('mean and std must be finite numbers');
+          if (node.std.some((v) => v === 0)) return err('std must not be zero');
+          return s;
+        }
+        case 'pow': {
+          const s = get(node.input, 'input');
+          if (s !== null && !Number.isFinite(node.exponent)) return err(`exponent must be finite; got ${node.exponent}`);
+          return s;
+        }
+        case 'zeroBelow': {
+          const s = get(node.input, 'input');
+          if (s !== null && !Number.isFinite(node.threshold)) return err(`threshold must be finite; got ${node.threshold}`);
+          return s;
+        }
+        case 'clamp': {
+          const s = get(node.input, 'input');
+          if (s === null) return null;
+          if (Number.isNaN(node.min) || Number.isNaN(node.max) || !(node.min <= node.max))
+            return err(`clamp needs min <= max; got [${node.min}, ${node.max}]`);
+          return s;
+        }
+        case 'zeroWhereNaN': {
+          const s = get(node.input, 'input');
+          const of = get(node.of, 'of');
+          if (s === null || of === null) return null;
+          if (!sameShape(s, of)) return err(`of ${showShape(of)} must have the input's shape ${showShape(s)}`);
+          return s;
+        }
+        case 'minMaxNorm': {
+          const s = get(node.input, 'input');
+          if (!image(s)) return null;
+          if (!(node.eps >= 0) || !Number.isFinite(node.eps)) return err(`eps must be a non-negative number; got ${node.eps}`);
+          return s;
+        }
+        case 'l2Normalize': {
+          const s = get(node.input, 'input');
+          if (s === null) return null;
+          if (s.length === 0) return err('a scalar per sample has no channels');
+          if (!(node.eps >= 0) || !Number.isFinite(node.eps)) return err(`eps must be a non-negative number; got ${node.eps}`);
+          return s;
+        }
+        case 'highPass': {
+          const s = get(node.input, 'input');
+          if (!image(s)) return null;
+          if (!(node.wHpf > 0) || !Number.isFinite(node.wHpf)) return err(`wHpf must be a positive number; got ${node.wHpf}`, 'a generator with wHpf 0 has no high-pass filter');
+          return s;
         }
         case 'concatLabel': {
           const s = get(node.input, 'input');
@@ -216,3 +382,37 @@ export const inferShapes = (net: Network): Result<Inferred> => {
 
 const sameShape = (a: Shape, b: Shape): boolean =>
   a.length === b.length && a.every((d, i) => d === b[i]);
+
+/** PyTorch broadcasting of two per-sample shapes of equal rank (each dimension equal or 1), or null. */
+const broadcast = (a: Shape, b: Shape): Shape | null => {
+  if (a.length !== b.length) return null;
+  const out: number[] = [];
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x !== y && x !== 1 && y !== 1) return null;
+    out.push(x === 1 ? y : x);
+  }
+  return out;
+};
+
+/** A scalar-or-pair field as [h, w], or null when it is neither (an undecoded network can hold anything). */
+export const pairOf = (v: unknown): readonly [number, number] | null =>
+  typeof v === 'number' ? [v, v] : Array.isArray(v) && v.length === 2 && v.every((x) => typeof x === 'number') ? [v[0] as number, v[1] as number] : null;
+
+/** `3`, or `1x7` for a pair. */
+export const show2 = (v: number | readonly [number, number]): string => (typeof v === 'number' ? `${v}` : `${v[0]}x${v[1]}`);
+
+/** The kernel, stride and padding of a convolution or pooling node as pairs, checked (or null, reported). */
+const window2 = (
+  n: { readonly kernel: unknown; readonly stride: unknown; readonly padding: unknown },
+  err: (message: string) => null,
+): { k: readonly [number, number]; st: readonly [number, number]; p: readonly [number, number] } | null => {
+  const k = pairOf(n.kernel);
+  const st = pairOf(n.stride);
+  const p = pairOf(n.padding);
+  if (k === null || !k.every(isPosInt)) return err(`kernel size must be a positive integer or a pair of them; got ${JSON.stringify(n.kernel)}`);
+  if (st === null || !st.every(isPosInt)) return err(`stride must be a positive integer or a pair of them; got ${JSON.stringify(n.stride)}`);
+  if (p === null || !p.every(isNonNegInt)) return err(`padding must be a non-negative integer or a pair of them; got ${JSON.stringify(n.padding)}`);
+  return { k, st, p };
+};

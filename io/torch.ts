@@ -12,11 +12,16 @@
  *   then per key in that order an 8-byte little-endian element count and the raw little-endian bytes.
  *
  * Globals resolve against a fixed allowlist (OrderedDict, torch's tensor/parameter rebuild functions
- * and the storage types); anything else is refused by name. Tensors are materialized as contiguous
- * row-major copies honouring storage offsets and strides, under a total output budget.
+ * and the storage types), looked up in Maps (never `name in {...}`, which finds Object.prototype's
+ * names); anything else is refused by name. Zip members are read through io/zip.ts, CRC-32 checked.
+ * Tensors are materialized as contiguous row-major copies honouring storage offsets and strides,
+ * under an output budget of the file's own storage bytes plus OUTPUT_MARGIN, so a small file cannot
+ * ask for gigabytes; the pickle VM caps the values it builds (io/pickle.ts).
+ *
+ * The top level may be a state_dict, a dict of state_dicts ({generator: sd, ...}, StarGAN v2's
+ * CheckpointIO), or `{'state_dict': sd}` (the published wing.ckpt), read as a flat state_dict.
  */
 import * as E from 'fp-ts/lib/Either.js';
-import { unzipSync } from 'fflate';
 import { type Result, type SpecError, specError } from '../dsl/errors.ts';
 import {
   type DType,
@@ -34,21 +39,34 @@ import {
   type PGlobal,
   type PValue,
   type PickleHooks,
+  type PickleLimits,
   PickleError,
+  clipMessage,
   describe,
   isObject,
   refuse,
   unpickle,
 } from './pickle.ts';
+import { type ZipMember, ZipError, memberBytes, readZipDirectory } from './zip.ts';
 
 export type TorchCheckpoint =
-  | { readonly kind: 'flat'; readonly tensors: TensorMap }
+  | {
+      readonly kind: 'flat';
+      readonly tensors: TensorMap;
+      /**
+       * The top-level key the state_dict was found under, for files of the form `{'state_dict': sd}`
+       * (the published StarGAN v2 `wing.ckpt`, read by the official `load_pretrained_weights`);
+       * absent when the file is the state_dict itself.
+       */
+      readonly under?: string;
+    }
   | { readonly kind: 'nested'; readonly nets: ReadonlyMap<string, TensorMap> };
 
 export interface TorchReadOptions {
   /**
-   * Upper bound on the bytes of all materialized tensors (strides of 0 can make a tensor larger than
-   * its storage). Default: 64 MiB + 4x the file size.
+   * Upper bound on the bytes of all materialized tensors (strides of 0, or several tensors viewing
+   * one storage, can make the output larger than the data in the file). Default: the bytes of the
+   * storages the file declares and holds (each checked against its data) plus `OUTPUT_MARGIN`.
    */
   readonly maxOutputBytes?: number;
 }
@@ -56,17 +74,21 @@ export interface TorchReadOptions {
 // ---------------------------------------------------------------------------------------------
 // The allowlist
 
-const STORAGE_DTYPES: Readonly<Record<string, DType>> = {
-  FloatStorage: 'float32',
-  DoubleStorage: 'float64',
-  HalfStorage: 'float16',
-  BFloat16Storage: 'bfloat16',
-  LongStorage: 'int64',
-  IntStorage: 'int32',
-  CharStorage: 'int8',
-  ByteStorage: 'uint8',
-  BoolStorage: 'bool',
-};
+/**
+ * Maps, never object literals, wherever a name from the file is looked up: `name in {...}` and
+ * `{...}[name]` also find `constructor`, `__proto__`, `toString` and the rest of Object.prototype.
+ */
+const STORAGE_DTYPES: ReadonlyMap<string, DType> = new Map([
+  ['FloatStorage', 'float32'],
+  ['DoubleStorage', 'float64'],
+  ['HalfStorage', 'float16'],
+  ['BFloat16Storage', 'bfloat16'],
+  ['LongStorage', 'int64'],
+  ['IntStorage', 'int32'],
+  ['CharStorage', 'int8'],
+  ['ByteStorage', 'uint8'],
+  ['BoolStorage', 'bool'],
+]);
 
 /** Real torch storage types whose dtype HostTensor cannot hold: refused with a specific message. */
 const UNSUPPORTED_STORAGES = new Set([
@@ -102,7 +124,7 @@ const REFUSAL_HINT =
 const resolveGlobal = (module: string, name: string): PGlobal => {
   const full = `${module}.${name}`;
   if (CALLABLES.has(full)) return { tag: 'global', module, name };
-  if (module === 'torch' && name in STORAGE_DTYPES) return { tag: 'global', module, name };
+  if (module === 'torch' && STORAGE_DTYPES.has(name)) return { tag: 'global', module, name };
   if (module === 'torch' && UNSUPPORTED_STORAGES.has(name)) {
     return refuse(`storage type '${full}' is not supported (only float, int and bool storages are)`);
   }
@@ -256,7 +278,7 @@ const makeHooks = (format: Format, registry: StorageRegistry): PickleHooks<Torch
     const expected = format === 'zip' ? 5 : 6;
     if (pid.items.length !== expected) refuse(`storage persistent id has ${pid.items.length} items, expected ${expected}`);
     const typeName = globalName(type ?? null);
-    const dtype = typeName?.startsWith('torch.') ? STORAGE_DTYPES[typeName.slice(6)] : undefined;
+    const dtype = typeName?.startsWith('torch.') ? STORAGE_DTYPES.get(typeName.slice(6)) : undefined;
     if (dtype === undefined) return refuse(`storage type must be a torch storage class, got ${describe(type ?? null)}`);
     if (typeof key !== 'string') return refuse(`storage key must be a str, got ${describe(key ?? null)}`);
     if (typeof location !== 'string') refuse(`storage location must be a str, got ${describe(location ?? null)}`);
@@ -287,7 +309,12 @@ const makeHooks = (format: Format, registry: StorageRegistry): PickleHooks<Torch
 interface StorageData {
   readonly bytes: ReadonlyMap<string, Uint8Array>;
   readonly littleEndian: boolean;
+  /** Sum of numel x element size over the root storages, each already checked against its bytes. */
+  readonly declaredBytes: number;
 }
+
+/** What the output may hold beyond the file's own storage bytes (expanded and shared views). */
+export const OUTPUT_MARGIN = 64 * 2 ** 20;
 
 /** Typed-array word views for gathering elements by bits (never through float conversion). */
 const gatherWords = (dtype: DType, buffer: ArrayBuffer): { words: Uint8Array | Uint16Array | Uint32Array; per: number } => {
@@ -315,7 +342,8 @@ const materializer = (data: StorageData, maxOutputBytes: number): Materialize =>
     const { dtype } = t.storage;
     const es = dtypeSize(dtype);
     const bytesOut = t.numel * es;
-    if (bytesOut > budget) {
+    // Written so that a non-number (NaN from a bad dtype, say) is refused, never let through.
+    if (!(Number.isSafeInteger(bytesOut) && bytesOut <= budget)) {
       refuse(`tensor of size [${t.size.join(', ')}] would exceed the output budget (${budget} bytes left)`);
     }
     budget -= bytesOut;
@@ -387,46 +415,28 @@ interface Loaded {
   readonly data: StorageData;
 }
 
-const MAX_ZIP_ENTRIES = 1 << 16;
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 const LEGACY_PROTOCOL = 1001;
+const DATA_PKL = /^[^/]*\/data\.pkl$/;
 
 const loadZip = (bytes: Uint8Array, where: string): Loaded => {
-  // Each entry takes at least a 46-byte central directory record.
-  const maxEntries = Math.min(MAX_ZIP_ENTRIES, Math.floor(bytes.length / 46));
-  let entries = 0;
-  let declared = 0;
-  const compressed = new Set<string>();
-  let files: Record<string, Uint8Array>;
+  let members: ReadonlyMap<string, ZipMember>;
   try {
-    files = unzipSync(bytes, {
-      // Runs before anything is extracted: bounds the entry count and copies, skips compressed
-      // entries (torch writes stored ones; inflating into a fixed buffer is not bounded work).
-      filter: (f) => {
-        if (++entries > maxEntries) throw new PickleError(`zip claims more entries than its ${bytes.length} bytes can hold`);
-        if (f.name === '') throw new PickleError('zip entry without a name (corrupt central directory?)');
-        if (f.compression !== 0) {
-          compressed.add(f.name);
-          return false;
-        }
-        declared += f.size;
-        if (declared > bytes.length) throw new PickleError('zip entries claim more bytes than the file holds');
-        return true;
-      },
-    });
+    members = readZipDirectory(bytes).members;
   } catch (e) {
-    if (e instanceof PickleError) throw e;
-    return refuse(`not a readable zip archive: ${e instanceof Error ? e.message : String(e)}`);
+    if (e instanceof ZipError) return refuse(`not a readable zip archive: ${e.message}`, e.hint);
+    throw e;
   }
-  const names = Object.keys(files);
-  const pkl = names.find((n) => /^[^/]*\/data\.pkl$/.test(n)) ?? [...compressed].find((n) => /^[^/]*\/data\.pkl$/.test(n));
+  const pkl = [...members.keys()].find((n) => DATA_PKL.test(n));
   if (pkl === undefined) {
+    const names = [...members.keys()];
     return refuse('zip archive has no <archive>/data.pkl: not a torch.save checkpoint', names.length > 0 ? `entries: ${names.slice(0, 5).join(', ')}` : '');
   }
   const prefix = pkl.slice(0, -'data.pkl'.length);
+  /** A member's bytes, CRC-checked; undefined when the archive has no such member. */
   const member = (name: string): Uint8Array | undefined => {
-    if (compressed.has(name)) refuse(`zip entry '${name}' is compressed; torch.save writes uncompressed entries`, 're-save the checkpoint with torch.save');
-    return files[name];
+    const m = members.get(name);
+    return m === undefined ? undefined : memberBytes(bytes, m);
   };
   const byteorder = member(`${prefix}byteorder`);
   let littleEndian = true;
@@ -439,42 +449,47 @@ const loadZip = (bytes: Uint8Array, where: string): Loaded => {
   const result = unpickle(member(pkl)!, makeHooks('zip', registry), { where: `${where}:${pkl}` });
   if (E.isLeft(result)) throw new ResultError(result.left);
   const storages = new Map<string, Uint8Array>();
+  let declaredBytes = 0;
   for (const [key, { dtype, numel }] of registry) {
     const name = `${prefix}data/${key}`;
     const b = member(name);
-    if (b === undefined) refuse(`storage '${key}' is missing (no zip entry '${name}')`);
+    if (b === undefined) return refuse(`storage '${key}' is missing (no zip entry '${name}')`);
     const need = numel * dtypeSize(dtype);
-    if (b!.length < need) refuse(`storage '${key}' holds ${b!.length} bytes, ${numel} x ${dtype} needs ${need}`);
-    storages.set(key, b!);
+    if (b.length < need) refuse(`storage '${key}' holds ${b.length} bytes, ${numel} x ${dtype} needs ${need}`);
+    storages.set(key, b);
+    declaredBytes += need;
   }
-  return { root: result.right.value, data: { bytes: storages, littleEndian } };
+  return { root: result.right.value, data: { bytes: storages, littleEndian, declaredBytes } };
 };
 
 const loadLegacy = (bytes: Uint8Array, where: string): Loaded => {
   const registry: StorageRegistry = new Map();
   const hooks = makeHooks('legacy', registry);
   let pos = 0;
-  const next = (what: string): TValue => {
-    const r = unpickle(bytes, hooks, { where: `${where} (${what})`, start: pos });
+  const next = (what: string, limits?: Partial<PickleLimits>): TValue => {
+    const r = unpickle(bytes, hooks, { where: `${where} (${what})`, start: pos, ...(limits ? { limits } : {}) });
     if (E.isLeft(r)) throw new ResultError(r.left);
     pos = r.right.end;
     return r.right.value;
   };
-  const magic = next('magic number');
+  // The small records get small limits; the key list can only name storages the main pickle declared.
+  const small: Partial<PickleLimits> = { maxValues: 4096, maxObjects: 512 };
+  const magic = next('magic number', small);
   if (magic !== LEGACY_MAGIC) {
     refuse(`starts with a pickle of ${describe(magic)} instead of torch's magic number: not a torch.save file`);
   }
-  const protocol = next('protocol version');
+  const protocol = next('protocol version', small);
   if (protocol !== LEGACY_PROTOCOL) refuse(`unsupported legacy protocol version ${describe(protocol)} (expected 1001)`);
-  const sysInfo = next('sys_info');
+  const sysInfo = next('sys_info', small);
   if (!isObject(sysInfo) || sysInfo.tag !== 'dict') refuse(`sys_info is ${describe(sysInfo)}, not a dict`);
   const root = next('main pickle');
-  const keys = next('storage keys');
+  const keys = next('storage keys', { maxValues: 2 * registry.size + 64, maxObjects: 64 });
   if (!isObject(keys) || keys.tag !== 'list') return refuse(`storage key list is ${describe(keys)}, not a list`);
 
   // Storage records follow, in key-list order: u64 element count, then the bytes.
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const storages = new Map<string, Uint8Array>();
+  let declaredBytes = 0;
   for (const key of keys.items) {
     if (typeof key !== 'string') return refuse(`storage key is ${describe(key)}, not a str`);
     const declared = registry.get(key);
@@ -491,12 +506,13 @@ const loadLegacy = (bytes: Uint8Array, where: string): Loaded => {
       refuse(`storage '${key}' needs ${nbytes} bytes but only ${bytes.length - pos} remain (truncated?)`);
     }
     storages.set(key, bytes.subarray(pos, pos + nbytes));
+    declaredBytes += nbytes;
     pos += nbytes;
   }
   for (const key of registry.keys()) {
     if (!storages.has(key)) refuse(`storage '${key}' is used by a tensor but has no data in the file`);
   }
-  return { root, data: { bytes: storages, littleEndian: true } };
+  return { root, data: { bytes: storages, littleEndian: true, declaredBytes } };
 };
 
 /** Carries already-built errors (e.g. from `unpickle`) through the loaders' throw-based flow. */
@@ -545,14 +561,22 @@ const stateDict = (d: PDict<TorchExt>, materialize: Materialize, what: string): 
 };
 
 const SHAPE_HINT =
-  'expected a state_dict (name -> tensor) or a dict of state_dicts ({generator: sd, mapping_network: sd, ...})';
+  "expected a state_dict (name -> tensor), {'state_dict': state_dict}, or a dict of state_dicts ({generator: sd, mapping_network: sd, ...})";
 
-const classify = (loaded: Loaded, maxOutputBytes: number): TorchCheckpoint => {
+/** The one top-level key under which a lone state_dict is a flat checkpoint (wing.ckpt's form). */
+const STATE_DICT_KEY = 'state_dict';
+
+const classify = (loaded: Loaded, maxOutputBytes: number | undefined): TorchCheckpoint => {
   const { root } = loaded;
   if (!isObject(root) || root.tag !== 'dict') return refuse(`checkpoint holds ${describe(root)}, not a dict`, SHAPE_HINT);
-  const m = materializer(loaded.data, maxOutputBytes);
+  const m = materializer(loaded.data, maxOutputBytes ?? loaded.data.declaredBytes + OUTPUT_MARGIN);
   const flat = stateDict(root, m, '');
   if (flat !== undefined) return { kind: 'flat', tensors: flat };
+  const only = root.entries.size === 1 ? root.entries.get(STATE_DICT_KEY) : undefined;
+  if (only !== undefined && isObject(only) && only.tag === 'dict') {
+    const sd = stateDict(only, m, `'${STATE_DICT_KEY}': `);
+    if (sd !== undefined) return { kind: 'flat', tensors: sd, under: STATE_DICT_KEY };
+  }
   const nets = new Map<string, TensorMap>();
   for (const [k, v] of root.entries) {
     if (typeof k !== 'string') return refuse(`top-level key ${describe(k)} is not a str`, SHAPE_HINT);
@@ -579,12 +603,11 @@ export const readTorchCheckpoint = (
   options: TorchReadOptions = {},
 ): Result<TorchCheckpoint> => {
   const where = fileName || '<checkpoint>';
-  const maxOutputBytes = options.maxOutputBytes ?? 64 * 2 ** 20 + 4 * bytes.length;
   try {
-    return E.right(classify(load(bytes, where), maxOutputBytes));
+    return E.right(classify(load(bytes, where), options.maxOutputBytes));
   } catch (e) {
     if (e instanceof ResultError) return E.left(e.errors);
-    if (e instanceof PickleError) return E.left([specError(where, e.message, e.hint)]);
+    if (e instanceof PickleError || e instanceof ZipError) return E.left([specError(where, clipMessage(e.message), clipMessage(e.hint))]);
     const msg = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
     return E.left([specError(where, `unexpected failure while reading the checkpoint: ${msg}`)]);
   }

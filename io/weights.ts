@@ -5,7 +5,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result } from '../dsl/errors.ts';
 import type { Network } from '../dsl/ir.ts';
-import { buffersOfNode, ignoredKeys, parameters, type ParamSpec } from '../dsl/params.ts';
+import { buffersOfNode, ignoredKeys, parameters, stateDict, type ParamSpec } from '../dsl/params.ts';
 import { isFloatDType, type HostTensor, type TensorMap } from './tensor.ts';
 
 const showShape = (s: readonly number[]): string => `(${s.join(', ')})`;
@@ -15,13 +15,14 @@ const listAll = (xs: readonly string[], max = 6): string =>
 const isIntegerDType = (t: HostTensor): boolean => !isFloatDType(t.dtype) && t.dtype !== 'bool';
 
 /**
- * Check a weights map (PyTorch names and layouts) against a network: every parameter present with
- * its official shape and a float dtype; nothing else, except the buffers the network declares as
- * ignored (`ignoredKeys`: InstanceNorm running stats, `hpf.filter`) and integer `num_batches_tracked`
- * counters. All problems come back in one error.
+ * Check a weights map (PyTorch names and layouts) against a network: every parameter and used
+ * buffer (`stateDict`: BatchNorm running statistics) present with its official shape and a float
+ * dtype; nothing else, except the buffers the network declares as ignored (`ignoredKeys`:
+ * InstanceNorm running stats, `hpf.filter`) and integer `num_batches_tracked` counters. All
+ * problems come back in one error. Returns the entries to load, parameters and used buffers.
  */
 export const checkWeights = (net: Network, weights: TensorMap, origin = 'weights'): Result<readonly ParamSpec[]> => {
-  const params = parameters(net);
+  const params = stateDict(net);
   const ignored = ignoredKeys(net);
   const wanted = new Set(params.map((p) => p.key));
   const missing: string[] = [];
@@ -49,7 +50,7 @@ export const checkWeights = (net: Network, weights: TensorMap, origin = 'weights
   return E.left([
     specError(
       origin,
-      `weights do not fit network '${net.name}' (${params.length} parameters expected): ${parts.join('; ')}`,
+      `weights do not fit network '${net.name}' (${params.length} ${params.every((p) => p.trainable) ? 'parameters' : 'parameters and buffers'} expected): ${parts.join('; ')}`,
       'check that the --set settings match the ones the weights were made with, and that --net names the right network',
     ),
   ]);
@@ -62,8 +63,8 @@ export const fitWeights = (net: Network, tensors: TensorMap, origin = 'weights')
     checkWeights(net, tensors, origin),
   );
 
-/** True when every parameter key of `net` is present (used to guess which network a flat file is). */
-export const coversKeys = (net: Network, tensors: TensorMap): boolean => parameters(net).every((p) => tensors.has(p.key));
+/** True when every parameter and used-buffer key of `net` is present (used to guess which network a flat file is). */
+export const coversKeys = (net: Network, tensors: TensorMap): boolean => stateDict(net).every((p) => tensors.has(p.key));
 
 /** Keys under `NAME.` (prefix stripped), for files holding several networks. */
 export const underPrefix = (tensors: TensorMap, name: string): TensorMap | null => {
@@ -82,7 +83,7 @@ export const withPrefix = (tensors: TensorMap, name: string): TensorMap =>
  * else its live weights, under `NAME.`; any other file is returned as it is.
  */
 export const deploymentWeights = (tensors: TensorMap, metadata: Readonly<Record<string, string>>): TensorMap => {
-  if (metadata['format'] !== 'starspec/checkpoint@1') return tensors;
+  if (!Object.hasOwn(metadata, 'format') || metadata['format'] !== 'starspec/checkpoint@1') return tensors;
   const out = new Map<string, HostTensor>();
   const emaNets = new Set<string>();
   for (const k of tensors.keys()) if (k.startsWith('ema.')) emaNets.add(k.slice(4, k.indexOf('.', 4)));
@@ -113,14 +114,59 @@ export const officialBuffers = (net: Network): TensorMap => {
 };
 
 /**
- * The weights of `net` in a map that may hold several networks under `NAME.` prefixes
- * (`generator.from_rgb.weight`): the prefixed ones when no parameter is present unprefixed.
+ * Where network `net`'s weights are in `keys`: `NAME.` (a file holding several networks, a
+ * checkpoint's deployment weights) or '' (one network's official names). Unprefixed names count
+ * only when `alone` (a lone network, or a pipeline calling just this one): a pipeline of several
+ * networks takes each under its prefix. Without either, '' when alone (the errors then name the
+ * official keys), else the prefix.
  */
-export const networkWeights = (net: Network, weights: TensorMap): TensorMap => {
-  const keys = parameters(net).map((p) => p.key);
-  if (keys.some((k) => weights.has(k))) return weights;
+export const weightPrefix = (net: Network, keys: ReadonlySet<string>, alone: boolean): string => {
+  const params = parameters(net);
   const pre = `${net.name}.`;
-  const sub = new Map<string, HostTensor>();
-  for (const [k, v] of weights) if (k.startsWith(pre)) sub.set(k.slice(pre.length), v);
-  return sub.size > 0 ? sub : weights;
+  if (!alone) return pre;
+  if (params.some((p) => keys.has(p.key))) return '';
+  return [...keys].some((k) => k.startsWith(pre)) ? pre : '';
+};
+
+/** Each network's weights (official names, prefix stripped) by the rule of `weightPrefix`; found, not validated. */
+export const weightsOfNetworks = (nets: readonly Network[], tensors: TensorMap): ReadonlyMap<string, TensorMap> => {
+  const keys = new Set(tensors.keys());
+  return new Map(
+    nets.map((net) => {
+      const pre = weightPrefix(net, keys, nets.length === 1);
+      return [net.name, pre === '' ? tensors : (underPrefix(tensors, net.name) ?? new Map<string, HostTensor>())] as const;
+    }),
+  );
+};
+
+/**
+ * Several weight sources (files given as repeated `--weights`, a run's checkpoint) as one map.
+ * A tensor name in two sources is an error naming both (one error per pair, listing the names).
+ */
+export const mergeWeights = (sources: ReadonlyArray<{ readonly origin: string; readonly tensors: TensorMap }>): Result<TensorMap> => {
+  const out = new Map<string, HostTensor>();
+  const from = new Map<string, string>();
+  const clashes = new Map<string, string[]>();
+  for (const s of sources)
+    for (const [k, v] of s.tensors) {
+      const first = from.get(k);
+      if (first !== undefined) {
+        const pair = JSON.stringify([first, s.origin]);
+        clashes.set(pair, [...(clashes.get(pair) ?? []), k]);
+        continue;
+      }
+      from.set(k, s.origin);
+      out.set(k, v);
+    }
+  if (clashes.size === 0) return E.right(out);
+  return E.left(
+    [...clashes].map(([pair, names]) => {
+      const [a, b] = JSON.parse(pair) as [string, string];
+      return specError(
+        `--weights ${b}`,
+        `holds ${names.length} tensor${names.length > 1 ? 's' : ''} that ${a} holds too: ${listAll(names)}`,
+        'each weight must come from one file: give each network once',
+      );
+    }),
+  );
 };

@@ -20,7 +20,7 @@ import {
   type Module,
 } from '../dsl/builder.ts';
 import { specError, type SpecError } from '../dsl/errors.ts';
-import type { Dataset, Expr, Network, Optimizer, Phase, RandomSource, Spec, WeightedTerm } from '../dsl/ir.ts';
+import type { Dataset, Expr, Network, Optimizer, Phase, Pipeline, PipelineInput, RandomSource, Spec, WeightedTerm } from '../dsl/ir.ts';
 import { IR_FORMAT } from '../dsl/ir.ts';
 import {
   bceSumPerBatch,
@@ -41,6 +41,7 @@ import {
   term,
   zeros,
 } from '../dsl/objective.ts';
+import { floatIn, indexIn, pipeline } from '../dsl/pipelines.ts';
 import { constant, piecewiseLinear } from '../dsl/schedule.ts';
 import { list, num, str, type SettingDecl, type Settings, type SpecDef } from '../dsl/settings.ts';
 
@@ -56,37 +57,59 @@ export const CELEBA_ATTRS = [
 const G = ['generator'];
 const D = ['discriminator'];
 
+/** CelebA's hair colours: one-hot among themselves in the official test targets. */
+export const HAIR_COLOURS: readonly string[] = ['Black_Hair', 'Blond_Hair', 'Brown_Hair', 'Gray_Hair'];
+
+/**
+ * The official test targets of binary attribute labels (solver.create_labels): for each attribute
+ * i, a copy of the labels where, if i is a hair colour, the hair colours become one-hot at i, and
+ * otherwise attribute i is flipped. `labels` is (n, attrs.length) row-major; one (n, attrs.length)
+ * target per attribute.
+ */
+export const createLabels = (attrs: readonly string[], labels: Float32Array, n: number): Float32Array[] => {
+  const width = attrs.length;
+  const hair = attrs.flatMap((a, i) => (HAIR_COLOURS.includes(a) ? [i] : []));
+  return attrs.map((_, c) => {
+    const t = Float32Array.from(labels);
+    for (let i = 0; i < n; i++) {
+      if (hair.includes(c)) for (const h of hair) t[i * width + h] = h === c ? 1 : 0;
+      else t[i * width + c] = labels[i * width + c] === 1 ? 0 : 1;
+    }
+    return t;
+  });
+};
+
 export const settings: readonly SettingDecl[] = [
   { key: 'dataset', doc: 'CelebA (binary attributes), RaFD (one-hot expressions) or Both (joint, mask vector)', type: { kind: 'enum', values: ['CelebA', 'RaFD', 'Both'] }, default: 'CelebA', nets: [...G, ...D] },
   { key: 'selectedAttrs', doc: 'CelebA attributes to learn; their number sets cDim for CelebA and Both', type: { kind: 'list', values: CELEBA_ATTRS }, default: ['Black_Hair', 'Blond_Hair', 'Brown_Hair', 'Male', 'Young'], nets: [...G, ...D] },
-  { key: 'imageSize', doc: 'image height and width', type: { kind: 'int', min: 1 }, default: 128, nets: [...G, ...D] },
-  { key: 'cDim', doc: 'label size of the (first) dataset', type: { kind: 'int', min: 1 }, default: (s) => (s['dataset'] === 'RaFD' ? 8 : list(s, 'selectedAttrs').length), nets: [...G, ...D] },
-  { key: 'c2Dim', doc: "RaFD's label size in joint training", type: { kind: 'int', min: 1 }, default: 8, nets: [...G, ...D] },
-  { key: 'gConvDim', doc: 'generator base width', type: { kind: 'int', min: 1 }, default: 64, nets: G },
-  { key: 'dConvDim', doc: 'discriminator base width', type: { kind: 'int', min: 1 }, default: 64, nets: D },
-  { key: 'gRepeatNum', doc: 'generator residual blocks', type: { kind: 'int', min: 0 }, default: 6, nets: G },
-  { key: 'gDownNum', doc: 'generator stride-2 down-sampling (and up-sampling) layers; 2 in the official code', type: { kind: 'int', min: 0 }, default: 2, nets: G },
-  { key: 'gOuterKernel', doc: "kernel size of G's first and last convolutions (odd; 7 in the official code)", type: { kind: 'int', min: 1 }, default: 7, nets: G },
-  { key: 'dRepeatNum', doc: 'discriminator stride-2 convolutions', type: { kind: 'int', min: 1 }, default: 6, nets: D },
+  { key: 'imageSize', doc: 'image height and width', type: { kind: 'int', min: 1, max: 4096 }, default: 128, nets: [...G, ...D] },
+  { key: 'cDim', doc: 'label size of the (first) dataset', type: { kind: 'int', min: 1, max: 1024 }, default: (s) => (s['dataset'] === 'RaFD' ? 8 : list(s, 'selectedAttrs').length), nets: [...G, ...D] },
+  { key: 'c2Dim', doc: "RaFD's label size in joint training", type: { kind: 'int', min: 1, max: 1024 }, default: 8, nets: [...G, ...D] },
+  { key: 'gConvDim', doc: 'generator base width', type: { kind: 'int', min: 1, max: 4096 }, default: 64, nets: G },
+  { key: 'dConvDim', doc: 'discriminator base width', type: { kind: 'int', min: 1, max: 4096 }, default: 64, nets: D },
+  { key: 'gRepeatNum', doc: 'generator residual blocks', type: { kind: 'int', min: 0, max: 64 }, default: 6, nets: G },
+  { key: 'gDownNum', doc: 'generator stride-2 down-sampling (and up-sampling) layers; 2 in the official code', type: { kind: 'int', min: 0, max: 8 }, default: 2, nets: G },
+  { key: 'gOuterKernel', doc: "kernel size of G's first and last convolutions (odd; 7 in the official code)", type: { kind: 'int', min: 1, max: 31 }, default: 7, nets: G },
+  { key: 'dRepeatNum', doc: 'discriminator stride-2 convolutions', type: { kind: 'int', min: 1, max: 12 }, default: 6, nets: D },
   // Training (solver.py defaults)
-  { key: 'batchSize', doc: 'mini-batch size', type: { kind: 'int', min: 1 }, default: 16 },
-  { key: 'iterations', doc: 'training iterations (num_iters)', type: { kind: 'int', min: 1 }, default: 200000 },
-  { key: 'numItersDecay', doc: 'iterations over which the learning rates decay', type: { kind: 'int', min: 0 }, default: 100000 },
-  { key: 'lrUpdateStep', doc: 'learning rates change every this many iterations', type: { kind: 'int', min: 1 }, default: 1000 },
+  { key: 'batchSize', doc: 'mini-batch size', type: { kind: 'int', min: 1, max: 4096 }, default: 16 },
+  { key: 'iterations', doc: 'training iterations (num_iters)', type: { kind: 'int', min: 1, max: 1e9 }, default: 200000 },
+  { key: 'numItersDecay', doc: 'iterations over which the learning rates decay', type: { kind: 'int', min: 0, max: 1e9 }, default: 100000 },
+  { key: 'lrUpdateStep', doc: 'learning rates change every this many iterations', type: { kind: 'int', min: 1, max: 1e9 }, default: 1000 },
   { key: 'lrDecay', doc: "paper: linear to 0; code: the official code's literal decrement (to 99.9%)", type: { kind: 'enum', values: ['paper', 'code'] }, default: 'paper' },
-  { key: 'gLr', doc: 'generator learning rate', type: { kind: 'number', min: 0 }, default: 1e-4 },
-  { key: 'dLr', doc: 'discriminator learning rate', type: { kind: 'number', min: 0 }, default: 1e-4 },
+  { key: 'gLr', doc: 'generator learning rate', type: { kind: 'number', min: 0, max: 1 }, default: 1e-4 },
+  { key: 'dLr', doc: 'discriminator learning rate', type: { kind: 'number', min: 0, max: 1 }, default: 1e-4 },
   { key: 'beta1', doc: 'Adam beta1', type: { kind: 'number', min: 0, max: 1 }, default: 0.5 },
   { key: 'beta2', doc: 'Adam beta2', type: { kind: 'number', min: 0, max: 1 }, default: 0.999 },
-  { key: 'nCritic', doc: 'discriminator updates per generator update', type: { kind: 'int', min: 1 }, default: 5 },
-  { key: 'lambdaCls', doc: 'domain classification weight', type: { kind: 'number', min: 0 }, default: 1 },
-  { key: 'lambdaRec', doc: 'reconstruction weight', type: { kind: 'number', min: 0 }, default: 10 },
-  { key: 'lambdaGp', doc: 'gradient penalty weight', type: { kind: 'number', min: 0 }, default: 10 },
+  { key: 'nCritic', doc: 'discriminator updates per generator update', type: { kind: 'int', min: 1, max: 1000 }, default: 5 },
+  { key: 'lambdaCls', doc: 'domain classification weight', type: { kind: 'number', min: 0, max: 1e6 }, default: 1 },
+  { key: 'lambdaRec', doc: 'reconstruction weight', type: { kind: 'number', min: 0, max: 1e6 }, default: 10 },
+  { key: 'lambdaGp', doc: 'gradient penalty weight', type: { kind: 'number', min: 0, max: 1e6 }, default: 10 },
   { key: 'gEmaBeta', doc: 'decay of an EMA copy of G for sampling and evaluation (as StarGAN v2 keeps); 0 = none, as the official code', type: { kind: 'number', min: 0, max: 1 }, default: 0 },
-  { key: 'seed', doc: 'random seed', type: { kind: 'int' }, default: 1234 },
-  { key: 'logEvery', doc: 'log every N iterations', type: { kind: 'int', min: 1 }, default: 10 },
-  { key: 'sampleEvery', doc: 'sample grid every N iterations', type: { kind: 'int', min: 1 }, default: 1000 },
-  { key: 'checkpointEvery', doc: 'checkpoint every N iterations', type: { kind: 'int', min: 1 }, default: 10000 },
+  { key: 'seed', doc: 'random seed', type: { kind: 'int', min: 0, max: 2 ** 32 - 1 }, default: 1234 },
+  { key: 'logEvery', doc: 'log every N iterations', type: { kind: 'int', min: 1, max: 1e9 }, default: 10 },
+  { key: 'sampleEvery', doc: 'sample grid every N iterations', type: { kind: 'int', min: 1, max: 1e9 }, default: 1000 },
+  { key: 'checkpointEvery', doc: 'checkpoint every N iterations', type: { kind: 'int', min: 1, max: 1e9 }, default: 10000 },
 ];
 
 /** Label widths: what G is conditioned on and what D classifies. */
@@ -150,52 +173,68 @@ export const discriminator = (s: Settings): Network => {
 // ---------------------------------------------------------------------------------------------
 // Objective (solver.py train / train_multi)
 
+/**
+ * How one dataset's labels condition G: the one owner of the label and mask-vector layout, which
+ * the objective (original and permuted target labels) and the translation pipeline share.
+ */
 interface LabelLayout {
   readonly dataset: string;
-  /** G's condition for the original and the target labels. */
-  readonly cOrg: Expr;
-  readonly cTrg: Expr;
+  /** G's condition c from this dataset's label: binary attributes (N, cDim) or a class index (N). */
+  readonly condition: (label: Expr) => Expr;
+  /** The translation pipeline's label input: `c` (binary attributes) or `y` (a class index). */
+  readonly input: PipelineInput;
+  /** The random permutation that makes target labels from the batch's own. */
+  readonly perm: string;
   /** D's classification: logits of this dataset's slice, and the term against given labels. */
-  readonly cls: (outCls: Expr, which: 'org' | 'trg') => WeightedTerm['term'];
+  readonly cls: (outCls: Expr, labels: Expr) => WeightedTerm['term'];
 }
 
 const layouts = (s: Settings): readonly LabelLayout[] => {
   const c = num(s, 'cDim');
   const c2 = num(s, 'c2Dim');
   const ds = str(s, 'dataset');
-  const celebaLayout = (perm: string, joint: boolean): LabelLayout => {
-    const org = data('CelebA.label');
-    const trg = permute(org, rand(perm));
-    const wrap = (l: Expr): Expr => (joint ? concat(l, zeros(c2), mask(2, 0)) : l);
-    return {
-      dataset: 'CelebA',
-      cOrg: wrap(org),
-      cTrg: wrap(trg),
-      cls: (out, which) => bceSumPerBatch(joint ? slice(out, 0, c) : out, which === 'org' ? org : trg),
-    };
-  };
-  const rafdLayout = (perm: string, joint: boolean, width: number): LabelLayout => {
-    const org = data('RaFD.label');
-    const trg = permute(org, rand(perm));
-    const wrap = (l: Expr): Expr => (joint ? concat(zeros(c), oneHot(l, width), mask(2, 1)) : oneHot(l, width));
-    return {
-      dataset: 'RaFD',
-      cOrg: wrap(org),
-      cTrg: wrap(trg),
-      cls: (out, which) => softmaxCE(joint ? slice(out, c, c + c2) : out, which === 'org' ? org : trg),
-    };
-  };
+  // Joint training (solver.train_multi): CelebA's labels, zeros for RaFD's, mask [1, 0]; zeros for
+  // CelebA's, RaFD's one-hot label, mask [0, 1].
+  const celebaLayout = (perm: string, joint: boolean): LabelLayout => ({
+    dataset: 'CelebA',
+    condition: (l) => (joint ? concat(l, zeros(c2), mask(2, 0)) : l),
+    input: floatIn('c', [c]),
+    perm,
+    cls: (out, labels) => bceSumPerBatch(joint ? slice(out, 0, c) : out, labels),
+  });
+  const rafdLayout = (perm: string, joint: boolean, width: number): LabelLayout => ({
+    dataset: 'RaFD',
+    condition: (l) => (joint ? concat(zeros(c), oneHot(l, width), mask(2, 1)) : oneHot(l, width)),
+    input: indexIn('y'),
+    perm,
+    cls: (out, labels) => softmaxCE(joint ? slice(out, c, c + c2) : out, labels),
+  });
   if (ds === 'CelebA') return [celebaLayout('perm', false)];
   if (ds === 'RaFD') return [rafdLayout('perm', false, c)];
   return [celebaLayout('perm.CelebA', true), rafdLayout('perm.RaFD', true, c2)];
 };
 
+/**
+ * Translation to target labels of one dataset (solver.test / test_multi): `translate_CelebA`
+ * (inputs x and the binary attributes c) and `translate_RaFD` (x and the class index y), each
+ * laying the label out as G's condition as training does (mask vector included).
+ */
+const translation = (s: Settings, l: LabelLayout): Pipeline => {
+  const size = num(s, 'imageSize');
+  const what = l.input.dtype === 'index' ? `the ${l.dataset} class y` : `the ${l.dataset} attributes c`;
+  return pipeline(`translate_${l.dataset}`, `G(x, c) translating x to ${what}, laid out as G's label`, [floatIn('x', [3, size, size]), l.input], {
+    out: call('generator', { x: data('x'), c: l.condition(data(l.input.name)) }),
+  });
+};
+
 const phasesFor = (s: Settings, l: LabelLayout, joint: boolean): readonly Phase[] => {
-  const x = data(`${l.dataset}.x`);
+  const x = data('x', l.dataset);
+  const org = data('label', l.dataset);
+  const trg = permute(org, rand(l.perm));
   const alpha = rand(joint ? `alpha.${l.dataset}` : 'alpha');
   const D = (img: Expr, out: string): Expr => call('discriminator', { x: img }, out);
   const Gx = (img: Expr, c: Expr): Expr => call('generator', { x: img, c });
-  const fake = Gx(x, l.cTrg);
+  const fake = Gx(x, l.condition(trg));
   const xHat = mix(x, detach(fake), alpha);
   const suffix = joint ? `_${l.dataset}` : '';
   return [
@@ -204,10 +243,10 @@ const phasesFor = (s: Settings, l: LabelLayout, joint: boolean): readonly Phase[
       every: 1,
       dataset: joint ? l.dataset : null,
       loss: [
-        term('d/loss_real', meanOf(D(x, 'out_src')), 1, -1),
-        term('d/loss_fake', meanOf(D(detach(fake), 'out_src'))),
-        term('d/loss_cls', l.cls(D(x, 'out_cls'), 'org'), num(s, 'lambdaCls')),
-        term('d/loss_gp', gradPenalty('wgan-gp', D(xHat, 'out_src'), xHat), num(s, 'lambdaGp')),
+        term('loss_real', meanOf(D(x, 'out_src')), 1, -1),
+        term('loss_fake', meanOf(D(detach(fake), 'out_src'))),
+        term('loss_cls', l.cls(D(x, 'out_cls'), org), num(s, 'lambdaCls')),
+        term('loss_gp', gradPenalty('wgan-gp', D(xHat, 'out_src'), xHat), num(s, 'lambdaGp')),
       ],
       updates: ['discriminator'],
     },
@@ -216,9 +255,9 @@ const phasesFor = (s: Settings, l: LabelLayout, joint: boolean): readonly Phase[
       every: num(s, 'nCritic'),
       dataset: joint ? l.dataset : null,
       loss: [
-        term('g/loss_fake', meanOf(D(fake, 'out_src')), 1, -1),
-        term('g/loss_rec', l1(x, Gx(fake, l.cOrg)), num(s, 'lambdaRec')),
-        term('g/loss_cls', l.cls(D(fake, 'out_cls'), 'trg'), num(s, 'lambdaCls')),
+        term('loss_fake', meanOf(D(fake, 'out_src')), 1, -1),
+        term('loss_rec', l1(x, Gx(fake, l.condition(org))), num(s, 'lambdaRec')),
+        term('loss_cls', l.cls(D(fake, 'out_cls'), trg), num(s, 'lambdaCls')),
       ],
       updates: ['generator'],
     },
@@ -268,7 +307,7 @@ export const build = (s: Settings): Spec => {
   const joint = str(s, 'dataset') === 'Both';
   const ls = layouts(s);
   const random: RandomSource[] = ls.flatMap((l) => [
-    { name: joint ? `perm.${l.dataset}` : 'perm', kind: 'permutation' as const },
+    { name: l.perm, kind: 'permutation' as const },
     { name: joint ? `alpha.${l.dataset}` : 'alpha', kind: 'uniform' as const },
   ]);
   const adam = (net: string, lr: number): Optimizer => ({
@@ -285,6 +324,7 @@ export const build = (s: Settings): Spec => {
     name: 'stargan-v1',
     settings: s,
     networks: [generator(s), discriminator(s)],
+    pipelines: ls.map((l) => translation(s, l)),
     training: {
       batchSize: num(s, 'batchSize'),
       iterations: num(s, 'iterations'),

@@ -23,39 +23,40 @@ import {
   type Sym,
 } from '../dsl/builder.ts';
 import { specError, type SpecError } from '../dsl/errors.ts';
-import type { Expr, Network, Optimizer, Phase, Spec } from '../dsl/ir.ts';
+import type { Expr, Network, Optimizer, Phase, Pipeline, Spec } from '../dsl/ir.ts';
 import { IR_FORMAT } from '../dsl/ir.ts';
-import { bceConst, call, data, detach, gradPenalty, l1, rand, term } from '../dsl/objective.ts';
+import { bceConst, call, data, detach, gradPenalty, l1, mix, rand, term } from '../dsl/objective.ts';
+import { batchMean, choose, drawNormal, floatIn, indexFill, indexIn, pipeline } from '../dsl/pipelines.ts';
 import { constant, linearDecay } from '../dsl/schedule.ts';
 import { num, type SettingDecl, type Settings, type SpecDef } from '../dsl/settings.ts';
 
 export const settings: readonly SettingDecl[] = [
-  { key: 'imageSize', doc: 'image height and width (a power of two)', type: { kind: 'int', min: 1 }, default: 256, nets: ['generator', 'style_encoder', 'discriminator'] },
-  { key: 'numDomains', doc: 'number of domains (2 CelebA-HQ, 3 AFHQ)', type: { kind: 'int', min: 1 }, default: 2, nets: ['mapping_network', 'style_encoder', 'discriminator'] },
-  { key: 'latentDim', doc: 'latent code size', type: { kind: 'int', min: 1 }, default: 16, nets: ['mapping_network'] },
-  { key: 'hiddenDim', doc: 'mapping network width (fixed at 512 in the official code)', type: { kind: 'int', min: 1 }, default: 512, nets: ['mapping_network'] },
-  { key: 'styleDim', doc: 'style code size', type: { kind: 'int', min: 1 }, default: 64, nets: ['generator', 'mapping_network', 'style_encoder'] },
-  { key: 'baseDim', doc: 'width of the first convolution (official: 2^14 / imageSize)', type: { kind: 'int', min: 1 }, default: (s) => baseWidth(s['imageSize'] as number), nets: ['generator', 'style_encoder', 'discriminator'] },
-  { key: 'maxConvDim', doc: 'widest convolution', type: { kind: 'int', min: 1 }, default: 512, nets: ['generator', 'style_encoder', 'discriminator'] },
-  { key: 'wHpf', doc: 'high-pass filter weight: 1 CelebA-HQ (needs FAN masks), 0 AFHQ', type: { kind: 'number', min: 0 }, default: 1, nets: ['generator'] },
+  { key: 'imageSize', doc: 'image height and width (a power of two)', type: { kind: 'int', min: 1, max: 4096 }, default: 256, nets: ['generator', 'style_encoder', 'discriminator'] },
+  { key: 'numDomains', doc: 'number of domains (2 CelebA-HQ, 3 AFHQ)', type: { kind: 'int', min: 1, max: 1024 }, default: 2, nets: ['mapping_network', 'style_encoder', 'discriminator'] },
+  { key: 'latentDim', doc: 'latent code size', type: { kind: 'int', min: 1, max: 4096 }, default: 16, nets: ['mapping_network'] },
+  { key: 'hiddenDim', doc: 'mapping network width (fixed at 512 in the official code)', type: { kind: 'int', min: 1, max: 8192 }, default: 512, nets: ['mapping_network'] },
+  { key: 'styleDim', doc: 'style code size', type: { kind: 'int', min: 1, max: 4096 }, default: 64, nets: ['generator', 'mapping_network', 'style_encoder'] },
+  { key: 'baseDim', doc: 'width of the first convolution (official: 2^14 / imageSize)', type: { kind: 'int', min: 1, max: 4096 }, default: (s) => baseWidth(s['imageSize'] as number), nets: ['generator', 'style_encoder', 'discriminator'] },
+  { key: 'maxConvDim', doc: 'widest convolution', type: { kind: 'int', min: 1, max: 8192 }, default: 512, nets: ['generator', 'style_encoder', 'discriminator'] },
+  { key: 'wHpf', doc: 'high-pass filter weight: 1 CelebA-HQ (needs FAN masks), 0 AFHQ', type: { kind: 'number', min: 0, max: 1e6 }, default: 1, nets: ['generator'] },
   // Training (main.py defaults)
-  { key: 'batchSize', doc: 'mini-batch size', type: { kind: 'int', min: 1 }, default: 8 },
-  { key: 'iterations', doc: 'training iterations (total_iters)', type: { kind: 'int', min: 1 }, default: 100000 },
-  { key: 'lr', doc: 'learning rate of G, E and D', type: { kind: 'number', min: 0 }, default: 1e-4 },
-  { key: 'fLr', doc: 'learning rate of the mapping network', type: { kind: 'number', min: 0 }, default: 1e-6 },
+  { key: 'batchSize', doc: 'mini-batch size', type: { kind: 'int', min: 1, max: 4096 }, default: 8 },
+  { key: 'iterations', doc: 'training iterations (total_iters)', type: { kind: 'int', min: 1, max: 1e9 }, default: 100000 },
+  { key: 'lr', doc: 'learning rate of G, E and D', type: { kind: 'number', min: 0, max: 1 }, default: 1e-4 },
+  { key: 'fLr', doc: 'learning rate of the mapping network', type: { kind: 'number', min: 0, max: 1 }, default: 1e-6 },
   { key: 'beta1', doc: 'Adam beta1', type: { kind: 'number', min: 0, max: 1 }, default: 0 },
   { key: 'beta2', doc: 'Adam beta2', type: { kind: 'number', min: 0, max: 1 }, default: 0.99 },
-  { key: 'weightDecay', doc: 'Adam weight decay (L2 added to gradients)', type: { kind: 'number', min: 0 }, default: 1e-4 },
-  { key: 'lambdaReg', doc: 'R1 regularization weight', type: { kind: 'number', min: 0 }, default: 1 },
-  { key: 'lambdaSty', doc: 'style reconstruction weight', type: { kind: 'number', min: 0 }, default: 1 },
-  { key: 'lambdaDs', doc: 'initial diversity sensitive weight', type: { kind: 'number', min: 0 }, default: 1 },
-  { key: 'lambdaCyc', doc: 'cycle consistency weight', type: { kind: 'number', min: 0 }, default: 1 },
-  { key: 'dsIter', doc: 'iterations over which lambdaDs decays to 0', type: { kind: 'int', min: 1 }, default: 100000 },
+  { key: 'weightDecay', doc: 'Adam weight decay (L2 added to gradients)', type: { kind: 'number', min: 0, max: 1 }, default: 1e-4 },
+  { key: 'lambdaReg', doc: 'R1 regularization weight', type: { kind: 'number', min: 0, max: 1e6 }, default: 1 },
+  { key: 'lambdaSty', doc: 'style reconstruction weight', type: { kind: 'number', min: 0, max: 1e6 }, default: 1 },
+  { key: 'lambdaDs', doc: 'initial diversity sensitive weight', type: { kind: 'number', min: 0, max: 1e6 }, default: 1 },
+  { key: 'lambdaCyc', doc: 'cycle consistency weight', type: { kind: 'number', min: 0, max: 1e6 }, default: 1 },
+  { key: 'dsIter', doc: 'iterations over which lambdaDs decays to 0', type: { kind: 'int', min: 1, max: 1e9 }, default: 100000 },
   { key: 'emaBeta', doc: 'EMA decay of G, F and E', type: { kind: 'number', min: 0, max: 1 }, default: 0.999 },
-  { key: 'seed', doc: 'random seed', type: { kind: 'int' }, default: 777 },
-  { key: 'logEvery', doc: 'log every N iterations', type: { kind: 'int', min: 1 }, default: 10 },
-  { key: 'sampleEvery', doc: 'sample grids every N iterations', type: { kind: 'int', min: 1 }, default: 5000 },
-  { key: 'checkpointEvery', doc: 'checkpoint every N iterations', type: { kind: 'int', min: 1 }, default: 10000 },
+  { key: 'seed', doc: 'random seed', type: { kind: 'int', min: 0, max: 2 ** 32 - 1 }, default: 777 },
+  { key: 'logEvery', doc: 'log every N iterations', type: { kind: 'int', min: 1, max: 1e9 }, default: 10 },
+  { key: 'sampleEvery', doc: 'sample grids every N iterations', type: { kind: 'int', min: 1, max: 1e9 }, default: 5000 },
+  { key: 'checkpointEvery', doc: 'checkpoint every N iterations', type: { kind: 'int', min: 1, max: 1e9 }, default: 10000 },
 ];
 
 /** Official base width: dim_in = 2^14 / img_size (integer division, at least 1). */
@@ -176,9 +177,9 @@ const phases = (s: Settings): readonly Phase[] => {
     every: 1,
     dataset: null,
     loss: [
-      term('d/real', bceConst(D(x, y), 1)),
-      term('d/fake', bceConst(D(detach(G(x, sTrg)), yTrg), 0)),
-      term('d/reg', gradPenalty('r1', D(x, y), x), num(s, 'lambdaReg')),
+      term('real', bceConst(D(x, y), 1)),
+      term('fake', bceConst(D(detach(G(x, sTrg)), yTrg), 0)),
+      term('reg', gradPenalty('r1', D(x, y), x), num(s, 'lambdaReg')),
     ],
     updates: ['discriminator'],
   });
@@ -189,10 +190,10 @@ const phases = (s: Settings): readonly Phase[] => {
       every: 1,
       dataset: null,
       loss: [
-        term('g/adv', bceConst(D(fake, yTrg), 1)),
-        term('g/sty', l1(E(fake, yTrg), sTrg), num(s, 'lambdaSty')),
-        term('g/ds', l1(fake, detach(G(x, sTrg2))), lambdaDs, -1),
-        term('g/cyc', l1(G(fake, E(x, y)), x), num(s, 'lambdaCyc')),
+        term('adv', bceConst(D(fake, yTrg), 1)),
+        term('sty', l1(E(fake, yTrg), sTrg), num(s, 'lambdaSty')),
+        term('ds', l1(fake, detach(G(x, sTrg2))), lambdaDs, -1),
+        term('cyc', l1(G(fake, E(x, y)), x), num(s, 'lambdaCyc')),
       ],
       updates,
     };
@@ -202,6 +203,43 @@ const phases = (s: Settings): readonly Phase[] => {
     dPhase('d_ref', E(data('xRef'), yTrg)),
     gPhase('g_latent', F(rand('z')), F(rand('z2')), ['generator', 'mapping_network', 'style_encoder']),
     gPhase('g_ref', E(data('xRef'), yTrg), E(data('xRef2'), yTrg), ['generator']),
+  ];
+};
+
+// ---------------------------------------------------------------------------------------------
+// Inference (core/utils.py: translate_using_latent, translate_using_reference)
+
+/** The truncation target: the mean style of this many latent codes per domain, drawn from this seed. */
+export const TRUNCATION_CODES = 10000;
+export const TRUNCATION_SEED = 777;
+
+const pipelines = (s: Settings): readonly Pipeline[] => {
+  const size = num(s, 'imageSize');
+  const latentDim = num(s, 'latentDim');
+  const x = floatIn('x', [3, size, size]);
+  const z = floatIn('z', [latentDim]);
+  const y = indexIn('y');
+  const G = (style: Expr): Expr => call('generator', { x: data('x'), s: style });
+  const F = (codes: Expr, domains: Expr): Expr => call('mapping_network', { z: codes, y: domains });
+  // s_avg = mean(F(z_many, y)) over 10,000 seeded codes, for each domain; chosen per sample by y.
+  const zMany = drawNormal(TRUNCATION_CODES, latentDim, TRUNCATION_SEED);
+  const meanStyle = choose(
+    data('y'),
+    Array.from({ length: num(s, 'numDomains') }, (_, d) => batchMean(F(zMany, indexFill(TRUNCATION_CODES, d)))),
+  );
+  return [
+    pipeline('latent_synthesis', 'latent-guided synthesis: s = mapping_network(z, y); out = generator(x, s)', [x, z, y], {
+      out: G(F(data('z'), data('y'))),
+    }),
+    pipeline('reference_synthesis', 'reference-guided synthesis: s = style_encoder(x_ref, y); out = generator(x, s)', [x, floatIn('x_ref', [3, size, size]), y], {
+      out: G(call('style_encoder', { x: data('x_ref'), y: data('y') })),
+    }),
+    pipeline(
+      'latent_synthesis_truncated',
+      `latent-guided synthesis truncated toward the domain's mean style of ${TRUNCATION_CODES} codes (seed ${TRUNCATION_SEED}): s = psi * mapping_network(z, y) + (1 - psi) * s_avg(y); out = generator(x, s)`,
+      [x, z, y, floatIn('psi', [])],
+      { out: G(mix(F(data('z'), data('y')), meanStyle, data('psi'))) },
+    ),
   ];
 };
 
@@ -221,6 +259,7 @@ export const build = (s: Settings): Spec => {
     name: 'stargan-v2',
     settings: s,
     networks: [generator(s), mappingNetwork(s), styleEncoder(s), discriminator(s)],
+    pipelines: pipelines(s),
     training: {
       batchSize: num(s, 'batchSize'),
       iterations: num(s, 'iterations'),

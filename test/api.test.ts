@@ -202,7 +202,7 @@ describe('compile, translate, ONNX, state_dict', () => {
     assert.deepEqual([...m.weights().keys()], parameters(s.networks[0]!).map((p) => p.key));
     m.dispose();
     assert.match(errorsOf(await m.run({ x, c })), /disposed/);
-    assert.match(errorsOf(await compile(s, 'nope')), /has no network 'nope'/);
+    assert.match(errorsOf(await compile(s, 'nope')), /has no network or pipeline 'nope'/);
   });
 
   test('translate: v1 with target labels equals G(x, c); v2 latent- and reference-guided give images', async () => {

@@ -5,9 +5,9 @@
  *   as well as the default;
  * - the nested v2 `nets_ema` import: the latent- and reference-guided pipelines and a lone network
  *   out of the NAME.-prefixed file, checked against the official networks;
- * - without --weights (fresh seeded weights): every network of stargan-v1 and stargan-v2 and both
- *   v2 pipelines at small settings, with the contract's input and output names, a dynamic batch,
- *   and the same bytes for the same seed;
+ * - without --weights (fresh seeded weights): every network of stargan-v1 and stargan-v2 and
+ *   their pipelines at small settings, with the contract's input and output names, a dynamic
+ *   batch, and the same bytes for the same seed;
  * - a bad opset, an unknown network and weights that do not fit: one line, non-zero exit.
  * The CLI is spawned asynchronously, at most two at a time (a 2-core machine).
  */
@@ -153,7 +153,7 @@ const B = 3; // a batch size the fixtures never use: the batch dimension is dyna
 /** Per-sample input shapes by the contract's names. */
 const inputShape = (name: string, set: Readonly<Record<string, number>>): number[] => {
   const S = set['imageSize']!;
-  const shapes: Record<string, number[]> = { x: [3, S, S], x_ref: [3, S, S], c: [5], s: [set['styleDim'] ?? 0], z: [set['latentDim'] ?? 0], y: [] };
+  const shapes: Record<string, number[]> = { x: [3, S, S], x_ref: [3, S, S], c: [5], s: [set['styleDim'] ?? 0], z: [set['latentDim'] ?? 0], y: [], psi: [] };
   return shapes[name]!;
 };
 
@@ -166,6 +166,8 @@ const FRESH: ReadonlyArray<{ spec: string; net: string; set: Readonly<Record<str
   { spec: 'stargan-v2', net: 'discriminator', set: V2, inputs: ['x', 'y'], outputs: { out: [B] } },
   { spec: 'stargan-v2', net: 'latent_synthesis', set: V2, inputs: ['x', 'z', 'y'], outputs: { out: [B, 3, 32, 32] } },
   { spec: 'stargan-v2', net: 'reference_synthesis', set: V2, inputs: ['x', 'x_ref', 'y'], outputs: { out: [B, 3, 32, 32] } },
+  { spec: 'stargan-v2', net: 'latent_synthesis_truncated', set: V2, inputs: ['x', 'z', 'y', 'psi'], outputs: { out: [B, 3, 32, 32] } },
+  { spec: 'stargan-v1', net: 'translate_CelebA', set: V1, inputs: ['x', 'c'], outputs: { out: [B, 3, 32, 32] } },
 ];
 
 const randomInputs = (names: readonly string[], set: Readonly<Record<string, number>>): TensorMap => {
@@ -233,13 +235,14 @@ describe('export errors are one line and write nothing', { concurrency: true }, 
     assert.ok(!existsSync(out));
   });
 
-  it('an unknown network or pipeline', async () => {
+  it('an unknown network or pipeline (the names come from the spec)', async () => {
     const [nope, pipe] = await Promise.all([
       starspec('export', 'stargan-v1', '--net', 'nope', '--out', out),
       starspec('export', 'stargan-v1', '--net', 'latent_synthesis', '--out', out),
     ]);
     failedWithOneLine(nope, /no network 'nope'.*generator, discriminator/);
-    failedWithOneLine(pipe, /latent_synthesis.*needs network mapping_network/);
+    // Pipelines are the spec's own: v1 declares translate_CelebA, not StarGAN v2's.
+    failedWithOneLine(pipe, /no network 'latent_synthesis' and no pipeline of that name.*pipelines: translate_CelebA/);
     assert.ok(!existsSync(out));
   });
 

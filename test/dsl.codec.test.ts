@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import * as t from 'io-ts';
 import { nonNegInt, posInt, strict, tagged } from '../dsl/combinators.ts';
+import { readSpecFile } from '../cli/load.ts';
 import { decodeSpec } from '../dsl/codec.ts';
 import { NodeCodec, Spec } from '../dsl/ir.ts';
 import { buildSpec, type SpecDef } from '../dsl/settings.ts';
@@ -22,7 +23,7 @@ const errorsOf = (doc: unknown): ReadonlyArray<{ path: string; message: string }
 
 test('an unknown key anywhere in a spec is an error at its path, naming the keys allowed', () => {
   const cases: Array<[string, (d: Doc) => void, RegExp]> = [
-    ['spec', (d) => (d['comment'] = 'x'), /^unknown key \(Spec takes format, name, settings, networks, training\)$/],
+    ['spec', (d) => (d['comment'] = 'x'), /^unknown key \(Spec takes format, name, settings, networks, pipelines, training\)$/],
     ['network', (d) => (d['networks'][0]['extra'] = 1), /Network takes name, nodes/],
     ['node', (d) => (d['networks'][0]['nodes'][3]['dilation'] = 2), /^unknown key \(conv2d takes op, path, input, inChannels, outChannels, kernel, stride, padding, bias\)$/],
     ['output', (d) => (d['networks'][0]['outputs'][0]['x'] = 1), /Output takes name, ref/],
@@ -36,6 +37,9 @@ test('an unknown key anywhere in a spec is an error at its path, naming the keys
     ['data field', (d) => (d['training']['datasets'][0]['fields'][0]['extra'] = 1), /DataField takes name, kind, size/],
     ['random source', (d) => (d['training']['random'][0]['extra'] = 1), /permutation takes name, kind/],
     ['training', (d) => (d['training']['extra'] = 1), /Training takes batchSize, iterations, seed/],
+    ['pipeline', (d) => (d['pipelines'][0]['extra'] = 1), /Pipeline takes name, doc, inputs, outputs/],
+    ['pipeline input', (d) => (d['pipelines'][0]['inputs'][0]['extra'] = 1), /PipelineInput takes name, dtype, shape/],
+    ['pipeline expression', (d) => (d['pipelines'][0]['outputs'][0]['value']['inputs']['x']['extra'] = 1), /data takes e, field/],
   ];
   const where: Record<string, string> = {
     spec: 'spec.comment',
@@ -52,6 +56,9 @@ test('an unknown key anywhere in a spec is an error at its path, naming the keys
     'data field': 'spec.training.datasets.0.fields.0.extra',
     'random source': 'spec.training.random.0.extra',
     training: 'spec.training.extra',
+    pipeline: 'spec.pipelines.0.extra',
+    'pipeline input': 'spec.pipelines.0.inputs.0.extra',
+    'pipeline expression': 'spec.pipelines.0.outputs.0.value.inputs.x.extra',
   };
   for (const [what, mutate, message] of cases) {
     const doc = fresh();
@@ -111,13 +118,20 @@ test('built-in specs, the TypeScript examples and a run directory written before
     assert.ok(E.isRight(back), `${f}: ${JSON.stringify(E.isLeft(back) ? back.left : null)}`);
   }
   // spec.json of `starspec train examples/stargan-v1-demo.json --steps 1`, written by the code
-  // before the codecs were exact (and before the v1 generator was rewritten with `sequential`):
-  // it decodes, and equals what the demo builds today.
+  // before the codecs were exact (and before the v1 generator was rewritten with `sequential`,
+  // and before specs declared pipelines): it decodes, with no pipelines; read as the CLI reads a
+  // run's spec.json, it equals what the demo builds today, its pipelines included.
   const saved = JSON.parse(readFileSync(join(repoRoot, 'test/fixtures/run-spec.stargan-v1-demo.json'), 'utf8')) as unknown;
   const back = decodeSpec(saved, 'spec.json');
   assert.ok(E.isRight(back), JSON.stringify(E.isLeft(back) ? back.left : null));
+  assert.deepEqual(back.right.pipelines, []);
   const demo = JSON.parse(readFileSync(join(repoRoot, 'examples/stargan-v1-demo.json'), 'utf8')) as { set: Record<string, unknown> };
-  assert.deepEqual(back.right, spec('stargan-v1', demo.set));
+  const built = spec('stargan-v1', demo.set);
+  assert.deepEqual(back.right, { ...built, pipelines: [] });
+  const read = await readSpecFile(join(repoRoot, 'test/fixtures/run-spec.stargan-v1-demo.json'));
+  assert.ok(E.isRight(read));
+  assert.deepEqual(read.right, built);
+  assert.deepEqual(read.right.pipelines.map((p) => p.name), ['translate_CelebA']);
 });
 
 test('the combinators expose their parts: strict props, tagged tag and members', () => {

@@ -12,15 +12,22 @@ import { buffersOfNode, paramKey, paramsOfNode, paramSpec } from '../dsl/params.
 import { macsOf } from '../interpreters/analysis/summary.ts';
 import { inferShapes } from '../dsl/shapes.ts';
 import { refsOf } from '../dsl/walk.ts';
+import { loadOpCases, referencedOps } from './helpers/ops.ts';
 import { repoRoot, spec } from './helpers/specs.ts';
 
 const builtNodes = (): Node[] =>
   [spec('stargan-v1', { dataset: 'Both' }), spec('stargan-v2', { imageSize: 32, wHpf: 1 })].flatMap((s) => s.networks.flatMap((n) => [...n.nodes]));
 
-test('every op of the table has a node codec and is used by the built-in specs', () => {
+test('every op of the table has a node codec and is used by the built-in specs or the PyTorch reference cases', () => {
   assert.deepEqual(Object.keys(NodeCodec.members), Object.keys(OPS));
-  const used = new Set(builtNodes().map((n) => n.op));
+  // The ops of FAN, Inception-v3, LPIPS and the CelebA-HQ masks are tested against PyTorch
+  // (ops.reference.test.ts) before the specs that use them exist.
+  const used = new Set([...builtNodes(), ...loadOpCases().flatMap((c) => [...c.network.nodes])].map((n) => n.op));
   assert.deepEqual([...used].sort(), Object.keys(OPS).sort());
+  // Each op of the table that is not in a built-in spec has a reference case of its own.
+  const builtin = new Set(builtNodes().map((n) => n.op));
+  const referenced = referencedOps();
+  assert.deepEqual((Object.keys(OPS) as Op[]).filter((o) => !builtin.has(o) && !referenced.has(o)), []);
 });
 
 test('reference fields are read off the codecs: input/inputs carry data, style/label/index condition', () => {
@@ -44,6 +51,27 @@ test('reference fields are read off the codecs: input/inputs carry data, style/l
     flatten: 'input',
     stack: 'inputs[]',
     select: 'input index?',
+    batchNorm2d: 'input',
+    avgPool2d: 'input',
+    maxPool2d: 'input',
+    globalAvgPool: 'input',
+    resizeBilinear: 'input',
+    concat: 'inputs[]',
+    sliceChannels: 'input',
+    sumChannels: 'input',
+    zeroChannels: 'input',
+    addCoords: 'input',
+    shiftRows: 'input',
+    mul: 'a b',
+    sub: 'a b',
+    standardize: 'input',
+    pow: 'input',
+    zeroBelow: 'input',
+    clamp: 'input',
+    zeroWhereNaN: 'input of?',
+    minMaxNorm: 'input',
+    l2Normalize: 'input',
+    highPass: 'input',
   });
 });
 

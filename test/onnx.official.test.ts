@@ -14,6 +14,7 @@ import type { Spec } from '../dsl/ir.ts';
 import { parameters } from '../dsl/params.ts';
 import { buildSpec } from '../dsl/settings.ts';
 import { findNetwork, reachable } from '../dsl/walk.ts';
+import { normals } from '../dsl/random.ts';
 import { paramsOfNode } from '../dsl/params.ts';
 import { readSafetensors } from '../io/safetensors.ts';
 import type { HostTensor, TensorMap } from '../io/tensor.ts';
@@ -163,8 +164,9 @@ const IO: Readonly<Record<string, { inputs: readonly string[]; outputs: readonly
 // ---------------------------------------------------------------------------------------------
 
 describe('exportableNets', () => {
-  it('lists the networks, then the pipelines a spec supports', () => {
-    assert.deepEqual(exportableNets(specFor('stargan-v1', {})), ['generator', 'discriminator']);
+  it('lists the networks, then the pipelines the spec declares', () => {
+    assert.deepEqual(exportableNets(specFor('stargan-v1', {})), ['generator', 'discriminator', 'translate_CelebA']);
+    assert.deepEqual(exportableNets(specFor('stargan-v1', { dataset: 'Both' })), ['generator', 'discriminator', 'translate_CelebA', 'translate_RaFD']);
     assert.deepEqual(exportableNets(specFor('stargan-v2', {})), [
       'generator',
       'mapping_network',
@@ -172,11 +174,12 @@ describe('exportableNets', () => {
       'discriminator',
       'latent_synthesis',
       'reference_synthesis',
+      'latent_synthesis_truncated',
     ]);
   });
   it('leaves out networks whose shapes do not check', () => {
-    // 32 px with the default discriminator depth 6: D cannot be built, G can.
-    assert.deepEqual(exportableNets(specFor('stargan-v1', { imageSize: 32 })), ['generator']);
+    // 32 px with the default discriminator depth 6: D cannot be built, G (and the translation pipeline on it) can.
+    assert.deepEqual(exportableNets(specFor('stargan-v1', { imageSize: 32 })), ['generator', 'translate_CelebA']);
   });
 });
 
@@ -314,14 +317,15 @@ describe('StarGAN v2 pipelines', () => {
     const spec = specFor('stargan-v2', { imageSize: 32, styleDim: 8, maxConvDim: 32, wHpf: 1, latentDim: 4, numDomains: 3, hiddenDim: 32 });
     await checkPipelines(spec, randomWeights(spec, ['generator', 'mapping_network', 'style_encoder'], 12, true), 13);
   });
-  it('a v1 spec has no pipelines: a clear error naming the missing networks', () => {
+  it('a v1 spec declares no v2 pipelines: a clear error listing what it has', () => {
+    // Pipelines are the spec's own (specs/stargan-v1.ts declares translate_<dataset>), not a
+    // global list: a v2 pipeline's name means nothing to a v1 spec.
     const spec = specFor('stargan-v1', {});
     for (const name of ['latent_synthesis', 'reference_synthesis']) {
       const errs = left(exportOnnx(spec, name, new Map()));
       assert.equal(errs.length, 1);
-      assert.match(errs[0]!.message, /needs networks? (mapping_network|style_encoder)/);
-      assert.match(errs[0]!.message, /stargan-v1 does not have/);
-      assert.match(errs[0]!.hint, /exportable: generator, discriminator/);
+      assert.match(errs[0]!.message, new RegExp(`stargan-v1 has no network or pipeline named '${name}'`));
+      assert.match(errs[0]!.hint, /exportable: generator, discriminator, translate_CelebA/);
     }
   });
   it('pipeline weights need their NAME. prefixes; other networks in the file are skipped', () => {
@@ -335,6 +339,83 @@ describe('StarGAN v2 pipelines', () => {
     assert.ok(errs.some((e) => e.path === 'generator.from_rgb.weight' && /missing/.test(e.message)));
     assert.ok(errs.some((e) => e.path === 'mapping_network.shared.0.weight' && /missing/.test(e.message)));
     assert.ok(errs.some((e) => e.path === 'from_rgb.weight' && /unexpected/.test(e.message)));
+  });
+});
+
+describe('StarGAN v2 truncation and StarGAN v1 translation pipelines, as single graphs', () => {
+  const V2 = { imageSize: 16, styleDim: 8, maxConvDim: 16, baseDim: 4, wHpf: 0, latentDim: 4, numDomains: 3, hiddenDim: 16 };
+  const outOf = async (bytes: Uint8Array, inputs: Array<[string, HostTensor]>): Promise<HostTensor> => (await run(bytes, new Map(inputs))).get('out')!;
+  const floats = (shape: number[], data: ArrayLike<number>): HostTensor => ({ dtype: 'float32', shape, data: Float32Array.from(data) });
+
+  it('latent_synthesis_truncated: psi 1 is latent_synthesis, psi 0 and 0.4 blend toward the mean of 10,000 seeded styles', async () => {
+    const spec = specFor('stargan-v2', V2);
+    const w = randomWeights(spec, ['generator', 'mapping_network'], 21, true);
+    const r = rng(22);
+    const n = 3;
+    const x = randomInput(r, [n, 3, 16, 16]);
+    const z = randomInput(r, [n, 4], -2, 2);
+    const y = indices([2, 0, 2]);
+    const psi = (v: number): HostTensor => floats([n], new Array<number>(n).fill(v));
+    const truncated = right(exportOnnx(spec, 'latent_synthesis_truncated', w));
+    const m = decode(truncated);
+    assert.deepEqual(m.inputs.map((i) => i.name), ['x', 'z', 'y', 'psi']);
+    assert.equal(m.meta.get(META_STAGES), 'mapping_network,generator');
+    // The 10,000 codes are one initializer holding dsl/random's draw (the values every interpreter uses).
+    const codes = m.inits.find((t) => t.name.startsWith('const.draw_normal_10000x4_seed777'))!;
+    assert.ok(codes, 'the seeded draw is an initializer');
+    const raw = new Float32Array(Uint8Array.from(codes.rawData!).buffer);
+    assert.deepEqual([...raw.subarray(0, 8)], [...normals(777, 10000, 4).subarray(0, 8)]);
+
+    const latent = right(exportOnnx(spec, 'latent_synthesis', w));
+    const plain = await outOf(latent, [['x', x], ['z', z], ['y', y]]);
+    assert.equal(maxAbs(await outOf(truncated, [['x', x], ['z', z], ['y', y], ['psi', psi(1)]]), plain), 0, 'psi 1: no truncation');
+
+    // The reference: the mean style of each domain from the lone mapping network on the same codes.
+    const mapping = right(exportOnnx(spec, 'mapping_network', w));
+    const gen = right(exportOnnx(spec, 'generator', w));
+    const zMany = floats([10000, 4], normals(777, 10000, 4));
+    const mean = async (d: number): Promise<Float32Array> => {
+      const s = (await run(mapping, new Map([['z', zMany], ['y', indices(new Array<number>(10000).fill(d))]]))).get('out')!.data as Float32Array;
+      const out = new Float64Array(8);
+      for (let i = 0; i < 10000; i++) for (let k = 0; k < 8; k++) out[k]! += s[i * 8 + k]! / 10000;
+      return Float32Array.from(out);
+    };
+    const avg = new Map([[0, await mean(0)], [2, await mean(2)]]);
+    const sz = (await run(mapping, new Map([['z', z], ['y', y]]))).get('out')!.data as Float32Array;
+    for (const p of [0, 0.4]) {
+      const s = floats([n, 8], Array.from({ length: n * 8 }, (_, i) => p * sz[i]! + (1 - p) * avg.get([2, 0, 2][Math.floor(i / 8)]!)![i % 8]!));
+      const want = await outOf(gen, [['x', x], ['s', s]]);
+      const got = await outOf(truncated, [['x', x], ['z', z], ['y', y], ['psi', psi(p)]]);
+      assert.ok(maxAbs(got, want) <= 1e-4, `psi ${p}: ${maxAbs(got, want)}`);
+    }
+    // Opset 18 takes ReduceMean's axes as an input: the same model otherwise.
+    const at18 = right(exportOnnx(spec, 'latent_synthesis_truncated', w, { opset: 18 }));
+    assert.ok(maxAbs(await outOf(at18, [['x', x], ['z', z], ['y', y], ['psi', psi(0.4)]]), await outOf(truncated, [['x', x], ['z', z], ['y', y], ['psi', psi(0.4)]])) <= 1e-6);
+  });
+
+  it('translate_CelebA and translate_RaFD lay the label out as training does (mask vector of joint training)', async () => {
+    const set = { dataset: 'Both', imageSize: 16, gConvDim: 4, gRepeatNum: 1, c2Dim: 3 };
+    const spec = specFor('stargan-v1', set);
+    const w = randomWeights(spec, ['generator'], 31);
+    const r = rng(32);
+    const x = randomInput(r, [2, 3, 16, 16]);
+    const gen = right(exportOnnx(spec, 'generator', w));
+    const celeba = right(exportOnnx(spec, 'translate_CelebA', w));
+    const rafd = right(exportOnnx(spec, 'translate_RaFD', w));
+    assert.deepEqual(decode(celeba).inputs.map((i) => i.name), ['x', 'c']);
+    assert.deepEqual(decode(rafd).inputs.map((i) => [i.name, elemType(i)]), [['x', 1], ['y', 7]]);
+    const c = floats([2, 5], [1, 0, 0, 1, 1, 0, 1, 0, 0, 1]);
+    // c, zeros for RaFD's 3 classes, mask [1, 0]; zeros for CelebA's 5, one-hot class, mask [0, 1].
+    const full1 = floats([2, 10], [1, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0]);
+    assert.ok(maxAbs(await outOf(celeba, [['x', x], ['c', c]]), await outOf(gen, [['x', x], ['c', full1]])) <= 1e-6);
+    const full2 = floats([2, 10], [0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1]);
+    assert.ok(maxAbs(await outOf(rafd, [['x', x], ['y', indices([2, 0])]]), await outOf(gen, [['x', x], ['c', full2]])) <= 1e-6);
+    // A lone dataset: translate_CelebA is G itself, translate_RaFD G on the one-hot class.
+    const one = specFor('stargan-v1', { ...set, dataset: 'RaFD', cDim: 3 });
+    const w1 = randomWeights(one, ['generator'], 33);
+    const g1 = right(exportOnnx(one, 'generator', w1));
+    const t1 = right(exportOnnx(one, 'translate_RaFD', w1));
+    assert.ok(maxAbs(await outOf(t1, [['x', x], ['y', indices([1, 2])]]), await outOf(g1, [['x', x], ['c', floats([2, 3], [0, 1, 0, 0, 0, 1])]])) <= 1e-6);
   });
 });
 

@@ -19,6 +19,7 @@ import type { Result } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
 import { checkMicroBatch, exprKey, phasePlan } from '../dsl/microbatch.ts';
 import { call, data, permute, rand, meanOf, term } from '../dsl/objective.ts';
+import { batchMean, drawNormal } from '../dsl/pipelines.ts';
 import { syntheticProvider, type HostBatch, type Provider } from '../io/datasets/provider.ts';
 import { selectBackend, shutdownBackend } from '../interpreters/tfjs/backend.ts';
 import type { SlotPlace } from '../interpreters/tfjs/train/adam.ts';
@@ -198,12 +199,12 @@ describe('the micro-batching plan', () => {
     right(await selectBackend('cpu'));
     const base = spec('stargan-v1', V1);
     const d = base.training.phases.find((p) => p.name === 'd')!;
-    const coupled = term('d/mixed', meanOf(permute(call('discriminator', { x: data('x') }, 'out_src'), rand('perm'))));
+    const coupled = term('mixed', meanOf(permute(call('discriminator', { x: data('x') }, 'out_src'), rand('perm'))));
     const s: Spec = { ...base, training: { ...base.training, phases: base.training.phases.map((p) => (p === d ? { ...p, loss: [...p.loss, coupled] } : p)) } };
     const r = checkMicroBatch(s);
     assert.ok(E.isLeft(r));
     assert.equal(r.left.length, 1);
-    assert.equal(r.left[0]!.path, 'training.phases.d.d/mixed');
+    assert.equal(r.left[0]!.path, 'training.phases.d.mixed');
     assert.match(r.left[0]!.message, /couples the samples of a batch through a network's output/);
     const trainer = right(makeTrainer(s));
     const provider = right(syntheticProvider(s, 16, 5));
@@ -216,7 +217,22 @@ describe('the micro-batching plan', () => {
       disposeState(state);
       return out;
     })();
-    assert.ok(E.isLeft(split[0]!) && split[0]!.left[0]!.path === 'training.phases.d.d/mixed');
+    assert.ok(E.isLeft(split[0]!) && split[0]!.left[0]!.path === 'training.phases.d.mixed');
     assert.ok(E.isRight(split[1]!), 'unsplit, the coupled term stays on the tape and trains');
+  });
+
+  test('a batch statistic (batchMean over the batch) is refused, naming the term; a mean of constant draws is not', () => {
+    const base = spec('stargan-v1', V1);
+    const d = base.training.phases.find((p) => p.name === 'd')!;
+    const withTerm = (name: string, x: Parameters<typeof meanOf>[0]): Spec => ({
+      ...base,
+      training: { ...base.training, phases: base.training.phases.map((p) => (p === d ? { ...p, loss: [...p.loss, term(name, meanOf(x))] } : p)) },
+    });
+    const stat = checkMicroBatch(withTerm('centred', batchMean(data('x'))));
+    assert.ok(E.isLeft(stat));
+    assert.equal(stat.left.length, 1);
+    assert.equal(stat.left[0]!.path, 'training.phases.d.centred');
+    assert.match(stat.left[0]!.message, /statistic over the batch \(batchMean\)/);
+    assert.ok(E.isRight(checkMicroBatch(withTerm('constant', batchMean(drawNormal(16, 3, 7))))), 'a mean over fixed draws is a constant');
   });
 });

@@ -30,11 +30,11 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result } from '../../dsl/errors.ts';
 import type { Expr, Network, Node, Phase, Spec } from '../../dsl/ir.ts';
-import { exprKey, operandsOfExpr, operandsOfTerm, phasePlan, termKey } from '../../dsl/microbatch.ts';
+import { exprKey, operandsOfTerm, phasePlan, termKey } from '../../dsl/microbatch.ts';
 import { numel, paramsOfNode } from '../../dsl/params.ts';
 import { inferShapes } from '../../dsl/shapes.ts';
 import { recomputeSegments } from '../../dsl/recompute.ts';
-import { reachable, refsOf } from '../../dsl/walk.ts';
+import { children, reachable, refsOf } from '../../dsl/walk.ts';
 
 const F32 = 4;
 
@@ -88,6 +88,37 @@ export const tapeFactor = (n: Node): { readonly first: number; readonly second: 
     case 'select':
       // Per output element, but it multiplies its (K times larger) input: see `keptElements`.
       return { first: 3, second: 6 };
+    // The ops below serve feature extractors and metrics (FAN, Inception, LPIPS), not the
+    // StarGAN objectives: not measured with bench/tape.ts; each takes the factor of the measured
+    // op it computes like (an elementwise op, a pooling, a convolution, a normalisation).
+    case 'batchNorm2d':
+    case 'standardize':
+    case 'mul':
+    case 'sub':
+      return { first: 4, second: 6 };
+    case 'avgPool2d':
+    case 'maxPool2d':
+    case 'globalAvgPool':
+    case 'zeroBelow':
+    case 'clamp':
+    case 'zeroWhereNaN':
+      return { first: 2, second: 8 };
+    case 'pow':
+      return { first: 2, second: 12 };
+    case 'resizeBilinear':
+      return { first: 2, second: 6.8 };
+    case 'concat':
+    case 'sliceChannels':
+    case 'sumChannels':
+    case 'zeroChannels':
+    case 'addCoords':
+    case 'shiftRows':
+      return { first: 2, second: 4 };
+    case 'minMaxNorm':
+    case 'l2Normalize':
+      return { first: 4, second: 43 };
+    case 'highPass':
+      return { first: 2.3, second: 3.6 };
     default:
       return absurd(n);
   }
@@ -161,7 +192,7 @@ export const phaseCalls = (phase: Phase): ReadonlyArray<{ readonly net: string; 
     const k = exprKey(x);
     const hit = onPath.get(k);
     if (hit !== undefined) return hit;
-    const v = x.e === 'detach' ? false : (x.e === 'call' && updates.has(x.net) && x.weights === 'live') || operandsOfExpr(x).some(path);
+    const v = x.e === 'detach' ? false : (x.e === 'call' && updates.has(x.net) && x.weights === 'live') || children(x).some(path);
     onPath.set(k, v);
     return v;
   };
@@ -177,7 +208,7 @@ export const phaseCalls = (phase: Phase): ReadonlyArray<{ readonly net: string; 
     if (stopAt !== null && exprKey(x) === stopAt) return;
     if (untaped.has(exprKey(x)) && scope === '') off = true;
     if (x.e === 'call') note(x, off ? 'untaped' : second ? 'second' : path(x) ? 'first' : 'forward', scope);
-    for (const o of operandsOfExpr(x)) visit(o, off, scope, second, stopAt);
+    for (const o of children(x)) visit(o, off, scope, second, stopAt);
   };
   phase.loss.forEach((w, i) => {
     const t = w.term;

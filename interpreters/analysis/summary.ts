@@ -6,8 +6,8 @@ import * as E from 'fp-ts/lib/Either.js';
 import { absurd, type Result } from '../../dsl/errors.ts';
 import type { Network, Node } from '../../dsl/ir.ts';
 import { isWeighted } from '../../dsl/ops.ts';
-import { numel, paramsOfNode } from '../../dsl/params.ts';
-import { inferShapes, showShape, type Shape } from '../../dsl/shapes.ts';
+import { paramCountsByNode } from '../../dsl/params.ts';
+import { inferShapes, pairOf, show2, showShape, type Shape } from '../../dsl/shapes.ts';
 import { reachable, refsOf } from '../../dsl/walk.ts';
 
 export interface LayerRow {
@@ -31,19 +31,26 @@ export interface NetworkSummary {
   readonly layers: readonly LayerRow[];
 }
 
+/** kH * kW of a convolution. */
+const area = (k: number | readonly [number, number]): number => {
+  const [a, b] = pairOf(k) ?? [0, 0];
+  return a * b;
+};
+
 /**
- * MACs of one node at batch 1, from its input and output shapes. Only ops with a weight multiply
- * (ops.ts `isWeighted`); norms, activations, pooling and merges count 0. A new op with a weight
- * fails to compile here until its MACs are written down.
+ * MACs of one node at batch 1, from its input and output shapes. Only ops with a learned weight
+ * multiply (ops.ts `isWeighted`); norms, activations, pooling, resizing, merges and fixed filters
+ * (the high-pass: 9 per element) count 0. A new op with a weight fails to compile here until its
+ * MACs are written down.
  */
 export const macsOf = (n: Node, inShape: Shape | undefined, outShape: Shape): number => {
   if (!isWeighted(n)) return 0;
   switch (n.op) {
     case 'conv2d':
-      return n.outChannels * n.inChannels * n.kernel * n.kernel * (outShape[1] ?? 0) * (outShape[2] ?? 0);
+      return n.outChannels * n.inChannels * area(n.kernel) * (outShape[1] ?? 0) * (outShape[2] ?? 0);
     case 'convTranspose2d':
-      // Every input pixel scatters a k x k x outC patch.
-      return n.inChannels * n.outChannels * n.kernel * n.kernel * (inShape?.[1] ?? 0) * (inShape?.[2] ?? 0);
+      // Every input pixel scatters a kH x kW x outC patch.
+      return n.inChannels * n.outChannels * area(n.kernel) * (inShape?.[1] ?? 0) * (inShape?.[2] ?? 0);
     case 'linear':
       return n.inFeatures * n.outFeatures;
     case 'adain':
@@ -53,13 +60,58 @@ export const macsOf = (n: Node, inShape: Shape | undefined, outShape: Shape): nu
   }
 };
 
+/** `3x3`, `1x7`. */
+const kxk = (k: number | readonly [number, number]): string => {
+  const [a, b] = pairOf(k) ?? [k, k];
+  return `${a}x${b}`;
+};
+
+const listOf = (v: readonly number[]): string => (v.length === 1 ? `${v[0]}` : `[${v.map((x) => +x.toFixed(4)).join(', ')}]`);
+
 export const describeNode = (n: Node): string => {
   switch (n.op) {
     case 'input':
       return n.dtype === 'index' ? 'domain index' : `input ${n.name}`;
     case 'conv2d':
     case 'convTranspose2d':
-      return `${n.kernel}x${n.kernel} s${n.stride} p${n.padding}, ${n.inChannels}->${n.outChannels}${n.bias ? '' : ', no bias'}`;
+      return `${kxk(n.kernel)} s${show2(n.stride)} p${show2(n.padding)}, ${n.inChannels}->${n.outChannels}${n.bias ? '' : ', no bias'}`;
+    case 'batchNorm2d':
+      return `${n.channels}, eps ${n.eps}${n.affine ? '' : ', no affine'}`;
+    case 'avgPool2d':
+      return `${kxk(n.kernel)} s${show2(n.stride)} p${show2(n.padding)}${n.countIncludePad ? '' : ', pad not counted'}`;
+    case 'maxPool2d':
+      return `${kxk(n.kernel)} s${show2(n.stride)} p${show2(n.padding)}`;
+    case 'resizeBilinear':
+      return `${n.size !== null ? `to ${kxk(n.size)}` : `x${n.scale}`}${n.alignCorners ? ', align corners' : ''}`;
+    case 'concat':
+      return `${n.inputs.length} inputs`;
+    case 'sliceChannels':
+      return `${n.start}:${n.end}`;
+    case 'zeroChannels':
+      return `${n.channels.length} channels`;
+    case 'addCoords':
+      return n.withRadius ? 'x, y, r' : 'x, y';
+    case 'shiftRows':
+      return `${n.rows >= 0 ? 'up' : 'down'} ${Math.abs(n.rows)}`;
+    case 'standardize':
+      return `mean ${listOf(n.mean)}, std ${listOf(n.std)}`;
+    case 'pow':
+      return `^${n.exponent}`;
+    case 'zeroBelow':
+      return `< ${n.threshold}`;
+    case 'clamp':
+      return `[${n.min}, ${n.max}]`;
+    case 'minMaxNorm':
+    case 'l2Normalize':
+      return `eps ${n.eps}`;
+    case 'highPass':
+      return `3x3 / ${n.wHpf}`;
+    case 'globalAvgPool':
+    case 'sumChannels':
+    case 'mul':
+    case 'sub':
+    case 'zeroWhereNaN':
+      return '';
     case 'instanceNorm':
       return `${n.channels}${n.affine ? ', affine' : ''}`;
     case 'adain':
@@ -90,6 +142,7 @@ export const describeNode = (n: Node): string => {
 export const summarize = (net: Network): Result<NetworkSummary> =>
   E.map((inf: { shapes: readonly Shape[] }) => {
     const live = reachable(net);
+    const counts = paramCountsByNode(net);
     const layers: LayerRow[] = net.nodes.map((n, i) => {
       const first = refsOf(n)[0];
       const shape = inf.shapes[i]!;
@@ -98,7 +151,7 @@ export const summarize = (net: Network): Result<NetworkSummary> =>
         op: n.op,
         detail: describeNode(n),
         shape,
-        params: paramsOfNode(n).reduce((a, p) => a + numel(p.shape), 0),
+        params: counts[i]!,
         macs: live[i] ? macsOf(n, first === undefined ? undefined : inf.shapes[first], shape) : 0,
         used: live[i]!,
       };

@@ -12,7 +12,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, type Result } from '../../dsl/errors.ts';
 import type { Network, Node } from '../../dsl/ir.ts';
-import { numel, paramsOfNode } from '../../dsl/params.ts';
+import { paramCountsByNode, stateOfNode } from '../../dsl/params.ts';
 import { inferShapes, showShape, type Shape } from '../../dsl/shapes.ts';
 import { operands, reachable, refsOf } from '../../dsl/walk.ts';
 
@@ -79,8 +79,14 @@ export interface OpView {
   readonly family: Family;
 }
 
-const kxk = (k: number): string => `${k}x${k}`;
-const sp = (s: number, p: number): string => `${s !== 1 ? ` s${s}` : ''}${p !== 0 ? ` p${p}` : ''}`;
+type Size2 = number | readonly [number, number];
+const two = (v: Size2): readonly [number, number] => (typeof v === 'number' ? [v, v] : v);
+const kxk = (k: Size2): string => `${two(k)[0]}x${two(k)[1]}`;
+/** ` s2 p1`, ` s(1,2) p(0,3)`; stride 1 and padding 0 left out. */
+const sp = (s: Size2, p: Size2): string => {
+  const one = (v: Size2): string => (typeof v === 'number' || v[0] === v[1] ? `${two(v)[0]}` : `(${v[0]},${v[1]})`);
+  return `${two(s).some((x) => x !== 1) ? ` s${one(s)}` : ''}${two(p).some((x) => x !== 0) ? ` p${one(p)}` : ''}`;
+};
 const num = (v: number): string => (Number.isInteger(v) ? `${v}` : `${Number(v.toPrecision(4))}`);
 
 const scaleText = (scale: number): string =>
@@ -129,6 +135,50 @@ export const viewOf = (n: Node, net: Network): OpView => {
       return { title: `avg pool ↓${n.size}`, short: `pool↓${n.size}`, family: 'resample' };
     case 'upsampleNearest':
       return { title: `upsample ↑${n.scale} nearest`, short: `up↑${n.scale}`, family: 'resample' };
+    case 'batchNorm2d':
+      return { title: `batch norm (eval) · ${n.channels}${n.affine ? '' : ' · no affine'}`, short: 'BN', family: 'norm' };
+    case 'avgPool2d':
+      return { title: `avg pool ${kxk(n.kernel)}${sp(n.stride, n.padding)}`, short: `avg${kxk(n.kernel)}`, family: 'resample' };
+    case 'maxPool2d':
+      return { title: `max pool ${kxk(n.kernel)}${sp(n.stride, n.padding)}`, short: `max${kxk(n.kernel)}`, family: 'resample' };
+    case 'globalAvgPool':
+      return { title: 'global avg pool', short: 'gap', family: 'resample' };
+    case 'resizeBilinear': {
+      const to = n.size !== null ? `→ ${kxk(n.size)}` : `×${num(n.scale ?? 1)}`;
+      return { title: `bilinear ${to}${n.alignCorners ? ' · align corners' : ''}`, short: `bilinear${to}`, family: 'resample' };
+    }
+    case 'shiftRows':
+      return { title: `shift rows ${n.rows >= 0 ? '↑' : '↓'}${Math.abs(n.rows)}`, short: `shift${n.rows}`, family: 'resample' };
+    case 'concat':
+      return { title: `concat ${n.inputs.length} (channels)`, short: 'concat', family: 'merge' };
+    case 'sliceChannels':
+      return { title: `channels ${n.start}:${n.end}`, short: `[${n.start}:${n.end}]`, family: 'merge' };
+    case 'sumChannels':
+      return { title: 'sum over channels', short: 'Σc', family: 'merge' };
+    case 'zeroChannels':
+      return { title: `zero ${n.channels.length} channels`, short: 'zero', family: 'merge' };
+    case 'addCoords':
+      return { title: `add coordinates (x, y${n.withRadius ? ', r' : ''})`, short: 'coords', family: 'merge' };
+    case 'mul':
+      return { title: 'multiply', short: '×', family: 'merge' };
+    case 'sub':
+      return { title: 'subtract', short: '−', family: 'merge' };
+    case 'standardize':
+      return { title: `(x − mean) / std · ${n.mean.length === 1 ? num(n.mean[0]!) : `${n.mean.length} ch`}`, short: 'std', family: 'norm' };
+    case 'minMaxNorm':
+      return { title: 'min-max norm (per channel)', short: 'minmax', family: 'norm' };
+    case 'l2Normalize':
+      return { title: 'L2 norm over channels', short: 'L2', family: 'norm' };
+    case 'pow':
+      return { title: `x^${num(n.exponent)}`, short: `^${num(n.exponent)}`, family: 'act' };
+    case 'zeroBelow':
+      return { title: `zero below ${num(n.threshold)}`, short: `<${num(n.threshold)}→0`, family: 'act' };
+    case 'clamp':
+      return { title: `clamp [${num(n.min)}, ${num(n.max)}]`, short: 'clamp', family: 'act' };
+    case 'zeroWhereNaN':
+      return { title: n.of === n.input ? 'NaN → 0' : 'zero where other is NaN', short: 'NaN→0', family: 'act' };
+    case 'highPass':
+      return { title: `high-pass 3x3 ÷${num(n.wHpf)} (depthwise)`, short: 'hpf', family: 'conv' };
     case 'concatLabel':
       return { title: 'concat label (tiled over H×W)', short: 'concat', family: 'merge' };
     case 'add':
@@ -311,7 +361,7 @@ const nodeStmt = (c: Ctx, i: number): string => {
   const tags = c.tagged.get(i);
   if (tags !== undefined)
     rows.push(row(font(`<i>→ ${tags} ‘${esc(v.short)}’ tags</i>`, { size: 8, color: sub })));
-  const keys = paramsOfNode(n).map((p) => `${p.key} [${p.shape.join(', ')}]`);
+  const keys = stateOfNode(n).map((p) => `${p.key} [${p.shape.join(', ')}]${p.trainable ? '' : ' (buffer)'}`);
   const tooltip = [
     n.op === 'input' ? `input ${n.name} (${n.dtype})` : `${n.path} — ${v.title}`,
     `output ${shape}`,
@@ -511,7 +561,7 @@ const render = (net: Network, shapes: readonly Shape[], opts: DotOptions): strin
     net,
     shapes,
     live,
-    params: net.nodes.map((n) => paramsOfNode(n).reduce((a, p) => a + numel(p.shape), 0)),
+    params: paramCountsByNode(net),
     views: net.nodes.map((n) => viewOf(n, net)),
     tagged,
     spine: spineOf(net, live),

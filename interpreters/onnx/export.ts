@@ -13,9 +13,8 @@ import { pipe } from 'fp-ts/lib/function.js';
 import { fail, specError, type Result } from '../../dsl/errors.ts';
 import type { Spec } from '../../dsl/ir.ts';
 import type { TensorMap } from '../../io/tensor.ts';
-import { emitNetwork } from './emit.ts';
 import { graphProblems, newGraph } from './graph.ts';
-import { resolvePlan, type ResolvedPlan } from './pipelines.ts';
+import { emitPipeline, resolvePlan, type Plan } from './pipelines.ts';
 import { FLOAT, INT64, batchedValueInfo, encodeModel, irVersionFor, type onnx } from './proto.ts';
 import { checkWeights } from './weights.ts';
 
@@ -44,34 +43,17 @@ const checkOpset = (opset: number): Result<number> =>
 
 const assemble = (
   spec: Spec,
-  plan: ResolvedPlan,
+  plan: Plan,
   weights: ReadonlyMap<string, Float32Array>,
   opset: number,
   producerVersion: string,
 ): Result<onnx.IModelProto> => {
   const g = newGraph(opset);
-  for (const t of [...plan.inputs, ...plan.outputs])
+  const sig = plan.signature;
+  for (const t of [...sig.inputs, ...sig.outputs])
     if (!g.claim(t.name)) return fail(`${plan.name}/${t.name}`, `the name '${t.name}' is used twice among the model's inputs and outputs`);
-
-  const stageOuts: ReadonlyMap<string, string>[] = [];
-  for (const [si, s] of plan.stages.entries()) {
-    const bindings = new Map<string, string>();
-    for (const [input, src] of Object.entries(s.feed))
-      bindings.set(input, src.from === 'graph' ? src.name : stageOuts[src.stage]!.get(src.output)!);
-    const outputNames = new Map(plan.outputs.filter((o) => o.stage === si).map((o) => [o.output, o.name] as const));
-    const r = emitNetwork(g, s.net, s.inferred, {
-      prefix: s.namePrefix,
-      bindings,
-      outputNames,
-      weights: (key) => weights.get(`${s.weightPrefix}${key}`),
-    });
-    if (E.isLeft(r)) return r;
-    stageOuts.push(r.right);
-  }
-  for (const o of plan.outputs) {
-    const t = stageOuts[o.stage]!.get(o.output)!;
-    if (t !== o.name) g.node('Identity', [t], [o.name], o.name);
-  }
+  const emitted = emitPipeline(g, plan, (k) => weights.get(k));
+  if (E.isLeft(emitted)) return emitted;
 
   const { nodes, initializers } = g.finish();
   const graph: onnx.IGraphProto = {
@@ -79,8 +61,8 @@ const assemble = (
     docString: `${spec.name} ${plan.name}`,
     node: nodes,
     initializer: initializers,
-    input: plan.inputs.map((i) => batchedValueInfo(i.name, i.index ? INT64 : FLOAT, i.shape)),
-    output: plan.outputs.map((o) => batchedValueInfo(o.name, o.index ? INT64 : FLOAT, o.shape)),
+    input: sig.inputs.map((i) => batchedValueInfo(i.name, i.dtype === 'index' ? INT64 : FLOAT, i.shape)),
+    output: sig.outputs.map((o) => batchedValueInfo(o.name, o.dtype === 'index' ? INT64 : FLOAT, o.shape)),
   };
   const problems = graphProblems(graph);
   if (problems.length > 0)
@@ -91,7 +73,7 @@ const assemble = (
     [META_NET]: plan.name,
     [META_SETTINGS]: JSON.stringify(spec.settings),
   };
-  if (plan.composite) meta[META_STAGES] = plan.stages.map((s) => s.net.name).join(',');
+  if (!plan.lifted) meta[META_STAGES] = plan.networks.map((n) => n.net.name).join(',');
   return E.right({
     irVersion: irVersionFor(opset),
     opsetImport: [{ domain: '', version: opset }],
@@ -121,7 +103,7 @@ export const buildOnnxModel = (
         resolvePlan(spec, netName, new Set(weights.keys())),
         E.chain((plan) =>
           pipe(
-            checkWeights(spec, plan.stages, weights),
+            checkWeights(spec, plan.networks, weights),
             E.chain((w) => assemble(spec, plan, w, opset, opts.producerVersion ?? '')),
           ),
         ),

@@ -22,6 +22,7 @@ const D = Onnx.TensorProto.DataType;
 
 export const FLOAT = D.FLOAT;
 export const INT64 = D.INT64;
+export const BOOL = D.BOOL;
 
 export type Attr = onnx.IAttributeProto;
 
@@ -45,6 +46,13 @@ export const floatTensor = (name: string, dims: readonly number[], data: Float32
   dataType: FLOAT,
   dims: [...dims],
   rawData: bytesOf(data),
+});
+
+export const boolTensor = (name: string, dims: readonly number[], data: readonly boolean[]): onnx.ITensorProto => ({
+  name,
+  dataType: D.BOOL,
+  dims: [...dims],
+  rawData: Uint8Array.from(data, (b) => (b ? 1 : 0)),
 });
 
 export const int64Tensor = (name: string, dims: readonly number[], data: readonly number[]): onnx.ITensorProto => ({

@@ -1,25 +1,26 @@
 /**
- * Weights for an export, checked against the networks' parameter declarations: every parameter
- * present, floating point and of its PyTorch shape; no key the networks do not know. All problems
- * are reported at once, one error per key.
+ * Weights for an export, checked against the networks' declarations: every parameter and used
+ * buffer (`stateDict`) present, floating point and of its PyTorch shape; no key the networks do
+ * not know. All problems are reported at once, one error per key.
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result, type SpecError } from '../../dsl/errors.ts';
 import type { Spec } from '../../dsl/ir.ts';
-import { ignoredKeys, parameters } from '../../dsl/params.ts';
+import { ignoredKeys, stateDict } from '../../dsl/params.ts';
 import { isFloatDType, toFloat32, type TensorMap } from '../../io/tensor.ts';
-import type { ResolvedStage } from './pipelines.ts';
+import type { PlanNetwork } from './pipelines.ts';
 
 const showDims = (d: readonly number[]): string => `[${d.join(', ')}]`;
 
 /**
- * Validate `weights` for the plan's stages; on success, float32 data by full key (prefix included).
- * With prefixed keys (a file holding several networks), keys of the spec's other networks are
- * skipped; buffers official checkpoints carry (running stats, `hpf.filter`) are accepted and unused.
+ * Validate `weights` for the networks a plan calls; on success, float32 data by full key (prefix
+ * included). With prefixed keys (a file holding several networks), keys of the spec's other
+ * networks are skipped; buffers official checkpoints carry (running stats, `hpf.filter`) are
+ * accepted and unused.
  */
 export const checkWeights = (
   spec: Spec,
-  stages: readonly ResolvedStage[],
+  stages: readonly PlanNetwork[],
   weights: TensorMap,
 ): Result<ReadonlyMap<string, Float32Array>> => {
   const errors: SpecError[] = [];
@@ -29,7 +30,7 @@ export const checkWeights = (
   for (const s of stages) {
     const p = s.weightPrefix;
     for (const k of ignoredKeys(s.net)) ignored.add(`${p}${k}`);
-    for (const param of parameters(s.net)) {
+    for (const param of stateDict(s.net)) {
       const key = `${p}${param.key}`;
       expected.add(key);
       const t = weights.get(key);

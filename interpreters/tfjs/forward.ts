@@ -155,7 +155,9 @@ export const compileNetwork = (net: Network): Result<Compiled> => {
     const image = (r: number): tf.Tensor4D => value(r) as tf.Tensor4D;
     const biased = (y: tf.Tensor, n: Extract<Node, { op: 'conv2d' | 'convTranspose2d' }>): tf.Tensor => (n.bias ? tf.add(y, param(n, 'bias')) : y);
 
-    const evalNode = (node: Exclude<Node, { op: 'input' }>): tf.Tensor => {
+    const rankOf = (r: number): number => shapes[r]!.length;
+
+    const evalNode = (node: Exclude<Node, { op: 'input' }>, i: number): tf.Tensor => {
       switch (node.op) {
         case 'conv2d':
           return biased(L.conv2d(image(node.input), param(node, 'weight') as tf.Tensor4D, node.stride, node.padding), node);
@@ -193,6 +195,60 @@ export const compileNetwork = (net: Network): Result<Compiled> => {
           return L.avgPool(image(node.input), node.size);
         case 'upsampleNearest':
           return L.upsampleNearest(image(node.input), node.scale);
+        case 'batchNorm2d':
+          return L.batchNorm(
+            image(node.input),
+            param(node, 'runningMean'),
+            param(node, 'runningVar'),
+            node.affine ? param(node, 'scale') : undefined,
+            node.affine ? param(node, 'shift') : undefined,
+            node.eps,
+          );
+        case 'avgPool2d':
+          return L.avgPool2d(image(node.input), node.kernel, node.stride, node.padding, node.countIncludePad);
+        case 'maxPool2d':
+          return L.maxPool2d(image(node.input), node.kernel, node.stride, node.padding);
+        case 'globalAvgPool':
+          return L.globalAvgPool(image(node.input));
+        case 'resizeBilinear': {
+          const [, oh, ow] = shapes[i]!;
+          return L.resizeBilinear(image(node.input), [oh!, ow!], node.alignCorners);
+        }
+        case 'concat':
+          return node.inputs.length === 1 ? tf.clone(value(node.inputs[0]!)) : tf.concat(node.inputs.map(value), L.channelAxis(rankOf(node.inputs[0]!)));
+        case 'sliceChannels':
+          return L.sliceAxis(value(node.input), L.channelAxis(rankOf(node.input)), node.start, node.end);
+        case 'sumChannels':
+          return tf.sum(value(node.input), L.channelAxis(rankOf(node.input)), true);
+        case 'zeroChannels':
+          return L.zeroChannels(value(node.input), L.channelAxis(rankOf(node.input)), shapes[node.input]![0]!, node.channels);
+        case 'addCoords':
+          return L.addCoords(image(node.input), node.withRadius);
+        case 'shiftRows':
+          return L.shiftRows(image(node.input), node.rows);
+        case 'mul':
+          return tf.mul(value(node.a), value(node.b));
+        case 'sub':
+          return tf.sub(value(node.a), value(node.b));
+        case 'standardize': {
+          const r = rankOf(node.input);
+          const c = (v: readonly number[]): tf.Tensor => tf.tensor(Float32Array.from(v), L.channelShape(r, v.length));
+          return tf.div(tf.sub(value(node.input), c(node.mean)), c(node.std));
+        }
+        case 'pow':
+          return L.power(value(node.input), node.exponent);
+        case 'zeroBelow':
+          return L.zeroBelow(value(node.input), node.threshold);
+        case 'clamp':
+          return L.clamp(value(node.input), node.min, node.max);
+        case 'zeroWhereNaN':
+          return L.zeroWhereNaN(value(node.input), value(node.of));
+        case 'minMaxNorm':
+          return L.minMaxNorm(image(node.input), node.eps);
+        case 'l2Normalize':
+          return L.l2Normalize(value(node.input), L.channelAxis(rankOf(node.input)), node.eps);
+        case 'highPass':
+          return L.highPass(image(node.input), node.wHpf);
         case 'concatLabel': {
           const x = image(node.input);
           const [, h, w] = x.shape;
@@ -305,7 +361,7 @@ export const compileNetwork = (net: Network): Result<Compiled> => {
           owned[i] = v !== t;
           return;
         }
-        let v = tf.tidy(() => evalNode(node));
+        let v = tf.tidy(() => evalNode(node, i));
         const args = refsOf(node);
         if (args.some((r) => values[r] === v)) v = tf.clone(v);
         values[i] = v;

@@ -10,7 +10,10 @@
  * wrong (d2/dw of tanh(wx) measured 0.689 against the true 0.204).
  *
  * Every gradient here is built from ops that themselves have gradients here, so second-order
- * gradients work through everything the interpreter emits.
+ * gradients work through everything the interpreter emits for training, except the last two
+ * (AvgPool, MaxPool: first order, through their gradient kernels), which only inference ops use.
+ * (ResizeBilinear has none here: the stock ResizeBilinearGrad kernels ignore halfPixelCenters, so
+ * lowerings.ts gives the resize its own gradient.)
  */
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -421,6 +424,30 @@ export const gradientConfigs: readonly tf.GradConfig[] = [
             a['dimRoundingMode'] as 'floor' | undefined,
           ),
         filter: () => conv2DBackpropFilter(ddx as tf.Tensor, dy, filter.shape, a),
+      };
+    },
+  },
+  // First order only (their gradient kernels have no gradients): pooling of the inference
+  // networks, which a user's variant may train through.
+  {
+    kernelName: 'AvgPool',
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved, attrs) => {
+      const { filterSize, strides, pad } = attrs as Attrs;
+      return {
+        x: () => tf.engine().runKernel('AvgPoolGrad', { dy: dy as tf.Tensor, input: saved[0]! }, { filterSize, strides, pad } as tf.NamedAttrMap) as tf.Tensor,
+      };
+    },
+  },
+  {
+    kernelName: 'MaxPool',
+    inputsToSave: ['x'],
+    outputsToSave: [true],
+    gradFunc: (dy, saved, attrs) => {
+      const { filterSize, strides, pad, dimRoundingMode } = attrs as Attrs;
+      return {
+        x: () =>
+          tf.engine().runKernel('MaxPoolGrad', { dy: dy as tf.Tensor, input: saved[0]!, output: saved[1]! }, { filterSize, strides, pad, dimRoundingMode } as tf.NamedAttrMap) as tf.Tensor,
       };
     },
   },

@@ -7,7 +7,8 @@
 export { BACKEND_NAMES, selectBackend, shutdownBackend, type BackendInfo, type BackendName, type BackendOptions } from './backend.ts';
 export { compileNetwork, type ApplyOptions, type Compiled, type CompiledInput, type CompiledOutput } from './forward.ts';
 export { disposeParams, exportParams, loadParams, toTfParam, toTorchParam, type LoadOptions, type ParamStore } from './params.ts';
-export { checkInputs, networkWeights, runNetwork } from './run.ts';
+export { loadPipelineParams, openPipelines, runNetwork, runPipeline, type OpenPipelines } from './run.ts';
+export { checkPipelineInputs, loadPipeline, type LoadedPipeline } from './pipeline.ts';
 export {
   CHECKPOINT_FORMAT,
   disposeState,
@@ -20,4 +21,4 @@ export {
   type VarStore,
 } from './train/state.ts';
 export { drawRandom, makeTrainer, type Batch, type StepOutput, type Trainer } from './train/step.ts';
-export { samplerKind, translateLatent, translateReference, translateV1, v1Targets } from './train/sampling.ts';
+export { latentCodes, sampleGrid, withPipeline } from './train/sampling.ts';

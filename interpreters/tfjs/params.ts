@@ -86,20 +86,23 @@ export const toTorchParam = (t: tf.Tensor): HostTensor => {
 export { checkWeights };
 
 export interface LoadOptions {
-  /** Make `tf.Variable`s (trainable) instead of constant tensors. Default false. */
+  /**
+   * Make `tf.Variable`s instead of constant tensors (default false): trainable for parameters,
+   * non-trainable for used buffers (BatchNorm statistics), which no gradient or optimizer touches.
+   */
   readonly variables?: boolean;
   /** Names the weights in errors (a file name). */
   readonly origin?: string;
 }
 
-/** Validate a weights map against `net` and upload it in tfjs layouts. */
+/** Validate a weights map against `net` and upload it (parameters and used buffers) in tfjs layouts. */
 export const loadParams = (net: Network, weights: TensorMap, options: LoadOptions = {}): Result<ParamStore> =>
   E.map((params: readonly ParamSpec[]) => {
     const store = new Map<string, tf.Variable | tf.Tensor>();
     for (const p of params) {
       const t = toTfParam(weights.get(p.key)!);
       if (options.variables) {
-        store.set(p.key, tf.variable(t, true));
+        store.set(p.key, tf.variable(t, p.trainable));
         t.dispose();
       } else store.set(p.key, t);
     }

@@ -7,6 +7,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result } from '../../dsl/errors.ts';
 import type { Dataset, Spec } from '../../dsl/ir.ts';
 import { deriveSeed, rng } from '../../dsl/random.ts';
+import type { BadImage } from '../images.ts';
 import type { HostTensor } from '../tensor.ts';
 import { v1Sample, v2Sample, V1_ATTRIBUTES, type SyntheticImage } from './synthetic.ts';
 
@@ -20,6 +21,8 @@ export interface Provider {
   readonly batch: (dataset: string, step: number, n: number) => Promise<Result<HostBatch>>;
   /** Held-out examples (never trained on), for sample grids and evaluation. */
   readonly heldOut: (dataset: string, n: number) => Promise<Result<HostBatch>>;
+  /** Image files left out by a dataset check with `skipBad` (present when a check ran), to warn about. */
+  readonly skipped?: readonly BadImage[];
 }
 
 const images = (xs: readonly Float32Array[], size: number): HostTensor => {

@@ -8,7 +8,9 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { absurd } from '../../../dsl/errors.ts';
-import type { Expr, Phase, Term } from '../../../dsl/ir.ts';
+import type { DataExpr, Expr, Phase, Term } from '../../../dsl/ir.ts';
+import { isConstant } from '../../../dsl/pipelines.ts';
+import { normals } from '../../../dsl/random.ts';
 import { scheduleAt } from '../../../dsl/schedule.ts';
 import type { Compiled } from '../forward.ts';
 import type { ParamStore } from '../params.ts';
@@ -18,7 +20,7 @@ export interface EvalEnv {
   readonly nets: ReadonlyMap<string, Compiled>;
   readonly params: (net: string, weights: 'live' | 'ema') => ParamStore;
   /** A data field of the phase's batch (images NHWC, labels (N, c), indices (N) int32). */
-  readonly data: (field: string) => tf.Tensor;
+  readonly data: (x: DataExpr) => tf.Tensor;
   readonly random: (name: string) => tf.Tensor;
   readonly batch: number;
   /**
@@ -38,6 +40,12 @@ export interface EvalEnv {
    * (`dsl/microbatch.ts` `sharedPenalties`): evaluate them first (`phaseLoss` does).
    */
   readonly sharedPenalties?: ReadonlySet<string>;
+  /**
+   * Values of constant expressions (`isConstant`: no data, random source or batch-shaped fill),
+   * kept across evaluations with the same weights (a pipeline's truncation target); the owner
+   * disposes them. Without it, constants are computed per evaluation like everything else.
+   */
+  readonly constants?: Map<string, tf.Tensor>;
 }
 
 /**
@@ -87,12 +95,12 @@ export const evaluator = (env: EvalEnv, subst?: { readonly key: string; readonly
   const expr = (x: Expr): tf.Tensor => {
     const k = exprKey(x);
     if (subst && k === subst.key) return subst.value;
-    const hit = memo.get(k) ?? env.given?.get(k);
+    const hit = memo.get(k) ?? env.given?.get(k) ?? env.constants?.get(k);
     if (hit) return hit;
     const v = ((): tf.Tensor => {
       switch (x.e) {
         case 'data':
-          return env.data(x.field);
+          return env.data(x);
         case 'random':
           return env.random(x.name);
         case 'call': {
@@ -134,11 +142,28 @@ export const evaluator = (env: EvalEnv, subst?: { readonly key: string; readonly
             : tf.cast(tf.oneHot(tf.fill([env.batch], x.hot, 'int32') as tf.Tensor1D, x.width), 'float32');
         case 'slice':
           return tf.slice(expr(x.x), [0, x.start], [-1, x.end - x.start]);
+        case 'draw':
+          return tf.tensor2d(normals(x.seed, x.count, x.dim), [x.count, x.dim]);
+        case 'indexFill':
+          return tf.fill([x.count], x.value, 'int32');
+        case 'batchMean':
+          return tf.mean(expr(x.x), 0, true);
+        case 'choose': {
+          // Only the options some sample picks are evaluated (each is a constant row, e.g. a
+          // domain's mean style over 10,000 codes): the rows are stacked and gathered.
+          const ix = expr(x.index);
+          const idx = Int32Array.from(ix.dataSync(), (v) => Math.round(v));
+          const picked = [...new Set(idx)].filter((i) => i >= 0 && i < x.options.length).sort((a, b) => a - b);
+          if (picked.length === 0) throw new Error(`choose: no index in [0, ${x.options.length})`);
+          const rows = tf.concat(picked.map((i) => expr(x.options[i]!)), 0);
+          return tf.gather(rows, tf.tensor1d(Array.from(idx, (i) => Math.max(0, picked.indexOf(i))), 'int32'));
+        }
         default:
           return absurd(x);
       }
     })();
-    memo.set(k, v);
+    if (env.constants && isConstant(x)) env.constants.set(k, tf.keep(v));
+    else memo.set(k, v);
     return v;
   };
 

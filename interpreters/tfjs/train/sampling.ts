@@ -1,20 +1,26 @@
 /**
- * Translations with trained or imported weights: StarGAN v1 (target labels) and StarGAN v2
- * (latent-guided with truncation, reference-guided). Host tensors in and out (NCHW in [-1, 1]).
+ * Sample grids of a training run, through the spec's pipelines (the tfjs pipeline fold): StarGAN v1
+ * translates each held-out source to every official test target (`translate_<dataset>` of the
+ * first dataset), StarGAN v2 to every domain latent-guided (`latent_synthesis`) and to each
+ * held-out reference (`reference_synthesis`). Host tensors in, PNG bytes out.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import * as E from 'fp-ts/lib/Either.js';
+import { specError, type Result } from '../../../dsl/errors.ts';
 import type { Spec } from '../../../dsl/ir.ts';
 import { deriveSeed, rng } from '../../../dsl/random.ts';
+import { gridPng } from '../../../io/images.ts';
 import type { HostTensor } from '../../../io/tensor.ts';
-import type { Compiled } from '../forward.ts';
+import { createLabels } from '../../../specs/stargan-v1.ts';
 import type { ParamStore } from '../params.ts';
+import { loadPipeline, type LoadedPipeline } from '../pipeline.ts';
 
-const HAIR = ['Black_Hair', 'Blond_Hair', 'Brown_Hair', 'Gray_Hair'];
-
+/** The weights of each network (a run's EMA copies where it keeps them). */
 export type Weights = (net: string) => ParamStore;
 
 const toTensor = (h: HostTensor): tf.Tensor =>
   tf.tensor(h.data as Float32Array | Int32Array, [...h.shape], h.dtype === 'int32' ? 'int32' : 'float32');
+
 /** Read a tensor to the host and dispose it (never return host arrays from tf.tidy: it walks them). */
 const toHost = (t: tf.Tensor): HostTensor => {
   const h: HostTensor = { dtype: 'float32', shape: [...t.shape], data: Float32Array.from(t.dataSync() as Float32Array) };
@@ -22,101 +28,110 @@ const toHost = (t: tf.Tensor): HostTensor => {
   return h;
 };
 
-/**
- * The official v1 test targets (solver.create_labels): for each label index, hair colours become
- * one-hot among themselves and other attributes are flipped; categorical labels are each class.
- * `label` is (N, c) binary or (N) class indices; returns the list of (N, c) targets.
- */
-export const v1Targets = (spec: Spec, label: HostTensor, width: number): Float32Array[] => {
-  const attrs = (spec.settings['selectedAttrs'] as readonly string[] | undefined) ?? [];
-  const n = label.shape[0]!;
-  if (label.shape.length === 1 || label.dtype === 'int32')
-    return Array.from({ length: width }, (_, c) => {
-      const t = new Float32Array(n * width);
-      for (let i = 0; i < n; i++) t[i * width + c] = 1;
-      return t;
-    });
-  const hair = attrs.flatMap((a, i) => (HAIR.includes(a) ? [i] : []));
-  const src = label.data as Float32Array;
-  return Array.from({ length: width }, (_, c) => {
-    const t = Float32Array.from(src);
-    for (let i = 0; i < n; i++) {
-      if (hair.includes(c)) for (const h of hair) t[i * width + h] = h === c ? 1 : 0;
-      else t[i * width + c] = src[i * width + c] === 1 ? 0 : 1;
-    }
-    return t;
-  });
+/** One evaluation of a loaded pipeline on host inputs; its output `out`. */
+export const runOut = (p: LoadedPipeline, inputs: Readonly<Record<string, HostTensor>>): HostTensor => {
+  const given = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, toTensor(v)]));
+  try {
+    const outs = p.apply(given);
+    const { out, ...rest } = outs;
+    tf.dispose(Object.values(rest));
+    return toHost(out!);
+  } finally {
+    tf.dispose(Object.values(given));
+  }
 };
 
-/** v1: G(x, c) for each target; returns per target an (N, 3, H, W) image tensor. */
-export const translateV1 = (g: Compiled, w: ParamStore, x: HostTensor, targets: readonly Float32Array[]): HostTensor[] =>
-  targets.map((c) =>
-    toHost(
-      tf.tidy(() => {
-        const n = x.shape[0]!;
-        return g.apply(w, { x: toTensor(x), c: tf.tensor2d(c, [n, c.length / n]) })['out']!;
-      }),
-    ),
-  );
-
-/** The mean style of 10,000 latent codes per domain, for truncation (official: psi toward it). */
-const meanStyle = (f: Compiled, w: ParamStore, domain: number, latentDim: number): tf.Tensor =>
-  tf.tidy(() => {
-    const z = tf.randomNormal([10000, latentDim], 0, 1, 'float32', 777);
-    const y = tf.fill([10000], domain, 'int32');
-    return tf.mean(f.apply(w, { z, y })['out']!, 0, true);
-  });
-
-/** v2 latent-guided: G(x, F(z, y)) with optional truncation psi, for each domain and seed. */
-export const translateLatent = (
-  nets: ReadonlyMap<string, Compiled>,
-  weights: Weights,
-  x: HostTensor,
-  domain: number,
-  seed: number,
-  psi = 1,
-): HostTensor =>
-  toHost(tf.tidy(() => {
-    const f = nets.get('mapping_network')!;
-    const g = nets.get('generator')!;
-    const n = x.shape[0]!;
-    const latentDim = f.inputs.find((i) => i.name === 'z')!.shape[0]!;
-    const r = rng(deriveSeed(seed, 'latent', domain));
-    const z = tf.tensor2d(Float32Array.from({ length: n * latentDim }, () => r.normal()), [n, latentDim]);
-    let s = f.apply(weights('mapping_network'), { z, y: tf.fill([n], domain, 'int32') })['out']!;
-    if (psi !== 1) {
-      const avg = meanStyle(f, weights('mapping_network'), domain, latentDim);
-      s = tf.add(avg, tf.mul(tf.sub(s, avg), psi));
-    }
-    return g.apply(weights('generator'), { x: toTensor(x), s })['out']!;
-  }));
-
-/** v2 reference-guided: G(x, E(x_ref, y_ref)). */
-export const translateReference = (
-  nets: ReadonlyMap<string, Compiled>,
-  weights: Weights,
-  x: HostTensor,
-  ref: HostTensor,
-  yRef: HostTensor,
-): HostTensor =>
-  toHost(tf.tidy(() => {
-    const s = nets.get('style_encoder')!.apply(weights('style_encoder'), { x: toTensor(ref), y: toTensor(yRef) })['out']!;
-    return nets.get('generator')!.apply(weights('generator'), { x: toTensor(x), s })['out']!;
-  }));
-
-/** Which sampler a spec supports, from its networks' signatures. */
-export const samplerKind = (spec: Spec): 'v1' | 'v2' | null => {
-  const has = (net: string, inputs: readonly string[]): boolean => {
-    const n = spec.networks.find((x) => x.name === net);
-    return !!n && inputs.every((i) => n.nodes.some((nd) => nd.op === 'input' && nd.name === i));
-  };
-  if (has('generator', ['x', 's']) && has('mapping_network', ['z', 'y']) && has('style_encoder', ['x', 'y'])) return 'v2';
-  if (has('generator', ['x', 'c'])) return 'v1';
-  return null;
+/** Load a pipeline for the duration of `f`. */
+export const withPipeline = <A>(spec: Spec, name: string, weights: Weights, f: (p: LoadedPipeline) => A): Result<A> => {
+  const p = loadPipeline(spec, name, weights);
+  if (E.isLeft(p)) return p;
+  try {
+    return E.right(f(p.right));
+  } finally {
+    p.right.dispose();
+  }
 };
+
+/** Per-sample latent codes of a grid or an evaluation: (n, dim) from (seed, domain). */
+export const latentCodes = (seed: number, domain: number, n: number, dim: number): HostTensor => {
+  const r = rng(deriveSeed(seed, 'latent', domain));
+  return { dtype: 'float32', shape: [n, dim], data: Float32Array.from({ length: n * dim }, () => r.normal()) };
+};
+
+/** The same domain index n times. */
+export const domains = (d: number, n: number): HostTensor => ({ dtype: 'int32', shape: [n], data: new Int32Array(n).fill(d) });
 
 /** Slice sample i out of an (N, ...) host tensor. */
 export const sampleOf = (t: HostTensor, i: number): Float32Array => {
   const per = t.data.length / t.shape[0]!;
   return Float32Array.from((t.data as Float32Array).subarray(i * per, (i + 1) * per));
+};
+
+/** Sample j of an (N, ...) host tensor repeated n times. */
+export const repeatSample = (t: HostTensor, j: number, n: number): HostTensor => {
+  const one = sampleOf(t, j);
+  const data = t.dtype === 'int32' ? new Int32Array(one.length * n) : new Float32Array(one.length * n);
+  for (let i = 0; i < n; i++) data.set(t.dtype === 'int32' ? Int32Array.from(one) : one, i * one.length);
+  return { dtype: t.dtype, shape: [n, ...t.shape.slice(1)], data } as HostTensor;
+};
+
+/** What grids a spec draws: by the pipelines it declares. */
+const gridKind = (spec: Spec): 'v1' | 'v2' | null => {
+  const has = (n: string): boolean => spec.pipelines.some((p) => p.name === n);
+  if (has('latent_synthesis') && has('reference_synthesis')) return 'v2';
+  if (spec.pipelines.some((p) => p.name === `translate_${spec.training.datasets[0]?.name}`)) return 'v1';
+  return null;
+};
+
+/**
+ * A grid of translations of held-out images of the first dataset (`held`: its fields, NCHW images,
+ * as the provider's `heldOut` gives them), one row per source: the source, then (v1) its
+ * translation to each official test target, or (v2) one latent-guided translation per domain and
+ * one per held-out reference (`xRef`, `yTrg`), whose row of references heads the grid.
+ */
+export const sampleGrid = async (spec: Spec, weights: Weights, held: ReadonlyMap<string, HostTensor>, size: number): Promise<Result<Uint8Array>> => {
+  const kind = gridKind(spec);
+  const scale = Math.max(1, Math.round(96 / size));
+  const x = held.get('x')!;
+  const n = x.shape[0]!;
+  const ds = spec.training.datasets[0]!;
+  if (kind === 'v1') {
+    const label = held.get('label')!;
+    const name = `translate_${ds.name}`;
+    const p = spec.pipelines.find((q) => q.name === name)!;
+    const input = p.inputs.find((i) => i.name !== 'x')!;
+    const width = ds.fields.find((f) => f.name === 'label')!.size;
+    const attrs = (spec.settings['selectedAttrs'] as readonly string[] | undefined) ?? [];
+    const names = attrs.length === width ? attrs : Array.from({ length: width }, (_, i) => `c${i}`);
+    // Each class of categorical labels; the official test targets of binary ones.
+    const targets: HostTensor[] =
+      input.dtype === 'index'
+        ? Array.from({ length: width }, (_, k) => domains(k, n))
+        : createLabels(names, label.data as Float32Array, n).map((data) => ({ dtype: 'float32', shape: [n, width], data }));
+    const outs = withPipeline(spec, name, weights, (pl) => targets.map((t) => runOut(pl, { x, [input.name]: t })));
+    if (E.isLeft(outs)) return outs;
+    const tiles: Float32Array[] = [];
+    for (let i = 0; i < n; i++) tiles.push(sampleOf(x, i), ...outs.right.map((o) => sampleOf(o, i)));
+    return E.right(await gridPng(tiles, targets.length + 1, size, scale));
+  }
+  if (kind === 'v2') {
+    const k = ds.fields.find((f) => f.name === 'y')!.size;
+    const latentDim = spec.pipelines.find((q) => q.name === 'latent_synthesis')!.inputs.find((i) => i.name === 'z')!.shape[0]!;
+    const latent = withPipeline(spec, 'latent_synthesis', weights, (pl) =>
+      Array.from({ length: k }, (_, d) => runOut(pl, { x, z: latentCodes(1, d, n, latentDim), y: domains(d, n) })),
+    );
+    if (E.isLeft(latent)) return latent;
+    // Reference-guided: the references are the held-out xRef row (one per column).
+    const refs = held.get('xRef')!;
+    const yRefs = held.get('yTrg')!;
+    const ref = withPipeline(spec, 'reference_synthesis', weights, (pl) =>
+      Array.from({ length: n }, (_, j) => runOut(pl, { x, x_ref: repeatSample(refs, j, n), y: repeatSample(yRefs, j, n) })),
+    );
+    if (E.isLeft(ref)) return ref;
+    const cols = 1 + k + n;
+    const tiles: Array<Float32Array | null> = [null, ...Array.from({ length: k }, () => null), ...Array.from({ length: n }, (_, j) => sampleOf(refs, j))];
+    for (let i = 0; i < n; i++) tiles.push(sampleOf(x, i), ...latent.right.map((o) => sampleOf(o, i)), ...ref.right.map((o) => sampleOf(o, i)));
+    return E.right(await gridPng(tiles, cols, size, scale));
+  }
+  return E.left([specError(spec.name, 'declares no pipelines to sample with', 'StarGAN v1: translate_<dataset>; StarGAN v2: latent_synthesis and reference_synthesis')]);
 };

@@ -61,8 +61,9 @@ export const initState = (spec: Spec, seed: number, given: ReadonlyMap<string, T
   }
   if (errors.length > 0) return E.left(errors);
   const ema = new Map(spec.training.ema.map((e) => [e.net, copyVars(params.get(e.net)!)] as [string, VarStore]));
+  // Moments for parameters only: used buffers (BatchNorm statistics) are non-trainable variables.
   const optim = new Map(
-    spec.training.optimizers.map((o) => [o.net, { t: 0, slots: new Map([...params.get(o.net)!].map(([k, v]) => [k, adamSlots(v, options.moments)] as [string, AdamSlots])) }] as [string, OptimState]),
+    spec.training.optimizers.map((o) => [o.net, { t: 0, slots: new Map([...params.get(o.net)!].filter(([, v]) => v.trainable).map(([k, v]) => [k, adamSlots(v, options.moments)] as [string, AdamSlots])) }] as [string, OptimState]),
   );
   return E.right({ step: 0, params, ema, optim });
 };
@@ -141,6 +142,7 @@ export const stateFromFile = (spec: Spec, tensors: TensorMap, metadata: Readonly
     const v = under(`adam.${o.net}.v.`);
     const slots = new Map<string, AdamSlots>();
     for (const [k, p] of store) {
+      if (!p.trainable) continue; // a used buffer has no moments
       const mk = m.get(k);
       const vk = v.get(k);
       if (!mk || !vk || mk.data.length !== p.size || vk.data.length !== p.size) {

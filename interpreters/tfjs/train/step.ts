@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result, type SpecError } from '../../../dsl/errors.ts';
-import type { Phase, RandomSource, Spec } from '../../../dsl/ir.ts';
+import type { DataExpr, Phase, RandomSource, Spec } from '../../../dsl/ir.ts';
 import { scheduleAt } from '../../../dsl/schedule.ts';
 import { deriveSeed, rng } from '../../../dsl/random.ts';
 import { compileNetwork, type Compiled } from '../forward.ts';
@@ -138,11 +138,10 @@ export const makeTrainer = (spec: Spec): Result<Trainer> => {
   ): Result<StepOutput> | null => {
     const plan = plans.get(phase.name)!;
     const dsName = phase.dataset ?? single;
-    const data = (field: string): tf.Tensor => {
-      const dot = field.indexOf('.');
-      const [ds, f] = dot >= 0 && batch.has(field.slice(0, dot)) ? [field.slice(0, dot), field.slice(dot + 1)] : [dsName, field];
-      const t = ds === null ? undefined : batch.get(ds)?.get(f);
-      if (!t) throw new Error(`no batch field ${field} for phase ${phase.name}`);
+    const data = (x: DataExpr): tf.Tensor => {
+      const ds = x.dataset ?? dsName;
+      const t = ds === null ? undefined : batch.get(ds)?.get(x.field);
+      if (!t) throw new Error(`no batch field ${x.field} of ${ds ?? 'any dataset'} for phase ${phase.name}`);
       return t;
     };
     const first = [...(dsName ? batch.get(dsName)!.values() : [...batch.values()][0]!.values())][0]!;
@@ -157,8 +156,10 @@ export const makeTrainer = (spec: Spec): Result<Trainer> => {
       return plan.wholeBatch.map((x) => [exprKey(x), ev.expr(x)] as const);
     });
     live.push(() => whole.map(([, v]) => v));
-    const vars = phase.updates.flatMap((u) => [...state.params.get(u)!.values()]);
-    const sums = new Map<string, number>();
+    // Parameters only: used buffers (BatchNorm statistics) are non-trainable variables.
+    const vars = phase.updates.flatMap((u) => [...state.params.get(u)!.values()].filter((v) => v.trainable));
+    /** Per term, in the phase's declared order: the batch's value, summed over chunks. */
+    const sums = phase.loss.map(() => 0);
     let total = 0;
     const grads: Record<string, tf.Tensor> = {};
     live.push(() => Object.values(grads));
@@ -182,7 +183,7 @@ export const makeTrainer = (spec: Spec): Result<Trainer> => {
       const env: EvalEnv = {
         nets,
         params,
-        data: (field) => cutOf(`data:${field}`, () => data(field)),
+        data: (x) => cutOf(`data:${x.dataset ?? ''}:${x.field}`, () => data(x)),
         random: (name) => cutOf(`random:${name}`, () => random.get(name)!),
         batch: count,
         given,
@@ -208,12 +209,11 @@ export const makeTrainer = (spec: Spec): Result<Trainer> => {
       const value = r.value.dataSync()[0]!;
       r.value.dispose();
       total += value;
-      // Logged as the official code logs them: with their sign (D/loss_real = -mean D(x)), unweighted.
-      for (const [name, t] of terms) {
+      terms.forEach(([, t], i) => {
         const v = t.dataSync()[0]!;
-        sums.set(name, (sums.get(name) ?? 0) + (split ? (v * count) / n : v));
+        sums[i] = sums[i]! + (split ? (v * count) / n : v);
         t.dispose();
-      }
+      });
       for (const [k, g] of Object.entries(r.grads)) {
         const prev = grads[k];
         if (prev === undefined) grads[k] = g;
@@ -226,10 +226,11 @@ export const makeTrainer = (spec: Spec): Result<Trainer> => {
       if (!Number.isFinite(value)) break;
     }
     tf.dispose(whole.map(([, v]) => v));
-    for (const [name, v] of sums) {
-      const sign = phase.loss.find((w) => w.name === name)?.sign ?? 1;
-      losses[`${phase.name}/${name.replace(/^[a-z]+\//, '')}`] = sign * v;
-    }
+    // Logged as the official code logs them: with their sign (D/loss_real = -mean D(x)),
+    // unweighted, as `<phase>/<term>`.
+    phase.loss.forEach((w, i) => {
+      losses[`${phase.name}/${w.name}`] = w.sign * sums[i]!;
+    });
     losses[`${phase.name}/total`] = total;
     if (!Number.isFinite(total)) {
       tf.dispose(grads);
@@ -263,7 +264,7 @@ export const makeTrainer = (spec: Spec): Result<Trainer> => {
     }
     for (const e of tr.ema) {
       const live = state.params.get(e.net)!;
-      for (const [k, v] of state.ema.get(e.net)!) emaUpdate(v, live.get(k)!, e.beta);
+      for (const [k, v] of state.ema.get(e.net)!) if (live.get(k)!.trainable) emaUpdate(v, live.get(k)!, e.beta);
     }
     return E.right({ state: { ...state, step: state.step + 1, optim }, losses });
   };
