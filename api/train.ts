@@ -39,7 +39,8 @@ import type { TensorMap } from '../io/tensor.ts';
 import { deploymentWeights } from '../io/weights.ts';
 import { selectBackend, shutdownBackend, type BackendInfo, type BackendName } from '../interpreters/tfjs/backend.ts';
 import { disposeState, initState, samplingWeights, stateFromFile, stateToFile, type TrainState } from '../interpreters/tfjs/train/state.ts';
-import { drawRandom, makeTrainer, type Batch } from '../interpreters/tfjs/train/step.ts';
+import { drawRandom, makeTrainer, PhaseFailure, type Batch, type Trainer } from '../interpreters/tfjs/train/step.ts';
+import { isOutOfMemory, outOfMemoryError, planMicroBatch, type MicroBatchPlan } from './microbatch.ts';
 import { sampleGrid as gridOf } from '../interpreters/tfjs/train/sampling.ts';
 import { readSpecFile, sameExperiment } from './spec.ts';
 
@@ -96,12 +97,25 @@ export interface TrainOptions {
   readonly timeLimit?: number;
   /** Stop, with a checkpoint, at the next step boundary once aborted (the CLI's Ctrl-C). */
   readonly signal?: AbortSignal;
-  /** Called once before the first iteration, after setup (backend, data, state). */
-  readonly onStart?: (p: { readonly step: number; readonly total: number }) => void | Promise<void>;
+  /** Called once before the first iteration, after setup (backend, data, state, micro-batch). */
+  readonly onStart?: (p: { readonly step: number; readonly total: number; readonly batch: number; readonly microBatch: number; readonly memory: MicroBatchPlan }) => void | Promise<void>;
   /** Called after every iteration; the loop waits for a returned promise. */
   readonly onStep?: (p: StepProgress) => void | Promise<void>;
   /** Recorded in run.json (the CLI's command line). */
   readonly command?: string;
+  /**
+   * Samples evaluated at once: the declared batch is split into chunks of this size whose
+   * gradients accumulate before one optimizer step (the same run up to float rounding). Default:
+   * chosen from the memory model (api/microbatch.ts): the whole batch when it fits the backend's
+   * memory, else the largest chunk that does; a resumed run keeps its own.
+   */
+  readonly microBatch?: number;
+  /**
+   * Recompute network calls in the backward pass instead of keeping their forward values
+   * (gradient checkpointing): less memory for about one more forward pass. Default: only when
+   * no micro-batch fits without it.
+   */
+  readonly recompute?: boolean;
   /**
    * Check image folders before step 1: 'decode' (default: every file decoded once, which finds
    * truncated files too), 'header' (headers only: empty, not an image, too many pixels), or false.
@@ -132,6 +146,8 @@ export interface TrainResult {
   /** The weights to deploy: each network's EMA copy where it has one, under `NAME.` prefixes. */
   readonly weights: TensorMap;
   readonly backend: BackendInfo;
+  /** Samples each step evaluated at once (the batch size when not split). */
+  readonly microBatch: number;
   /** The checkpoint file, when `out` was given. */
   readonly checkpointPath?: string;
   /** What went wrong without stopping the run (also given to onWarning as it happened). */
@@ -200,6 +216,8 @@ interface Start {
   readonly spec: Spec;
   readonly dataSeed: number;
   readonly from: Checkpoint | null;
+  /** The micro-batch a resumed run used (so it continues bit for bit). */
+  readonly microBatch?: number;
   /** The files this run writes anew (removed again if it fails before its first checkpoint). */
   readonly fresh: boolean;
   /** The run directory did not exist: made here (and removed with the rest on an early failure). */
@@ -291,14 +309,16 @@ const prepareRun = async (specIn: Spec, o: TrainOptions, warn: (w: SpecError) =>
     if (E.isLeft(decoded)) return decoded;
     if (!sameExperiment(decoded.right, specIn))
       return E.left([specError(o.out, 'was trained with another spec or settings', 'resume with the same spec and --set values (see its run.json), or start a new run')]);
-    const run = (parseJson(await readFile(join(o.out, 'run.json'), 'utf8').catch(() => '{}'), 'run.json') as E.Either<unknown, { dataSeed?: unknown }>);
+    const run = (parseJson(await readFile(join(o.out, 'run.json'), 'utf8').catch(() => '{}'), 'run.json') as E.Either<unknown, { dataSeed?: unknown; microBatch?: unknown }>);
     const savedSeed = E.isRight(run) && typeof run.right?.dataSeed === 'number' ? run.right.dataSeed : dataSeed;
+    // The micro-batch it ran with: a resumed run continues bit for bit.
+    const savedMicroBatch = E.isRight(run) && typeof run.right?.microBatch === 'number' ? run.right.microBatch : undefined;
     const bytes = await readFile(cp).catch(() => null);
     if (bytes === null) return E.left([specError(cp, 'cannot be read')]);
     const contents = readSafetensorsContents(new Uint8Array(bytes), cp);
     if (E.isLeft(contents)) return contents;
     // A run written before specs declared pipelines takes the given spec's (they do not change training).
-    return E.right({ spec: decoded.right.pipelines.length === 0 ? specIn : decoded.right, dataSeed: savedSeed, from: contents.right, fresh: false, madeDir: false });
+    return E.right({ spec: decoded.right.pipelines.length === 0 ? specIn : decoded.right, dataSeed: savedSeed, from: contents.right, fresh: false, madeDir: false, ...(savedMicroBatch !== undefined ? { microBatch: savedMicroBatch } : {}) });
   }
   const made = await runDirectory(o.out);
   if (E.isLeft(made)) return made;
@@ -325,9 +345,7 @@ const undoStart = async (out: string, madeDir: boolean): Promise<void> => {
  */
 const outOfMemory = (e: unknown, what: string): Result<never> | null => {
   const msg = e instanceof Error ? e.message : String(e);
-  const resource =
-    e instanceof RangeError || (typeof WebAssembly !== 'undefined' && e instanceof WebAssembly.RuntimeError) || /out of memory|memory access out of bounds|allocation failed|cannot allocate|typed array length/i.test(msg);
-  return resource ? E.left([specError(what, `ran out of memory: ${msg.split('\n')[0]}`, 'use smaller widths, images or batches, or a backend with more memory (--backend)')]) : null;
+  return isOutOfMemory(e) ? E.left([specError(what, `ran out of memory: ${msg.split('\n')[0]}`, 'use smaller widths, images or batches, or a backend with more memory (--backend)')]) : null;
 };
 
 /**
@@ -362,6 +380,16 @@ const run = async (start: Start, o: TrainOptions, warn: (w: SpecError) => void, 
 
   const backend = await selectBackend(o.backend ?? 'auto', o.threads === undefined ? {} : { threads: o.threads });
   if (E.isLeft(backend)) return backend;
+  // Before the data check and step 1: refused here when even one sample at a time does not fit
+  // (a fresh run's files and directory are then removed again: undoStart).
+  const plan = planMicroBatch(spec, backend.right.name, o.microBatch ?? start.microBatch, o.recompute);
+  if (E.isLeft(plan)) {
+    shutdownBackend();
+    return plan;
+  }
+  const { microBatch, recompute } = plan.right;
+  // On wasm Adam's moments live in host memory: the heap (4 GB) is for the rest.
+  const moments = backend.right.name === 'wasm' ? 'host' : 'device';
   const data = o.data;
   const check: DatasetCheck | undefined =
     o.checkData === false ? undefined : { mode: o.checkData ?? 'decode', skipBad: o.skipBadImages ?? false, ...(o.onDataCheck ? { onProgress: o.onDataCheck } : {}) };
@@ -392,11 +420,11 @@ const run = async (start: Start, o: TrainOptions, warn: (w: SpecError) => void, 
 
   let state: TrainState;
   if (start.from !== null) {
-    const s = stateFromFile(spec, start.from.tensors, start.from.metadata, cp ?? 'checkpoint');
+    const s = stateFromFile(spec, start.from.tensors, start.from.metadata, cp ?? 'checkpoint', { moments });
     if (E.isLeft(s)) return s;
     state = s.right;
   } else {
-    const s = initState(spec, spec.training.seed);
+    const s = initState(spec, spec.training.seed, new Map(), { moments });
     if (E.isLeft(s)) return s;
     state = s.right;
   }
@@ -421,6 +449,8 @@ const run = async (start: Start, o: TrainOptions, warn: (w: SpecError) => void, 
       dataDescription: provider.right.description,
       dataSeed,
       backend: backend.right,
+      microBatch,
+      recompute,
       command: o.command ?? '',
       started: new Date().toISOString(),
       ...(skippedImages.length > 0 ? { skippedImages } : {}),
@@ -457,7 +487,7 @@ const run = async (start: Start, o: TrainOptions, warn: (w: SpecError) => void, 
   const timeUp = (): boolean => o.timeLimit !== undefined && seconds() >= o.timeLimit;
   let losses: Readonly<Record<string, number>> = {};
   let failure: Result<never> | null = null;
-  if (o.onStart) await o.onStart({ step: s0, total });
+  if (o.onStart) await o.onStart({ step: s0, total, batch: tr.batchSize, microBatch, memory: plan.right });
   while (state.step < total && !o.signal?.aborted && !timeUp()) {
     const batch = new Map<string, Map<string, tf.Tensor>>();
     for (const ds of datasets) {
@@ -473,7 +503,17 @@ const run = async (start: Start, o: TrainOptions, warn: (w: SpecError) => void, 
       break;
     }
     const random = drawRandom(tr.random, tr.seed, state.step, tr.batchSize);
-    const r = trainer.right.step(state, batch as Batch, random);
+    let r: ReturnType<Trainer['step']>;
+    try {
+      r = trainer.right.step(state, batch as Batch, random, { microBatch, recompute });
+    } catch (e) {
+      // The engine ran out of memory (the estimate was wrong): one line, the checkpoint kept.
+      const cause = e instanceof PhaseFailure ? e.cause : e;
+      if (!isOutOfMemory(cause)) throw e;
+      const kept = cp !== undefined && (await exists(cp)) ? cp : null;
+      failure = E.left([outOfMemoryError(spec, backend.right.name, plan.right, state.step + 1, e instanceof PhaseFailure ? e.phase : null, cause, kept)]);
+      break;
+    }
     tf.dispose([...[...batch.values()].flatMap((m) => [...m.values()]), ...random.values()]);
     if (E.isLeft(r)) {
       failure = r;
@@ -495,8 +535,12 @@ const run = async (start: Start, o: TrainOptions, warn: (w: SpecError) => void, 
     if (step % tr.sampleEvery === 0 || step === total) await samples(state);
   }
   if (failure) {
-    disposeState(state);
-    shutdownBackend();
+    try {
+      disposeState(state);
+      shutdownBackend();
+    } catch {
+      // A wasm instance that ran out of memory may be unusable: the process is ending the run anyway.
+    }
     return failure;
   }
   const file = stateToFile(spec, state);
@@ -529,6 +573,7 @@ const run = async (start: Start, o: TrainOptions, warn: (w: SpecError) => void, 
     checkpoint,
     weights: deploymentWeights(checkpoint.tensors, checkpoint.metadata),
     backend: backend.right,
+    microBatch,
     ...(cp !== undefined ? { checkpointPath: cp } : {}),
     skippedImages,
   });

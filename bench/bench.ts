@@ -73,6 +73,9 @@ interface Args {
   readonly quick: boolean;
   readonly memory: boolean;
   readonly memorySteps: number;
+  /** One iteration of the official sizes at their batch (official.ts). */
+  readonly official: boolean;
+  readonly officialThreads: number;
   readonly profile: boolean;
   readonly torch: boolean;
   readonly plan: PlanOptions;
@@ -101,6 +104,9 @@ const USAGE = `usage: npm run bench -- [options]
   --no-torch           skip PyTorch (ratios are null)
   --memory             1,000 training steps of tiny v1 and v2 configs; exit 1 on tensor/RSS growth
   --steps n            steps for --memory (default 1000)
+  --official           one iteration each of v1 128 px batch 16 and v2 256 px batch 8 on wasm as
+                       \`starspec train\` runs them (micro-batch chosen), heap peak against the memory
+                       model, and PyTorch's same iteration (tens of minutes; --specs picks, --threads n)
   --profile            per-kernel profile of each case (tfjs) and torch.profiler, no repetitions`;
 
 const fail = (msg: string): never => {
@@ -133,8 +139,8 @@ const engines = (v: string): Engine[] =>
 export const parseArgs = (argv: readonly string[]): Args => {
   const flags = new Map<string, string>();
   const bools = new Set<string>();
-  const valued = new Set(['--sizes', '--specs', '--kinds', '--backends', '--repeats', '--warmup', '--budget', '--batch', '--cap-forward', '--cap-train', '--cpu-max-size', '--steps', '--worker-timeout', '--max-call', '--cpu-cap']);
-  const known = new Set(['--json', '--quick', '--memory', '--profile', '--no-torch', '--help', '-h']);
+  const valued = new Set(['--sizes', '--specs', '--kinds', '--backends', '--repeats', '--warmup', '--budget', '--batch', '--cap-forward', '--cap-train', '--cpu-max-size', '--steps', '--worker-timeout', '--max-call', '--cpu-cap', '--threads']);
+  const known = new Set(['--json', '--quick', '--memory', '--profile', '--official', '--no-torch', '--help', '-h']);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const eq = a.indexOf('=');
@@ -174,6 +180,8 @@ export const parseArgs = (argv: readonly string[]): Args => {
     quick,
     memory: bools.has('--memory'),
     memorySteps: num('--steps', 1000),
+    official: bools.has('--official'),
+    officialThreads: num('--threads', 2),
     profile: bools.has('--profile'),
     torch: !bools.has('--no-torch'),
     plan: {
@@ -425,6 +433,13 @@ const targets = (rows: readonly Row[]): string[] => {
 
 const main = async (): Promise<void> => {
   const args = parseArgs(process.argv.slice(2));
+  if (args.official) {
+    const { runOfficial, officialTable } = await import('./official.ts');
+    const rows = await runOfficial({ specs: args.plan.specs, threads: args.officialThreads, torch: args.torch, json: args.json });
+    process.stdout.write(`${officialTable(rows)}\n`);
+    if (args.json) process.stdout.write(`${JSON.stringify(rows)}\n`);
+    process.exit(rows.every((r) => r.seconds !== null) ? 0 : 1);
+  }
   if (args.memory) {
     const ok = await runMemoryCheck({ steps: args.memorySteps, json: args.json, engines: args.plan.engines.filter((e) => e.backend !== 'cpu').slice(0, 1) });
     process.exit(ok ? 0 : 1);

@@ -76,7 +76,19 @@ program
   .option('--net <name>', 'only this network')
   .option('--json', 'print one JSON object')
   .option('--settings', "list the spec's settings instead: key, type, default and doc (with --json: {\"spec\", \"doc\", \"settings\": [...]})")
-  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; net?: string; json?: boolean; settings?: boolean }) => {
+  .option('--train', 'the estimated peak memory of a training step per phase instead, and the largest micro-batch that fits the wasm heap (with --json: {"spec", "training": {...}})')
+  .option('--batch <n>', 'with --train: the declared batch to estimate (default: the spec\'s batchSize)')
+  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; net?: string; json?: boolean; settings?: boolean; train?: boolean; batch?: string }) => {
+    if (o.batch !== undefined && !o.train) die('--batch', 'only goes with --train', 'add --train, or set the batch with --set batchSize=N');
+    if (o.train) {
+      const spec0 = ok(await loadChecked(specArg, o.set, undefined, o));
+      const batch = o.batch === undefined ? spec0.training.batchSize : Number(o.batch);
+      if (!(Number.isInteger(batch) && batch >= 1)) die('--batch', `${o.batch} is not a positive integer`);
+      const spec: Spec = { ...spec0, training: { ...spec0.training, batchSize: batch } };
+      const { trainingSummary } = await import('./memory.ts');
+      process.stdout.write(ok(trainingSummary(spec, o.json ?? false)));
+      return;
+    }
     if (o.settings) {
       const info = ok(await settingsOf(specArg, { set: o.set, ...(o.codeSpecs === false ? { codeSpecs: false } : {}) }));
       process.stdout.write(o.json ? `${JSON.stringify(info)}\n` : renderSettings(info));
@@ -247,7 +259,8 @@ program
   .option('--skip-bad-images', 'leave out image files that cannot be used (a warning lists them) instead of stopping')
   .addOption(backendOption())
   .option('--threads <n>', 'wasm backend: XNNPACK threads, 1-8 (default 1; 2 pays off from about 64 px or official widths)')
-  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; data: string[]; attrs?: string; out: string; steps?: string; dataSeed?: string; resume?: boolean; overwrite?: boolean; quiet?: boolean; timeLimit?: string; backend: string; threads?: string; checkImages: 'decode' | 'header' | 'none'; skipBadImages?: boolean }) => {
+  .option('--micro-batch <n>', 'evaluate each batch in chunks of this many samples, accumulating gradients before each optimizer step (the same run up to float rounding; default: the whole batch if it fits in memory, else the largest chunk that does)')
+  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; data: string[]; attrs?: string; out: string; steps?: string; dataSeed?: string; resume?: boolean; overwrite?: boolean; quiet?: boolean; timeLimit?: string; backend: string; threads?: string; checkImages: 'decode' | 'header' | 'none'; skipBadImages?: boolean; microBatch?: string }) => {
     const spec = ok(await loadSpec(specArg, o.set, o));
     const steps = o.steps === undefined ? undefined : Number(o.steps);
     if (steps !== undefined && !(Number.isInteger(steps) && steps > 0)) die('--steps', `${o.steps} is not a positive integer`);
@@ -257,6 +270,8 @@ program
     if (minutes !== undefined && !(minutes > 0)) die('--time-limit', `${o.timeLimit} is not a positive number of minutes`);
     const threads = o.threads === undefined ? undefined : Number(o.threads);
     if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= 8)) die('--threads', `${o.threads} is not a whole number from 1 to 8`);
+    const microBatch = o.microBatch === undefined ? undefined : Number(o.microBatch);
+    if (microBatch !== undefined && !(Number.isInteger(microBatch) && microBatch >= 1)) die('--micro-batch', `${o.microBatch} is not a positive integer`);
     const { trainCommand } = await import('./train.ts');
     const msg = ok(
       await trainCommand(spec, {
@@ -267,6 +282,7 @@ program
         ...(dataSeed !== undefined ? { dataSeed } : {}),
         backend: o.backend as 'auto',
         ...(threads !== undefined ? { threads } : {}),
+        ...(microBatch !== undefined ? { microBatch } : {}),
         resume: o.resume ?? false,
         overwrite: o.overwrite ?? false,
         quiet: o.quiet ?? false,

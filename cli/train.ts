@@ -10,6 +10,7 @@ import { formatError, type Result } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
 import type { BackendName } from '../interpreters/tfjs/backend.ts';
 import { train } from '../api/train.ts';
+import { gb } from '../api/microbatch.ts';
 
 export { CHECKPOINT, lossPlot, makeProvider, sampleGrid } from '../api/train.ts';
 
@@ -22,6 +23,8 @@ export interface TrainOptions {
   readonly backend: BackendName;
   /** wasm: XNNPACK threads (default 1). */
   readonly threads?: number;
+  /** Samples per chunk of a batch (default: chosen from the memory model). */
+  readonly microBatch?: number;
   readonly resume: boolean;
   /** Replace a run already in --out (its checkpoint, log, samples and records). */
   readonly overwrite?: boolean;
@@ -89,6 +92,7 @@ export const trainCommand = async (spec: Spec, o: TrainOptions): Promise<Result<
       ...(o.dataSeed !== undefined ? { dataSeed: o.dataSeed } : {}),
       backend: o.backend,
       ...(o.threads !== undefined ? { threads: o.threads } : {}),
+      ...(o.microBatch !== undefined ? { microBatch: o.microBatch } : {}),
       resume: o.resume,
       overwrite: o.overwrite ?? false,
       ...(o.timeLimit !== undefined ? { timeLimit: o.timeLimit } : {}),
@@ -114,6 +118,13 @@ export const trainCommand = async (spec: Spec, o: TrainOptions): Promise<Result<
       onStart: (p) => {
         if (checking) checkBar.stop();
         checking = false;
+        if (p.microBatch < p.batch || p.memory.chosen === 'forced' || p.memory.recompute) {
+          const m = p.memory;
+          const peak = Math.max(...m.phases.map((x) => x.total));
+          const of = m.available === null ? '' : ` of ${m.memory}'s ${gb(m.available)}`;
+          const how = p.microBatch < p.batch ? `batch ${p.batch} in micro-batches of ${p.microBatch}` : `batch ${p.batch}`;
+          process.stderr.write(`${how}${m.recompute ? ', forward passes recomputed in the backward pass' : ''} (${m.chosen === 'forced' ? '--micro-batch' : m.chosen === 'fits' ? 'the largest that fits' : 'fits'}; estimated peak ${gb(peak)}${of})\n`);
+        }
         if (o.quiet) return;
         bar.start(p.total, p.step, { speed: '-', losses: '' });
         started = true;

@@ -1098,3 +1098,4 @@ export const checkSpec = (spec: Spec, names?: readonly string[]): Result<Readonl
   if (E.isLeft(nets)) return E.left([...nets.left, ...rest]);
   return rest.length > 0 ? E.left(rest) : nets;
 };
+export { checkMicroBatch } from './microbatch.ts';

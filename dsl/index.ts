@@ -31,5 +31,6 @@ export * from './ir.ts';
 export { absurd, fail, formatError, specError, type Result, type SpecError } from './errors.ts';
 export { decodeSpec, encodeSpec } from './codec.ts';
 export { checkNetworks, checkSpec, checkTraining } from './check.ts';
+export { checkMicroBatch, chunks, microBatchPlans, phasePlan, type PhasePlan } from './microbatch.ts';
 export { inferShapes, type Inferred, type Shape } from './shapes.ts';
 export { ignoredKeys, parameterCount, parameters, type ParamSpec } from './params.ts';

@@ -15,7 +15,8 @@ import * as E from 'fp-ts/lib/Either.js';
 import { absurd, type Result } from '../../dsl/errors.ts';
 import type { Network, Node } from '../../dsl/ir.ts';
 import type { ParamName } from '../../dsl/ops.ts';
-import { paramKey } from '../../dsl/params.ts';
+import { paramKey, paramsOfNode } from '../../dsl/params.ts';
+import { recomputeSegments, type Segment } from '../../dsl/recompute.ts';
 import { inferShapes, type Shape } from '../../dsl/shapes.ts';
 import { consumerCounts, reachable, refsOf } from '../../dsl/walk.ts';
 import { registerGradients } from './gradients.ts';
@@ -43,7 +44,34 @@ export interface ApplyOptions {
    * default) or 'nhwc' (the interpreter's own; skips two transposes when chaining networks).
    */
   readonly layout?: 'nchw' | 'nhwc';
+  /**
+   * Recompute instead of keeping (gradient checkpointing, `dsl/recompute.ts`): under a gradient
+   * tape, each segment's forward pass runs untaped, keeping only its boundary value, and the
+   * backward pass recomputes it under a tape of its own. The same gradients (first order only:
+   * not inside a gradient penalty) for about one more forward pass. `params`: whether gradients
+   * of this call's parameters are needed (false: they are constants here).
+   */
+  readonly recompute?: { readonly params: boolean };
+  /**
+   * No gradient of a gradient is taken through this call (it is not inside a gradient penalty):
+   * instance norms may use their first-order-only form (lowerings.ts), whose tape keeps a fifth.
+   */
+  readonly firstOrder?: boolean;
 }
+
+/**
+ * A nested gradient computation inside a backward pass. tfjs keeps one tape, which a top-level
+ * `tf.grads` replaces and clears when it ends, so the outer backward pass's tape is put back.
+ */
+const nestedGrads = (f: (...xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[], dy: tf.Tensor): tf.Tensor[] => {
+  const state = (tf.engine() as unknown as { state: { activeTape: unknown } }).state;
+  const outer = state.activeTape;
+  try {
+    return tf.grads(f)(xs, dy);
+  } finally {
+    state.activeTape = outer;
+  }
+};
 
 export interface Compiled {
   readonly network: Network;
@@ -99,15 +127,25 @@ export const compileNetwork = (net: Network): Result<Compiled> => {
   });
   const outputs = net.outputs.map((o) => ({ name: o.name, shape: shapes[o.ref]! }));
 
-  const apply = (
+  const segments = recomputeSegments(net, shapes);
+  const segmentAt = new Map(segments.map((g) => [g.start, g]));
+
+  /**
+   * The forward pass; with `range`, only nodes from..to (a segment), with the values it reads
+   * given in `seed`, returning its last value as `out`.
+   */
+  const run = (
     params: ParamStore,
     given: Readonly<Record<string, tf.Tensor>>,
-    options: ApplyOptions = {},
+    options: ApplyOptions,
+    range?: { readonly segment: Segment; readonly seed: ReadonlyMap<number, tf.Tensor> },
   ): Record<string, tf.Tensor> => {
-    const nchw = (options.layout ?? 'nchw') === 'nchw';
+    const nchw = range === undefined && (options.layout ?? 'nchw') === 'nchw';
+    const norm = options.firstOrder ? L.instanceNormFirstOrder : L.instanceNorm;
     const values: Array<tf.Tensor | undefined> = net.nodes.map(() => undefined);
     const owned: boolean[] = net.nodes.map(() => false);
     const remaining = [...consumers];
+    if (range) for (const [r, v] of range.seed) values[r] = v;
 
     const param = <N extends Node>(n: N, name: ParamName<N['op']>): tf.Tensor => {
       const key = paramKey(n, name);
@@ -126,7 +164,7 @@ export const compileNetwork = (net: Network): Result<Compiled> => {
         case 'convTranspose2d':
           return biased(L.conv2dTranspose(image(node.input), param(node, 'weight') as tf.Tensor4D, node.stride, node.padding), node);
         case 'instanceNorm': {
-          const y = L.instanceNorm(image(node.input), node.eps);
+          const y = norm(image(node.input), node.eps);
           return node.affine ? tf.add(tf.mul(y, param(node, 'scale')), param(node, 'shift')) : y;
         }
         case 'adain': {
@@ -139,7 +177,7 @@ export const compileNetwork = (net: Network): Result<Compiled> => {
           const [gamma, beta] = tf.split(h, 2, 1) as [tf.Tensor, tf.Tensor];
           const g = tf.reshape(gamma, [n, 1, 1, node.channels]);
           const b = tf.reshape(beta, [n, 1, 1, node.channels]);
-          return tf.add(tf.mul(tf.add(g, 1), L.instanceNorm(image(node.input), node.eps)), b);
+          return tf.add(tf.mul(tf.add(g, 1), norm(image(node.input), node.eps)), b);
         }
         case 'linear':
           return L.linear(
@@ -245,9 +283,75 @@ export const compileNetwork = (net: Network): Result<Compiled> => {
       owned[r] = false;
     };
 
+    /**
+     * A segment under recomputation: one taped op whose forward runs the segment untaped and whose
+     * gradient recomputes it under its own tape. Its inputs: the boundary value, the float
+     * network inputs it reads and (when their gradients are needed) its parameters.
+     */
+    const recomputed = (g: Segment, withParams: boolean): tf.Tensor => {
+      const keys = withParams ? [...new Set(net.nodes.slice(g.start, g.end + 1).flatMap((n, k) => (live[g.start + k] ? paramsOfNode(n).map((p) => p.key) : [])))] : [];
+      const refs = [...(g.input === null ? [] : [g.input]), ...g.inputs];
+      const ins: Record<string, tf.Tensor> = {};
+      const fixed = new Map<number, tf.Tensor>();
+      for (const r of refs) {
+        const v = value(r);
+        if (v.dtype === 'float32') ins[`v${r}`] = v;
+        else fixed.set(r, v);
+      }
+      keys.forEach((k, j) => (ins[`p${j}`] = need(params.get(k), `parameter '${k}' is not in the store`)));
+      const names = Object.keys(ins);
+      const forward = (xs: readonly tf.Tensor[]): tf.Tensor => {
+        const seed = new Map(fixed);
+        const store = new Map(params);
+        names.forEach((name, j) => {
+          if (name.startsWith('v')) seed.set(Number(name.slice(1)), xs[j]!);
+          else store.set(keys[Number(name.slice(1))]!, xs[j]!);
+        });
+        return run(store, {}, options, { segment: g, seed })['out']!;
+      };
+      const engine = tf.engine() as unknown as {
+        runKernelFunc: (a: {
+          forwardFunc: (b: unknown, save: (ts: tf.Tensor[]) => void) => tf.Tensor;
+          backwardsFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => Record<string, () => tf.Tensor>;
+          inputs: Record<string, tf.Tensor>;
+        }) => tf.Tensor;
+      };
+      return engine.runKernelFunc({
+        forwardFunc: (_b, save) => {
+          save([...names.map((k) => ins[k]!), ...fixed.values()]);
+          return forward(names.map((k) => ins[k]!));
+        },
+        backwardsFunc: (dy, saved) => {
+          const xs = saved.slice(0, names.length);
+          // Index inputs are read as they were saved (they have no gradient).
+          [...fixed.keys()].forEach((r, j) => fixed.set(r, saved[names.length + j]!));
+          const grads = nestedGrads((...a) => forward(a), xs, dy);
+          return Object.fromEntries(names.map((k, j) => [k, () => grads[j]!]));
+        },
+        inputs: ins,
+      });
+    };
+
     try {
+      let skipTo = -1;
       net.nodes.forEach((node, i) => {
-        if (!live[i]) return;
+        if (!live[i] || i <= skipTo) return;
+        if (range && (i < range.segment.start || i > range.segment.end)) return;
+        const g = range === undefined && options.recompute ? segmentAt.get(i) : undefined;
+        if (g) {
+          values[g.end] = recomputed(g, options.recompute!.params);
+          owned[g.end] = true;
+          skipTo = g.end;
+          // What the segment read from outside it: released as if its nodes had run.
+          for (let k = g.start; k <= g.end; k++)
+            if (live[k])
+              for (const r of refsOf(net.nodes[k]!))
+                if (r < g.start) {
+                  remaining[r]!--;
+                  if (remaining[r] === 0) release(r);
+                }
+          return;
+        }
         if (node.op === 'input') {
           const t = need(given[node.name], `input '${node.name}' was not given`);
           let v = t;
@@ -267,6 +371,7 @@ export const compileNetwork = (net: Network): Result<Compiled> => {
           if (remaining[r] === 0) release(r);
         }
       });
+      if (range) return { out: tf.clone(value(range.segment.end)) };
       const result: Record<string, tf.Tensor> = {};
       for (const o of net.outputs) {
         const v = value(o.ref);
@@ -277,6 +382,9 @@ export const compileNetwork = (net: Network): Result<Compiled> => {
       values.forEach((_, i) => release(i));
     }
   };
+
+  const apply = (params: ParamStore, given: Readonly<Record<string, tf.Tensor>>, options: ApplyOptions = {}): Record<string, tf.Tensor> =>
+    run(params, given, options);
 
   return E.right({ network: net, shapes, inputs, outputs, apply });
 };

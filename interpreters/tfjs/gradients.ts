@@ -195,6 +195,14 @@ export const gradientConfigs: readonly tf.GradConfig[] = [
   }),
   unary('Exp', (dy, x) => tf.mul(dy, tf.exp(x))),
   {
+    // dy times the slope: 1 where x > 0, alpha elsewhere (at 0 too, as PyTorch's backward). Step
+    // has a zero gradient, so this differentiates again (the stock form uses Greater, which has
+    // none): the lowering of LeakyReLU is the one tfjs kernel, whose tape keeps x alone.
+    kernelName: 'LeakyRelu',
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved, attrs) => ({ x: () => tf.mul(dy as tf.Tensor, tf.step(saved[0]!, (attrs as { alpha: number }).alpha)) }),
+  },
+  {
     kernelName: 'ClipByValue',
     inputsToSave: ['x'],
     gradFunc: (dy, saved, attrs) => {
@@ -446,8 +454,11 @@ export const gradientConfigs: readonly tf.GradConfig[] = [
 ];
 
 const ours = new Set<tf.GradConfig>(gradientConfigs);
-/** Kernels whose stock gradient reuses the output: ours replace it even if one is registered. */
-const REPLACE = new Set(['Tanh', 'Sigmoid', 'Exp']);
+/**
+ * Kernels whose stock gradient reuses the output (wrong at second order), or is built of ops
+ * without gradients (LeakyRelu's Greater): ours replace it even if one is registered.
+ */
+const REPLACE = new Set(['Tanh', 'Sigmoid', 'Exp', 'LeakyRelu']);
 
 /**
  * Register the gradients above (idempotent). A gradient someone else registered is kept, except

@@ -8,7 +8,8 @@
  * differences of the first-order gradient.
  *
  * Measured facts behind these choices (tfjs 4.22, cpu and wasm agree):
- * - `tf.leakyRelu`, `tf.prelu`, `tf.maximum(x, a*x)`: no gradient for their gradient ops.
+ * - `tf.prelu`, `tf.maximum(x, a*x)`: no gradient for their gradient ops (`tf.leakyRelu` has one
+ *   that differentiates again once gradients.ts registers it).
  * - `tf.avgPool`: no AvgPoolGrad gradient. `resizeNearestNeighbor`, `gatherND`: no second order.
  * (Missing or wrong gradients, Tanh's included, are fixed where they are registered: gradients.ts.)
  * - there is no `tf.stopGradient`.
@@ -22,9 +23,14 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { coordinateChannels, highPassKernel } from '../../dsl/constants.ts';
 
-/** LeakyReLU(x) = relu(x) - alpha * relu(-x) (alpha 0 is ReLU). */
-export const leakyRelu = (x: tf.Tensor, alpha: number): tf.Tensor =>
-  tf.tidy(() => (alpha === 0 ? tf.relu(x) : tf.sub(tf.relu(x), tf.mul(alpha, tf.relu(tf.neg(x))))));
+/**
+ * LeakyReLU: tfjs's own kernel, with the gradient registered in gradients.ts (dy * step(x, alpha),
+ * differentiable again; 1 where x > 0, alpha elsewhere, as PyTorch). The tape keeps x and the
+ * gradient: 3 tensors of x's size per element at first order and 4 inside a gradient penalty,
+ * where relu(x) - alpha * relu(-x) kept 10 and 28 (bench/tape.ts), on every layer of StarGAN's
+ * discriminators and v2's networks; one kernel instead of five.
+ */
+export const leakyRelu = (x: tf.Tensor, alpha: number): tf.Tensor => (alpha === 0 ? tf.relu(x) : tf.leakyRelu(x, alpha));
 
 /**
  * Average pooling with kernel = stride = `size`, no padding (PyTorch `F.avg_pool2d(x, size)`:
@@ -61,6 +67,45 @@ export const instanceNorm = (x: tf.Tensor4D, eps: number): tf.Tensor4D =>
     const { mean, variance } = tf.moments(x, [1, 2], true);
     return tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, eps))) as tf.Tensor4D;
   });
+
+/**
+ * The same instance normalisation as one op with its gradient written out, for calls no gradient
+ * of a gradient is taken through (`firstOrder` in forward.ts): its forward runs untaped and the
+ * tape keeps only its output, where the composed form keeps 10 tensors of x's size per element
+ * (moments, centring, scaling and their gradients: bench/tape.ts). With y the output and s the
+ * per-channel sqrt(var + eps): dx = (dy - mean(dy) - y * mean(dy * y)) / s, means over H and W.
+ * Not twice differentiable: the saved s does not depend on x on the tape.
+ */
+export const instanceNormFirstOrder = (x: tf.Tensor4D, eps: number): tf.Tensor4D => {
+  const engine = tf.engine() as unknown as {
+    runKernelFunc: (a: {
+      forwardFunc: (b: unknown, save: (ts: tf.Tensor[]) => void) => tf.Tensor;
+      backwardsFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => Record<string, () => tf.Tensor>;
+      inputs: Record<string, tf.Tensor>;
+    }) => tf.Tensor;
+  };
+  return engine.runKernelFunc({
+    forwardFunc: (_b, save) => {
+      const [y, s] = tf.tidy(() => {
+        const { mean, variance } = tf.moments(x, [1, 2], true);
+        const sd = tf.sqrt(tf.add(variance, eps));
+        return [tf.div(tf.sub(x, mean), sd), sd];
+      });
+      save([y!, s!]);
+      s!.dispose();
+      return y!;
+    },
+    backwardsFunc: (dy, saved) => ({
+      x: () =>
+        tf.tidy(() => {
+          const [y, s] = saved as [tf.Tensor, tf.Tensor];
+          const centred = tf.sub(dy, tf.mean(dy, [1, 2], true));
+          return tf.div(tf.sub(centred, tf.mul(y, tf.mean(tf.mul(dy, y), [1, 2], true))), s);
+        }),
+    }),
+    inputs: { x },
+  }) as tf.Tensor4D;
+};
 
 /**
  * Per-sample branch selection: out[i] = x[i, index[i]] along `axis`, as sum(x * oneHot(index))

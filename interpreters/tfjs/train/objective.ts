@@ -14,6 +14,7 @@ import { normals } from '../../../dsl/random.ts';
 import { scheduleAt } from '../../../dsl/schedule.ts';
 import type { Compiled } from '../forward.ts';
 import type { ParamStore } from '../params.ts';
+import { exprKey, termKey } from '../../../dsl/microbatch.ts';
 
 export interface EvalEnv {
   readonly nets: ReadonlyMap<string, Compiled>;
@@ -22,6 +23,23 @@ export interface EvalEnv {
   readonly data: (x: DataExpr) => tf.Tensor;
   readonly random: (name: string) => tf.Tensor;
   readonly batch: number;
+  /**
+   * Values computed beforehand, by expression key (`dsl/microbatch.ts` `exprKey`): a coupling
+   * expression's rows of the whole batch, or a `detach` computed off the gradient tape. The
+   * caller owns them.
+   */
+  readonly given?: ReadonlyMap<string, tf.Tensor>;
+  /**
+   * Recompute network calls in the backward pass instead of keeping their taped forward values
+   * (forward.ts `recompute`); `updates`: the networks whose parameters need gradients. Not inside
+   * a gradient penalty (second order).
+   */
+  readonly recompute?: { readonly updates: ReadonlySet<string> };
+  /**
+   * Gradient penalties (by `termKey`) whose network calls the other terms reuse
+   * (`dsl/microbatch.ts` `sharedPenalties`): evaluate them first (`phaseLoss` does).
+   */
+  readonly sharedPenalties?: ReadonlySet<string>;
   /**
    * Values of constant expressions (`isConstant`: no data, random source or batch-shaped fill),
    * kept across evaluations with the same weights (a pipeline's truncation target); the owner
@@ -61,6 +79,8 @@ const absTorch = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => 
 export interface Evaluator {
   readonly expr: (x: Expr) => tf.Tensor;
   readonly term: (t: Term) => tf.Scalar;
+  /** Tensors a shared penalty kept for the other terms (the caller disposes them after the gradient). */
+  readonly shared: readonly tf.Tensor[];
 }
 
 /**
@@ -70,11 +90,12 @@ export interface Evaluator {
 export const evaluator = (env: EvalEnv, subst?: { readonly key: string; readonly value: tf.Tensor }): Evaluator => {
   const memo = new Map<string, tf.Tensor>();
   const calls = new Map<string, Record<string, tf.Tensor>>();
+  const shared: tf.Tensor[] = [];
 
   const expr = (x: Expr): tf.Tensor => {
-    const k = key(x);
+    const k = exprKey(x);
     if (subst && k === subst.key) return subst.value;
-    const hit = memo.get(k) ?? env.constants?.get(k);
+    const hit = memo.get(k) ?? env.given?.get(k) ?? env.constants?.get(k);
     if (hit) return hit;
     const v = ((): tf.Tensor => {
       switch (x.e) {
@@ -89,7 +110,9 @@ export const evaluator = (env: EvalEnv, subst?: { readonly key: string; readonly
             const net = env.nets.get(x.net);
             if (!net) throw new Error(`objective calls unknown network ${x.net}`);
             const inputs = Object.fromEntries(Object.entries(x.inputs).map(([n, e]) => [n, expr(e)]));
-            outs = net.apply(env.params(x.net, x.weights), inputs, { layout: 'nhwc' });
+            // Outside a gradient penalty no gradient of a gradient goes through the call.
+            const recompute = env.recompute && !subst ? { recompute: { params: x.weights === 'live' && env.recompute.updates.has(x.net) } } : {};
+            outs = net.apply(env.params(x.net, x.weights), inputs, { layout: 'nhwc', firstOrder: !subst, ...recompute });
             calls.set(ck, outs);
           }
           const o = outs[x.output];
@@ -173,8 +196,23 @@ export const evaluator = (env: EvalEnv, subst?: { readonly key: string; readonly
       case 'gradPenalty': {
         // The variable: wrt's value, cut from the graph so only `of` depends on it here.
         const w = stopGradient(expr(t.wrt));
-        const sk = key(t.wrt);
-        const g = tf.grad((v: tf.Tensor) => tf.sum(evaluator(env, { key: sk, value: v }).expr(t.of)))(w);
+        const sk = exprKey(t.wrt);
+        const share = env.sharedPenalties?.has(termKey(t)) === true;
+        let inner: Map<string, Record<string, tf.Tensor>> | null = null;
+        const g = tf.grad((v: tf.Tensor) => {
+          const ev = evaluator(env, { key: sk, value: v }) as Evaluator & { readonly calls: Map<string, Record<string, tf.Tensor>> };
+          const out = tf.sum(ev.expr(t.of));
+          if (share) {
+            inner = ev.calls;
+            for (const outs of ev.calls.values()) for (const o of Object.values(outs)) tf.keep(o);
+          }
+          return out;
+        })(w);
+        // The penalised calls, at w = wrt's value, are the plain calls: the other terms use them.
+        for (const [k, outs] of (inner ?? new Map<string, Record<string, tf.Tensor>>()) as Map<string, Record<string, tf.Tensor>>) {
+          shared.push(...Object.values(outs));
+          if (!calls.has(k)) calls.set(k, outs);
+        }
         const sq = tf.sum(tf.square(tf.reshape(g, [g.shape[0]!, -1])), 1);
         return (t.form === 'wgan-gp' ? tf.mean(tf.square(tf.sub(tf.sqrt(sq), 1))) : tf.mul(0.5, tf.mean(sq))) as tf.Scalar;
       }
@@ -182,7 +220,7 @@ export const evaluator = (env: EvalEnv, subst?: { readonly key: string; readonly
         return absurd(t);
     }
   };
-  return { expr, term };
+  return { expr, term, shared, calls } as Evaluator & { readonly calls: Map<string, Record<string, tf.Tensor>> };
 };
 
 export interface PhaseLoss {
@@ -190,18 +228,27 @@ export interface PhaseLoss {
   readonly total: tf.Scalar;
   /** Each term's unweighted value, kept alive for logging (caller disposes). */
   readonly terms: ReadonlyArray<readonly [string, tf.Scalar]>;
+  /** Kept by shared penalties; the caller disposes them once the gradient is computed. */
+  readonly shared: readonly tf.Tensor[];
 }
 
-/** loss = sum over terms of weight(step) * sign * term. */
-export const phaseLoss = (env: EvalEnv, phase: Phase, step: number): PhaseLoss => {
+/**
+ * loss = sum over terms of weight(step) * sign * scale * term. `scale` is a micro-batch's share
+ * n / N of the declared batch (every term is a per-sample mean, `dsl/microbatch.ts`), 1 unsplit.
+ */
+export const phaseLoss = (env: EvalEnv, phase: Phase, step: number, scale = 1): PhaseLoss => {
   const ev = evaluator(env);
+  // Shared penalties first, so the other terms find their calls; summed in the declared order.
+  const first = (w: Phase['loss'][number]): boolean => w.term.t === 'gradPenalty' && env.sharedPenalties?.has(termKey(w.term)) === true;
+  const values = new Map<Phase['loss'][number], tf.Scalar>();
+  for (const w of [...phase.loss.filter(first), ...phase.loss.filter((w) => !first(w))]) values.set(w, ev.term(w.term));
   const terms: Array<readonly [string, tf.Scalar]> = [];
   let total: tf.Scalar = tf.scalar(0);
   for (const w of phase.loss) {
-    const v = ev.term(w.term);
+    const v = values.get(w)!;
     terms.push([w.name, tf.keep(v)]);
-    const weight = scheduleAt(w.weight, step) * w.sign;
+    const weight = scheduleAt(w.weight, step) * w.sign * scale;
     if (weight !== 0) total = tf.add(total, tf.mul(v, weight));
   }
-  return { total, terms };
+  return { total, terms, shared: ev.shared };
 };

@@ -14,7 +14,7 @@ import type { Spec } from '../../../dsl/ir.ts';
 import type { HostTensor, TensorMap } from '../../../io/tensor.ts';
 import { initParams } from '../../../dsl/init.ts';
 import { loadParams, toTfParam, toTorchParam } from '../params.ts';
-import { adamSlots, type AdamSlots } from './adam.ts';
+import { adamSlots, adamSlotsFrom, disposeSlots, slotData, type AdamSlots, type SlotPlace } from './adam.ts';
 
 export const CHECKPOINT_FORMAT = 'starspec/checkpoint@1';
 
@@ -45,7 +45,12 @@ const copyVars = (s: VarStore): VarStore => new Map([...s].map(([k, v]) => [k, t
  * A fresh state: seeded He initialisation (or given weights per network), zero moments, EMA
  * copies equal to the weights (the official code deep-copies the networks).
  */
-export const initState = (spec: Spec, seed: number, given: ReadonlyMap<string, TensorMap> = new Map()): Result<TrainState> => {
+export interface StateOptions {
+  /** Where Adam's moments live (adam.ts): 'device' (default) or 'host' (off the backend's memory). */
+  readonly moments?: SlotPlace;
+}
+
+export const initState = (spec: Spec, seed: number, given: ReadonlyMap<string, TensorMap> = new Map(), options: StateOptions = {}): Result<TrainState> => {
   const errors: SpecError[] = [];
   const params = new Map<string, VarStore>();
   for (const net of spec.networks) {
@@ -58,18 +63,14 @@ export const initState = (spec: Spec, seed: number, given: ReadonlyMap<string, T
   const ema = new Map(spec.training.ema.map((e) => [e.net, copyVars(params.get(e.net)!)] as [string, VarStore]));
   // Moments for parameters only: used buffers (BatchNorm statistics) are non-trainable variables.
   const optim = new Map(
-    spec.training.optimizers.map((o) => [o.net, { t: 0, slots: new Map([...params.get(o.net)!].filter(([, v]) => v.trainable).map(([k, v]) => [k, adamSlots(v)] as [string, AdamSlots])) }] as [string, OptimState]),
+    spec.training.optimizers.map((o) => [o.net, { t: 0, slots: new Map([...params.get(o.net)!].filter(([, v]) => v.trainable).map(([k, v]) => [k, adamSlots(v, options.moments)] as [string, AdamSlots])) }] as [string, OptimState]),
   );
   return E.right({ step: 0, params, ema, optim });
 };
 
 export const disposeState = (s: TrainState): void => {
   for (const store of [...s.params.values(), ...s.ema.values()]) for (const v of store.values()) v.dispose();
-  for (const o of s.optim.values())
-    for (const sl of o.slots.values()) {
-      sl.m.dispose();
-      sl.v.dispose();
-    }
+  for (const o of s.optim.values()) for (const sl of o.slots.values()) disposeSlots(sl);
 };
 
 /** The state as tensors and metadata for a safetensors file. */
@@ -79,8 +80,10 @@ export const stateToFile = (spec: Spec, s: TrainState): { tensors: TensorMap; me
   for (const [net, store] of s.ema) for (const [k, v] of store) out.set(`ema.${net}.${k}`, toTorchParam(v));
   for (const [net, o] of s.optim)
     for (const [k, sl] of o.slots) {
-      out.set(`adam.${net}.m.${k}`, toTorchParam(sl.m));
-      out.set(`adam.${net}.v.${k}`, toTorchParam(sl.v));
+      const shape = s.params.get(net)!.get(k)!.shape;
+      const { m, v } = slotData(sl);
+      out.set(`adam.${net}.m.${k}`, torchLayout(m, shape));
+      out.set(`adam.${net}.v.${k}`, torchLayout(v, shape));
     }
   return {
     tensors: out,
@@ -94,7 +97,15 @@ export const stateToFile = (spec: Spec, s: TrainState): { tensors: TensorMap; me
 };
 
 /** Rebuild a state from a checkpoint file's tensors and metadata. */
-export const stateFromFile = (spec: Spec, tensors: TensorMap, metadata: Readonly<Record<string, string>>, origin: string): Result<TrainState> => {
+/** Interpreter-layout data of a parameter's shape in PyTorch layout (as toTorchParam). */
+const torchLayout = (data: Float32Array, shape: readonly number[]): HostTensor => {
+  const t = tf.tensor(data, [...shape], 'float32');
+  const h = toTorchParam(t);
+  t.dispose();
+  return h;
+};
+
+export const stateFromFile = (spec: Spec, tensors: TensorMap, metadata: Readonly<Record<string, string>>, origin: string, options: StateOptions = {}): Result<TrainState> => {
   if (metadata['format'] !== CHECKPOINT_FORMAT)
     return E.left([specError(origin, `is not a starspec checkpoint (format ${JSON.stringify(metadata['format'] ?? null)})`)]);
   const step = Number(metadata['step']);
@@ -140,7 +151,7 @@ export const stateFromFile = (spec: Spec, tensors: TensorMap, metadata: Readonly
       }
       const mt = toTfParam(mk);
       const vt = toTfParam(vk);
-      slots.set(k, { m: tf.variable(mt, false), v: tf.variable(vt, false) });
+      slots.set(k, adamSlotsFrom(mt.dataSync() as Float32Array, vt.dataSync() as Float32Array, mt.shape, options.moments ?? 'device'));
       mt.dispose();
       vt.dispose();
     }
