@@ -234,7 +234,12 @@ program
   .option('--time-limit <minutes>', 'stop with a checkpoint after this many minutes (a normal end; --resume continues)')
   .addOption(backendOption())
   .option('--threads <n>', 'wasm backend: XNNPACK threads, 1-8 (default 1; 2 pays off from about 64 px or official widths)')
-  .action(async (specArg: string, o: { set: string[]; data: string[]; attrs?: string; out: string; steps?: string; dataSeed?: string; resume?: boolean; overwrite?: boolean; quiet?: boolean; timeLimit?: string; backend: string; threads?: string }) => {
+  .addOption(
+    weightsOption(
+      'weights to start from (official names: one network\'s, or NAME.-prefixed; a run directory): those networks start from them, the others fresh; a frozen network (stargan-v2\'s fan when wHpf > 0, from wing.ckpt) must be given',
+    ),
+  )
+  .action(async (specArg: string, o: { set: string[]; data: string[]; attrs?: string; out: string; steps?: string; dataSeed?: string; resume?: boolean; overwrite?: boolean; quiet?: boolean; timeLimit?: string; backend: string; threads?: string; weights: string[] }) => {
     const spec = ok(await loadSpec(specArg, o.set));
     const steps = o.steps === undefined ? undefined : Number(o.steps);
     if (steps !== undefined && !(Number.isInteger(steps) && steps > 0)) die('--steps', `${o.steps} is not a positive integer`);
@@ -258,6 +263,7 @@ program
         overwrite: o.overwrite ?? false,
         quiet: o.quiet ?? false,
         ...(minutes !== undefined ? { timeLimit: minutes * 60 } : {}),
+        weights: o.weights,
         argv: process.argv.slice(2),
       }),
     );

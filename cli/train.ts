@@ -8,6 +8,8 @@ import type { Result } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
 import type { BackendName } from '../interpreters/tfjs/backend.ts';
 import { train } from '../api/train.ts';
+import type { TensorMap } from '../io/tensor.ts';
+import { readWeights } from './weights.ts';
 
 export { CHECKPOINT, lossPlot, makeProvider, sampleGrid } from '../api/train.ts';
 
@@ -27,12 +29,20 @@ export interface TrainOptions {
   readonly quiet?: boolean;
   /** Stop (with a checkpoint, as a normal end) once this many seconds have passed. */
   readonly timeLimit?: number;
+  /** `--weights` values (merged): networks to start from, frozen networks' weights. */
+  readonly weights?: readonly string[];
   readonly argv: readonly string[];
 }
 
 const fmt = (v: number): string => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toFixed(3));
 
 export const trainCommand = async (spec: Spec, o: TrainOptions): Promise<Result<string>> => {
+  let weights: TensorMap | undefined;
+  if ((o.weights ?? []).length > 0) {
+    const w = await readWeights(spec, o.weights!);
+    if (E.isLeft(w)) return w;
+    weights = w.right.tensors;
+  }
   const abort = new AbortController();
   const onSigint = (): void => abort.abort();
   process.on('SIGINT', onSigint);
@@ -58,6 +68,7 @@ export const trainCommand = async (spec: Spec, o: TrainOptions): Promise<Result<
       overwrite: o.overwrite ?? false,
       ...(o.timeLimit !== undefined ? { timeLimit: o.timeLimit } : {}),
       signal: abort.signal,
+      ...(weights !== undefined ? { weights } : {}),
       command: o.argv.join(' '),
       onStart: (p) => {
         if (o.quiet) return;

@@ -11,7 +11,7 @@ import { absurd, specError, type Result, type SpecError } from './errors.ts';
 import type { DataField, DType, Expr, Network, Phase, Pipeline, Schedule, Spec, Term, Training } from './ir.ts';
 import { networksOf, pipelineOf } from './pipelines.ts';
 import { inferShapes, isPosInt, type Inferred } from './shapes.ts';
-import { inputsOf } from './walk.ts';
+import { frozenNets, inputsOf } from './walk.ts';
 
 export const checkSchedule = (s: Schedule, path: string): readonly SpecError[] => {
   switch (s.kind) {
@@ -515,7 +515,8 @@ const checkRefs = (env: RefEnv, x: Expr, path: string, errors: SpecError[]): voi
         }
         const want = inputsOf(net).map((i) => i.name);
         const got = Object.keys(x.inputs);
-        const missing = want.filter((w) => !got.includes(w));
+        // An optional argument may be left out (zeros: the generator's masks=None).
+        const missing = inputsOf(net).filter((i) => !i.optional && !got.includes(i.name));
         const extra = got.filter((g) => !want.includes(g));
         if (missing.length + extra.length > 0)
           errors.push(specError(path, `call of ${x.net}: inputs ${got.join(', ')} do not match its arguments ${want.join(', ')}`));
@@ -657,6 +658,26 @@ export const checkTraining = (spec: Spec): readonly SpecError[] => {
     });
     errors.push(...checkPhaseShapes(tr, p, signatureOf));
   });
+  return [...errors, ...checkFrozen(spec)];
+};
+
+/**
+ * Frozen networks (`training.frozen`): each a network of the spec, declared once, with no
+ * optimizer, no EMA copy and updated by no phase (its weights are given and stay as they are).
+ */
+export const checkFrozen = (spec: Spec): readonly SpecError[] => {
+  const tr = spec.training;
+  const errors: SpecError[] = [];
+  const seen = new Set<string>();
+  frozenNets(spec).forEach((f, i) => {
+    const path = `training.frozen.${i}(${f.net})`;
+    if (!spec.networks.some((n) => n.name === f.net)) errors.push(specError(path, `freezes unknown network '${f.net}'`));
+    if (seen.has(f.net)) errors.push(specError(path, `${f.net} is frozen twice`));
+    seen.add(f.net);
+    if (tr.optimizers.some((o) => o.net === f.net)) errors.push(specError(path, `${f.net} is frozen but has an optimizer`, 'a frozen network keeps its given weights: remove one of the two'));
+    if (tr.ema.some((e) => e.net === f.net)) errors.push(specError(path, `${f.net} is frozen but has an EMA copy`, 'its weights never change: remove the EMA'));
+    for (const p of tr.phases) if (p.updates.includes(f.net)) errors.push(specError(`training.phases.${p.name}`, `updates ${f.net}, which is frozen`));
+  });
   return errors;
 };
 
@@ -673,7 +694,7 @@ export interface ExprType {
 
 export interface PipelineSignature {
   /** Index inputs carry the classes their uses admit (indices must lie in [0, classes)), when bounded. */
-  readonly inputs: ReadonlyArray<{ readonly name: string; readonly dtype: DType; readonly shape: readonly number[]; readonly classes: number | null }>;
+  readonly inputs: ReadonlyArray<{ readonly name: string; readonly dtype: DType; readonly shape: readonly number[]; readonly classes: number | null; readonly optional: boolean }>;
   readonly outputs: ReadonlyArray<{ readonly name: string; readonly dtype: DType; readonly shape: readonly number[] }>;
   /** The type of every sub-expression of the outputs, by its JSON text (`JSON.stringify(expr)`). */
   readonly types: ReadonlyMap<string, ExprType>;
@@ -700,6 +721,7 @@ const typePipeline = (spec: Spec, p: Pipeline, root: string): PipelineTyping => 
     if (inputs.has(i.name)) return err(at, `input '${i.name}' is declared twice`);
     if (i.dtype === 'index' && i.shape.length !== 0) return err(at, 'a domain index input is one integer per sample: its shape must be []');
     if (!i.shape.every(isPosInt)) return err(at, `input shape (N${i.shape.map((d) => `, ${d}`).join('')}) must hold positive integers`);
+    if (i.optional && i.dtype === 'index') return err(at, 'an optional input is a float tensor (zeros when left out); a domain index cannot be left out');
     inputs.set(i.name, i.dtype === 'index' ? indexVal(null) : tensorVal(i.shape));
     return null;
   });
@@ -744,7 +766,7 @@ const typePipeline = (spec: Spec, p: Pipeline, root: string): PipelineTyping => 
     sig: {
       inputs: p.inputs.map((i) => {
         const lim = limits.get(inputs.get(i.name)!);
-        return { name: i.name, dtype: i.dtype, shape: i.shape, classes: i.dtype === 'index' && lim !== undefined && Number.isFinite(lim) ? lim : null };
+        return { name: i.name, dtype: i.dtype, shape: i.shape, classes: i.dtype === 'index' && lim !== undefined && Number.isFinite(lim) ? lim : null, optional: i.optional };
       }),
       outputs: p.outputs.map((o, k) => ({ name: o.name, dtype: outTypes[k]!.dtype, shape: outTypes[k]!.shape })),
       types,

@@ -20,7 +20,7 @@
  * ending in `absurd`), which the compiler demands until every interpreter handles it.
  */
 import * as t from 'io-ts';
-import { int, nonNegInt, posInt, ref, refs, RefsType, RefType, scalarOrPair, strict, tagged, type StrictType } from './combinators.ts';
+import { absentAs, int, nonNegInt, posInt, ref, refs, RefsType, RefType, scalarOrPair, strict, tagged, type StrictType } from './combinators.ts';
 
 export const DType = t.keyof({ float32: null, index: null });
 export type DType = t.TypeOf<typeof DType>;
@@ -134,6 +134,12 @@ export const OPS = {
     dtype: DType,
     /** Per-sample shape (the batch dimension is implicit). `[]` for a domain index. */
     shape: t.readonlyArray(posInt),
+    /**
+     * An argument a caller may leave out (a PyTorch keyword defaulting to None whose None means
+     * zeros: the CelebA-HQ generator's `masks`): every interpreter then feeds zeros of
+     * (N, ...shape). Absent in files written before it existed: false.
+     */
+    optional: absentAs(t.boolean, false),
   }),
   /** nn.Conv2d(inChannels, outChannels, kernel, stride, padding, bias=bias): weight (out, in, kH, kW). */
   conv2d: convolution(

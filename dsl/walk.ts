@@ -1,5 +1,5 @@
 /** Graph walking shared by interpreters (no interpreter imports another). */
-import type { Network, Node, Ref } from './ir.ts';
+import type { Frozen, Network, Node, Ref, Spec } from './ir.ts';
 import { operandsOf } from './ops.ts';
 
 /**
@@ -40,3 +40,12 @@ export const inputsOf = (net: Network): ReadonlyArray<Extract<Node, { op: 'input
 
 export const findNetwork = (nets: readonly Network[], name: string): Network | undefined =>
   nets.find((n) => n.name === name);
+
+/**
+ * The networks training uses with given, fixed weights (`Training.frozen`). A spec module written
+ * in JavaScript before the field existed builds its IR without it: none.
+ */
+export const frozenNets = (spec: Spec): readonly Frozen[] => spec.training.frozen ?? [];
+
+/** Whether `net` is frozen in training. */
+export const isFrozen = (spec: Spec, net: string): boolean => frozenNets(spec).some((f) => f.net === net);

@@ -91,6 +91,8 @@ export interface LoadOptions {
    * non-trainable for used buffers (BatchNorm statistics), which no gradient or optimizer touches.
    */
   readonly variables?: boolean;
+  /** With `variables`: every one non-trainable (a frozen network: no gradient, no optimizer). */
+  readonly frozen?: boolean;
   /** Names the weights in errors (a file name). */
   readonly origin?: string;
 }
@@ -102,7 +104,7 @@ export const loadParams = (net: Network, weights: TensorMap, options: LoadOption
     for (const p of params) {
       const t = toTfParam(weights.get(p.key)!);
       if (options.variables) {
-        store.set(p.key, tf.variable(t, p.trainable));
+        store.set(p.key, tf.variable(t, p.trainable && options.frozen !== true));
         t.dispose();
       } else store.set(p.key, t);
     }
