@@ -124,7 +124,6 @@ export const generator = (s: Settings): Network => {
   h = sequential('to_rgb', [instanceNorm({ channels: base, affine: true }), leakyRelu(0.2), conv2d({ in: base, out: 3, k: 1 })])(h);
   return network('generator', { out: h }, {
     inputOrder: ['x', 's', 'mask0', 'mask1'],
-    ignoredBuffers: wHpf > 0 ? ['hpf.filter'] : [],
     unused,
   });
 };

@@ -214,7 +214,7 @@ export const compileNetwork = (net: Network): Result<Compiled> => {
         case 'l2Normalize':
           return L.l2Normalize(value(node.input), L.channelAxis(rankOf(node.input)), node.eps);
         case 'highPass':
-          return L.highPass(image(node.input), node.wHpf);
+          return L.highPass(image(node.input), param(node, 'filter'));
         case 'concatLabel': {
           const x = image(node.input);
           const [, h, w] = x.shape;

@@ -17,7 +17,7 @@ import { initParams as freshParams } from '../../dsl/init.ts';
 import type { Network } from '../../dsl/ir.ts';
 import type { ParamSpec } from '../../dsl/params.ts';
 import { toFloat32, type HostTensor, type TensorMap } from '../../io/tensor.ts';
-import { checkWeights } from '../../io/weights.ts';
+import { checkWeights, stateTensor } from '../../io/weights.ts';
 
 /** One network's parameters in tfjs layouts, by official state_dict key. */
 export type ParamStore = ReadonlyMap<string, tf.Variable | tf.Tensor>;
@@ -102,7 +102,7 @@ export const loadParams = (net: Network, weights: TensorMap, options: LoadOption
   E.map((params: readonly ParamSpec[]) => {
     const store = new Map<string, tf.Variable | tf.Tensor>();
     for (const p of params) {
-      const t = toTfParam(weights.get(p.key)!);
+      const t = toTfParam(stateTensor(p, weights));
       if (options.variables) {
         store.set(p.key, tf.variable(t, p.trainable && options.frozen !== true));
         t.dispose();
