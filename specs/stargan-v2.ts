@@ -37,37 +37,55 @@ import { num, type SettingDecl, type Settings, type SpecDef } from '../dsl/setti
 import { fan, FAN_SIZE } from './fan.ts';
 
 export const settings: readonly SettingDecl[] = [
-  { key: 'imageSize', doc: 'image height and width (a power of two)', type: { kind: 'int', min: 1 }, default: 256, nets: ['generator', 'style_encoder', 'discriminator', 'fan'] },
-  { key: 'numDomains', doc: 'number of domains (2 CelebA-HQ, 3 AFHQ)', type: { kind: 'int', min: 1 }, default: 2, nets: ['mapping_network', 'style_encoder', 'discriminator'] },
-  { key: 'latentDim', doc: 'latent code size', type: { kind: 'int', min: 1 }, default: 16, nets: ['mapping_network'] },
-  { key: 'hiddenDim', doc: 'mapping network width (fixed at 512 in the official code)', type: { kind: 'int', min: 1 }, default: 512, nets: ['mapping_network'] },
-  { key: 'styleDim', doc: 'style code size', type: { kind: 'int', min: 1 }, default: 64, nets: ['generator', 'mapping_network', 'style_encoder'] },
-  { key: 'baseDim', doc: 'width of the first convolution (official: 2^14 / imageSize)', type: { kind: 'int', min: 1 }, default: (s) => baseWidth(s['imageSize'] as number), nets: ['generator', 'style_encoder', 'discriminator'] },
-  { key: 'maxConvDim', doc: 'widest convolution', type: { kind: 'int', min: 1 }, default: 512, nets: ['generator', 'style_encoder', 'discriminator'] },
-  { key: 'wHpf', doc: 'high-pass filter weight: 1 CelebA-HQ (the generator takes FAN landmark masks; the spec then has network fan), 0 AFHQ', type: { kind: 'number', min: 0 }, default: 1, nets: ['generator', 'fan'] },
+  { key: 'imageSize', doc: 'image height and width (a power of two)', type: { kind: 'int', min: 1, max: 4096 }, default: 256, nets: ['generator', 'style_encoder', 'discriminator', 'fan'] },
+  { key: 'numDomains', doc: 'number of domains (2 CelebA-HQ, 3 AFHQ)', type: { kind: 'int', min: 1, max: 1024 }, default: 2, nets: ['mapping_network', 'style_encoder', 'discriminator'] },
+  { key: 'latentDim', doc: 'latent code size', type: { kind: 'int', min: 1, max: 4096 }, default: 16, nets: ['mapping_network'] },
+  { key: 'hiddenDim', doc: 'mapping network width (fixed at 512 in the official code)', type: { kind: 'int', min: 1, max: 8192 }, default: 512, nets: ['mapping_network'] },
+  { key: 'styleDim', doc: 'style code size', type: { kind: 'int', min: 1, max: 4096 }, default: 64, nets: ['generator', 'mapping_network', 'style_encoder'] },
+  { key: 'baseDim', doc: 'width of the first convolution (official: 2^14 / imageSize)', type: { kind: 'int', min: 1, max: 4096 }, default: (s) => baseWidth(s['imageSize'] as number), nets: ['generator', 'style_encoder', 'discriminator'] },
+  { key: 'maxConvDim', doc: 'widest convolution', type: { kind: 'int', min: 1, max: 8192 }, default: 512, nets: ['generator', 'style_encoder', 'discriminator'] },
+  { key: 'wHpf', doc: 'high-pass filter weight: 1 CelebA-HQ (the generator takes FAN landmark masks; the spec then has network fan), 0 AFHQ', type: { kind: 'number', min: 0, max: 1e6 }, default: 1, nets: ['generator', 'fan'] },
   // Training (main.py defaults)
-  { key: 'batchSize', doc: 'mini-batch size', type: { kind: 'int', min: 1 }, default: 8 },
-  { key: 'iterations', doc: 'training iterations (total_iters)', type: { kind: 'int', min: 1 }, default: 100000 },
-  { key: 'lr', doc: 'learning rate of G, E and D', type: { kind: 'number', min: 0 }, default: 1e-4 },
-  { key: 'fLr', doc: 'learning rate of the mapping network', type: { kind: 'number', min: 0 }, default: 1e-6 },
+  { key: 'batchSize', doc: 'mini-batch size', type: { kind: 'int', min: 1, max: 4096 }, default: 8 },
+  { key: 'iterations', doc: 'training iterations (total_iters)', type: { kind: 'int', min: 1, max: 1e9 }, default: 100000 },
+  { key: 'lr', doc: 'learning rate of G, E and D', type: { kind: 'number', min: 0, max: 1 }, default: 1e-4 },
+  { key: 'fLr', doc: 'learning rate of the mapping network', type: { kind: 'number', min: 0, max: 1 }, default: 1e-6 },
   { key: 'beta1', doc: 'Adam beta1', type: { kind: 'number', min: 0, max: 1 }, default: 0 },
   { key: 'beta2', doc: 'Adam beta2', type: { kind: 'number', min: 0, max: 1 }, default: 0.99 },
-  { key: 'weightDecay', doc: 'Adam weight decay (L2 added to gradients)', type: { kind: 'number', min: 0 }, default: 1e-4 },
-  { key: 'lambdaReg', doc: 'R1 regularization weight', type: { kind: 'number', min: 0 }, default: 1 },
-  { key: 'lambdaSty', doc: 'style reconstruction weight', type: { kind: 'number', min: 0 }, default: 1 },
-  { key: 'lambdaDs', doc: 'initial diversity sensitive weight', type: { kind: 'number', min: 0 }, default: 1 },
-  { key: 'lambdaCyc', doc: 'cycle consistency weight', type: { kind: 'number', min: 0 }, default: 1 },
-  { key: 'dsIter', doc: 'iterations over which lambdaDs decays to 0', type: { kind: 'int', min: 1 }, default: 100000 },
+  { key: 'weightDecay', doc: 'Adam weight decay (L2 added to gradients)', type: { kind: 'number', min: 0, max: 1 }, default: 1e-4 },
+  { key: 'lambdaReg', doc: 'R1 regularization weight', type: { kind: 'number', min: 0, max: 1e6 }, default: 1 },
+  { key: 'lambdaSty', doc: 'style reconstruction weight', type: { kind: 'number', min: 0, max: 1e6 }, default: 1 },
+  { key: 'lambdaDs', doc: 'initial diversity sensitive weight', type: { kind: 'number', min: 0, max: 1e6 }, default: 1 },
+  { key: 'lambdaCyc', doc: 'cycle consistency weight', type: { kind: 'number', min: 0, max: 1e6 }, default: 1 },
+  { key: 'dsIter', doc: 'iterations over which lambdaDs decays to 0', type: { kind: 'int', min: 1, max: 1e9 }, default: 100000 },
   { key: 'emaBeta', doc: 'EMA decay of G, F and E', type: { kind: 'number', min: 0, max: 1 }, default: 0.999 },
-  { key: 'seed', doc: 'random seed', type: { kind: 'int' }, default: 777 },
-  { key: 'logEvery', doc: 'log every N iterations', type: { kind: 'int', min: 1 }, default: 10 },
-  { key: 'sampleEvery', doc: 'sample grids every N iterations', type: { kind: 'int', min: 1 }, default: 5000 },
-  { key: 'checkpointEvery', doc: 'checkpoint every N iterations', type: { kind: 'int', min: 1 }, default: 10000 },
+  { key: 'seed', doc: 'random seed', type: { kind: 'int', min: 0, max: 2 ** 32 - 1 }, default: 777 },
+  { key: 'logEvery', doc: 'log every N iterations', type: { kind: 'int', min: 1, max: 1e9 }, default: 10 },
+  { key: 'sampleEvery', doc: 'sample grids every N iterations', type: { kind: 'int', min: 1, max: 1e9 }, default: 5000 },
+  { key: 'checkpointEvery', doc: 'checkpoint every N iterations', type: { kind: 'int', min: 1, max: 1e9 }, default: 10000 },
 ];
 
 /** Official base width: dim_in = 2^14 / img_size (integer division, at least 1). */
 export const baseWidth = (imageSize: number): number => Math.max(1, Math.floor(2 ** 14 / imageSize));
 const log2i = (n: number): number => Math.floor(Math.log2(n));
+
+/**
+ * The sizes at which the wHpf > 0 generator adds its masked high-pass skips: those of 32, 64 and
+ * 128 that the encoder passes through (below the image size, above the bottleneck); none when
+ * wHpf is 0.
+ */
+export const maskSkips = (s: Settings): readonly number[] => {
+  const size = num(s, 'imageSize');
+  if (num(s, 'wHpf') <= 0) return [];
+  const bottleneck = size / 2 ** (Math.max(0, log2i(size) - 4) + 1);
+  return [32, 64, 128].filter((k) => k <= size && k > bottleneck);
+};
+
+/** The generator's mask inputs: mask0 for the skip at 32, mask1 for those at 64 and 128. */
+export const maskInputs = (s: Settings): readonly string[] => {
+  const skips = maskSkips(s);
+  return [...(skips.includes(32) ? ['mask0'] : []), ...(skips.some((k) => k > 32) ? ['mask1'] : [])];
+};
 
 export const generator = (s: Settings): Network => {
   const size = num(s, 'imageSize');
@@ -98,7 +116,7 @@ export const generator = (s: Settings): Network => {
   // Generator.forward(x, s, masks): with w_hpf > 0 the masks (FAN's, at 256x256) are optional
   // arguments, absent meaning masks=None, which equals zero masks (the skips then add 0).
   const masks = wHpf > 0 ? [optionalInput('mask0', [1, FAN_SIZE, FAN_SIZE]), optionalInput('mask1', [1, FAN_SIZE, FAN_SIZE])] : null;
-  const skipSizes = [32, 64, 128];
+  const skipSizes = maskSkips(s);
   // `encode` is a ModuleList applied in order, numbered as a Sequential would be; with masks the
   // input of each block at 32, 64 and 128 pixels is cached for the decoder's skips.
   const cache = new Map<number, Sym>();
@@ -190,7 +208,7 @@ export const discriminator = (s: Settings): Network => {
  * the official code runs under no_grad (so no gradient reaches the image through them).
  */
 const masksOf = (s: Settings, img: Expr): Readonly<Record<string, Expr>> =>
-  num(s, 'wHpf') > 0 ? { mask0: detach(call('fan', { x: img }, 'mask0')), mask1: detach(call('fan', { x: img }, 'mask1')) } : {};
+  Object.fromEntries(maskInputs(s).map((m) => [m, detach(call('fan', { x: img }, m))]));
 
 const phases = (s: Settings): readonly Phase[] => {
   const x = data('x');
@@ -209,9 +227,9 @@ const phases = (s: Settings): readonly Phase[] => {
     every: 1,
     dataset: null,
     loss: [
-      term('d/real', bceConst(D(x, y), 1)),
-      term('d/fake', bceConst(D(detach(G(x, sTrg)), yTrg), 0)),
-      term('d/reg', gradPenalty('r1', D(x, y), x), num(s, 'lambdaReg')),
+      term('real', bceConst(D(x, y), 1)),
+      term('fake', bceConst(D(detach(G(x, sTrg)), yTrg), 0)),
+      term('reg', gradPenalty('r1', D(x, y), x), num(s, 'lambdaReg')),
     ],
     updates: ['discriminator'],
   });
@@ -222,10 +240,10 @@ const phases = (s: Settings): readonly Phase[] => {
       every: 1,
       dataset: null,
       loss: [
-        term('g/adv', bceConst(D(fake, yTrg), 1)),
-        term('g/sty', l1(E(fake, yTrg), sTrg), num(s, 'lambdaSty')),
-        term('g/ds', l1(fake, detach(G(x, sTrg2))), lambdaDs, -1),
-        term('g/cyc', l1(G(fake, E(x, y), fake), x), num(s, 'lambdaCyc')),
+        term('adv', bceConst(D(fake, yTrg), 1)),
+        term('sty', l1(E(fake, yTrg), sTrg), num(s, 'lambdaSty')),
+        term('ds', l1(fake, detach(G(x, sTrg2))), lambdaDs, -1),
+        term('cyc', l1(G(fake, E(x, y), fake), x), num(s, 'lambdaCyc')),
       ],
       updates,
     };
@@ -291,7 +309,9 @@ export const build = (s: Settings): Spec => {
     weightDecay: num(s, 'weightDecay'),
   });
   const k = num(s, 'numDomains');
-  const masked = num(s, 'wHpf') > 0;
+  // The FAN is part of the spec when the generator takes masks (wHpf > 0 and an image size of at
+  // least 32, where a skip exists).
+  const masked = maskInputs(s).length > 0;
   return {
     format: IR_FORMAT,
     name: 'stargan-v2',
