@@ -88,7 +88,10 @@ export const compile = async (spec: Spec, name: string, options: CompileOptions 
     const xs: Record<string, tf.Tensor> = {};
     let outs: Record<string, tf.Tensor> = {};
     try {
-      for (const i of p.pipeline.inputs) xs[i.name] = toTensor(inputs.get(i.name)!, i.dtype === 'index');
+      for (const i of p.pipeline.inputs) {
+        const t = inputs.get(i.name);
+        if (t !== undefined) xs[i.name] = toTensor(t, i.dtype === 'index'); // an optional one left out: zeros
+      }
       outs = p.apply(xs);
       const result = new Map<string, HostTensor>();
       for (const o of p.pipeline.outputs) {

@@ -36,7 +36,7 @@ import { svgToPng, type BadImage } from '../io/images.ts';
 import { lossPlotSvg, type Series } from './plot.ts';
 import { readSafetensorsContents, writeSafetensors } from '../io/safetensors.ts';
 import type { TensorMap } from '../io/tensor.ts';
-import { deploymentWeights } from '../io/weights.ts';
+import { coversKeys, deploymentWeights, underPrefix } from '../io/weights.ts';
 import { selectBackend, shutdownBackend, type BackendInfo, type BackendName } from '../interpreters/tfjs/backend.ts';
 import { disposeState, initState, samplingWeights, stateFromFile, stateToFile, type TrainState } from '../interpreters/tfjs/train/state.ts';
 import { drawRandom, makeTrainer, PhaseFailure, type Batch, type Trainer } from '../interpreters/tfjs/train/step.ts';
@@ -116,6 +116,14 @@ export interface TrainOptions {
    * no micro-batch fits without it.
    */
   readonly recompute?: boolean;
+  /**
+   * Weights to start from (PyTorch layouts, official names): several networks under `NAME.`
+   * prefixes, or one network's own names. A network given here starts from them (its EMA copy
+   * too, as the official code deep-copies), the others fresh. A frozen network
+   * (`training.frozen`: StarGAN v2's FAN when wHpf > 0) must be given, unless resuming a
+   * checkpoint that holds it; a run's checkpoints then hold it, so the run directory is complete.
+   */
+  readonly weights?: TensorMap;
   /**
    * Check image folders before step 1: 'decode' (default: every file decoded once, which finds
    * truncated files too), 'header' (headers only: empty, not an image, too many pixels), or false.
@@ -349,6 +357,34 @@ const outOfMemory = (e: unknown, what: string): Result<never> | null => {
 };
 
 /**
+ * Given weights by network: `NAME.`-prefixed keys (several networks; other prefixes are an error),
+ * or one network's own names (the one network whose every tensor they hold).
+ */
+const givenWeights = (spec: Spec, tensors: TensorMap): Result<ReadonlyMap<string, TensorMap>> => {
+  if (tensors.size === 0) return E.right(new Map());
+  const keys = [...tensors.keys()];
+  const prefixed = spec.networks.some((n) => keys.some((k) => k.startsWith(`${n.name}.`)));
+  if (!prefixed) {
+    const fits = spec.networks.filter((n) => coversKeys(n, tensors));
+    if (fits.length === 1) return E.right(new Map([[fits[0]!.name, tensors]]));
+    return E.left([
+      specError(
+        '--weights',
+        fits.length > 1 ? `fits several networks (${fits.map((n) => n.name).join(', ')})` : `holds no network of ${spec.name}: its keys (e.g. ${keys.slice(0, 2).join(', ')}) are not one network's state_dict`,
+        'give several networks under NAME. prefixes (as `starspec import-torch` writes without --net), or one network\'s own weights file',
+      ),
+    ]);
+  }
+  const stray = keys.filter((k) => !spec.networks.some((n) => k.startsWith(`${n.name}.`)));
+  if (stray.length > 0)
+    return E.left([specError('--weights', `holds ${stray.length} tensors of no network of ${spec.name} (e.g. ${stray.slice(0, 3).join(', ')})`, `networks: ${spec.networks.map((n) => n.name).join(', ')}`)]);
+  return E.right(new Map(spec.networks.flatMap((n) => {
+    const w = underPrefix(tensors, n.name);
+    return w === null ? [] : [[n.name, w] as const];
+  })));
+};
+
+/**
  * Train `spec` by its schedule (checked first) to `steps`. A non-finite loss stops the run with a
  * Left naming the step, phase and terms; the last good checkpoint in `out` is kept.
  */
@@ -418,13 +454,15 @@ const run = async (start: Start, o: TrainOptions, warn: (w: SpecError) => void, 
   const out = o.out;
   const cp = out === undefined ? undefined : join(out, CHECKPOINT);
 
+  const given = givenWeights(spec, o.weights ?? new Map());
+  if (E.isLeft(given)) return given;
   let state: TrainState;
   if (start.from !== null) {
-    const s = stateFromFile(spec, start.from.tensors, start.from.metadata, cp ?? 'checkpoint', { moments });
+    const s = stateFromFile(spec, start.from.tensors, start.from.metadata, cp ?? 'checkpoint', given.right, { moments });
     if (E.isLeft(s)) return s;
     state = s.right;
   } else {
-    const s = initState(spec, spec.training.seed, new Map(), { moments });
+    const s = initState(spec, spec.training.seed, given.right, { moments });
     if (E.isLeft(s)) return s;
     state = s.right;
   }

@@ -260,7 +260,12 @@ program
   .addOption(backendOption())
   .option('--threads <n>', 'wasm backend: XNNPACK threads, 1-8 (default 1; 2 pays off from about 64 px or official widths)')
   .option('--micro-batch <n>', 'evaluate each batch in chunks of this many samples, accumulating gradients before each optimizer step (the same run up to float rounding; default: the whole batch if it fits in memory, else the largest chunk that does)')
-  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; data: string[]; attrs?: string; out: string; steps?: string; dataSeed?: string; resume?: boolean; overwrite?: boolean; quiet?: boolean; timeLimit?: string; backend: string; threads?: string; checkImages: 'decode' | 'header' | 'none'; skipBadImages?: boolean; microBatch?: string }) => {
+  .addOption(
+    weightsOption(
+      'weights to start from (official names: one network\'s, or NAME.-prefixed; a run directory): those networks start from them, the others fresh; a frozen network (stargan-v2\'s fan when wHpf > 0, from wing.ckpt) must be given',
+    ),
+  )
+  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; data: string[]; attrs?: string; out: string; steps?: string; dataSeed?: string; resume?: boolean; overwrite?: boolean; quiet?: boolean; timeLimit?: string; backend: string; threads?: string; checkImages: 'decode' | 'header' | 'none'; skipBadImages?: boolean; microBatch?: string; weights: string[] }) => {
     const spec = ok(await loadSpec(specArg, o.set, o));
     const steps = o.steps === undefined ? undefined : Number(o.steps);
     if (steps !== undefined && !(Number.isInteger(steps) && steps > 0)) die('--steps', `${o.steps} is not a positive integer`);
@@ -287,6 +292,7 @@ program
         overwrite: o.overwrite ?? false,
         quiet: o.quiet ?? false,
         ...(minutes !== undefined ? { timeLimit: minutes * 60 } : {}),
+        weights: o.weights,
         checkImages: o.checkImages,
         skipBadImages: o.skipBadImages ?? false,
         argv: process.argv.slice(2),

@@ -11,6 +11,8 @@ import type { Spec } from '../dsl/ir.ts';
 import type { BackendName } from '../interpreters/tfjs/backend.ts';
 import { train } from '../api/train.ts';
 import { gb } from '../api/microbatch.ts';
+import type { TensorMap } from '../io/tensor.ts';
+import { readWeights } from './weights.ts';
 
 export { CHECKPOINT, lossPlot, makeProvider, sampleGrid } from '../api/train.ts';
 
@@ -32,6 +34,8 @@ export interface TrainOptions {
   readonly quiet?: boolean;
   /** Stop (with a checkpoint, as a normal end) once this many seconds have passed. */
   readonly timeLimit?: number;
+  /** `--weights` values (merged): networks to start from, frozen networks' weights. */
+  readonly weights?: readonly string[];
   /** How image folders are checked before step 1 (default 'decode'). */
   readonly checkImages?: 'decode' | 'header' | 'none';
   /** Skip bad image files (with a warning) instead of failing. */
@@ -49,6 +53,12 @@ const CHECK_BAR_FROM = 500;
 const fmt = (v: number): string => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toFixed(3));
 
 export const trainCommand = async (spec: Spec, o: TrainOptions): Promise<Result<string>> => {
+  let weights: TensorMap | undefined;
+  if ((o.weights ?? []).length > 0) {
+    const w = await readWeights(spec, o.weights!);
+    if (E.isLeft(w)) return w;
+    weights = w.right.tensors;
+  }
   const abort = new AbortController();
   let caught: StopSignal | null = null;
   const handlers = (Object.keys(STOP_SIGNALS) as StopSignal[]).map((sig) => {
@@ -99,6 +109,7 @@ export const trainCommand = async (spec: Spec, o: TrainOptions): Promise<Result<
       checkData: o.checkImages === 'none' ? false : (o.checkImages ?? 'decode'),
       skipBadImages: o.skipBadImages ?? false,
       signal: abort.signal,
+      ...(weights !== undefined ? { weights } : {}),
       command: o.argv.join(' '),
       onDataCheck: (done, total) => {
         if (o.quiet || total < CHECK_BAR_FROM) return;

@@ -45,7 +45,14 @@ const pathed = <A extends object>(make: (a: A, path: string) => Layer): Pathed<A
 // Inputs
 
 export const input = (name: string, shape: readonly number[], dtype: DType = 'float32'): Sym =>
-  sym({ op: 'input', path: name, name, dtype, shape });
+  sym({ op: 'input', path: name, name, dtype, shape, optional: false });
+
+/**
+ * An argument callers may leave out: zeros of (N, ...shape) when absent (the CelebA-HQ
+ * generator's masks, whose absence is the official `masks=None`).
+ */
+export const optionalInput = (name: string, shape: readonly number[]): Sym =>
+  sym({ op: 'input', path: name, name, dtype: 'float32', shape, optional: true });
 
 /** A per-sample domain index (shape (N), integer-valued). */
 export const indexInput = (name: string): Sym => input(name, [], 'index');

@@ -23,7 +23,7 @@ import { OPERANDS } from './ops.ts';
 import { numel, stateOfNode } from './params.ts';
 import { networksOf, pipelineOf } from './pipelines.ts';
 import { inferShapes, isPosInt, showShape, type Inferred } from './shapes.ts';
-import { children, inputsOf } from './walk.ts';
+import { children, frozenNets, inputsOf } from './walk.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Limits: sizes past these are refused as absurd (no backend holds them), so that what checks
@@ -451,7 +451,9 @@ export const exprWalk = (env: ExprEnv, ids: ReturnType<typeof exprIds> = exprIds
     const want = inputsOf(target.net).map((i) => i.name);
     const got = Object.keys(x.inputs);
     let ok = true;
-    if (want.some((w) => !got.includes(w)) || got.some((g) => !want.includes(g))) {
+    // An optional argument may be left out (zeros: the generator's masks=None).
+    const required = inputsOf(target.net).filter((i) => !i.optional).map((i) => i.name);
+    if (required.some((w) => !got.includes(w)) || got.some((g) => !want.includes(g))) {
       ok = false;
       if (first) err(path, `call of ${x.net}: inputs ${got.join(', ')} do not match its arguments ${want.join(', ')}`);
     }
@@ -912,6 +914,26 @@ const trainingChecked = (spec: Spec): readonly SpecError[] => {
   if (isPosInt(tr.batchSize) && largest * tr.batchSize > MAX_ELEMENTS)
     errors.push(specError('training.batchSize', `${tr.batchSize} samples of ${largest} values each exceed ${MAX_ELEMENTS} (2^31 - 1) in one tensor`, 'use a smaller batch'));
   errors.push(...checkSettings(spec, images));
+  return [...errors, ...checkFrozen(spec)];
+};
+
+/**
+ * Frozen networks (`training.frozen`): each a network of the spec, declared once, with no
+ * optimizer, no EMA copy and updated by no phase (its weights are given and stay as they are).
+ */
+export const checkFrozen = (spec: Spec): readonly SpecError[] => {
+  const tr = spec.training;
+  const errors: SpecError[] = [];
+  const seen = new Set<string>();
+  frozenNets(spec).forEach((f, i) => {
+    const path = `training.frozen.${i}(${f.net})`;
+    if (!spec.networks.some((n) => n.name === f.net)) errors.push(specError(path, `freezes unknown network '${f.net}'`));
+    if (seen.has(f.net)) errors.push(specError(path, `${f.net} is frozen twice`));
+    seen.add(f.net);
+    if (tr.optimizers.some((o) => o.net === f.net)) errors.push(specError(path, `${f.net} is frozen but has an optimizer`, 'a frozen network keeps its given weights: remove one of the two'));
+    if (tr.ema.some((e) => e.net === f.net)) errors.push(specError(path, `${f.net} is frozen but has an EMA copy`, 'its weights never change: remove the EMA'));
+    for (const p of tr.phases) if (p.updates.includes(f.net)) errors.push(specError(`training.phases.${p.name}`, `updates ${f.net}, which is frozen`));
+  });
   return errors;
 };
 
@@ -928,7 +950,7 @@ export interface ExprType {
 
 export interface PipelineSignature {
   /** Index inputs carry the classes their uses admit (indices must lie in [0, classes)), when bounded. */
-  readonly inputs: ReadonlyArray<{ readonly name: string; readonly dtype: DType; readonly shape: readonly number[]; readonly classes: number | null }>;
+  readonly inputs: ReadonlyArray<{ readonly name: string; readonly dtype: DType; readonly shape: readonly number[]; readonly classes: number | null; readonly optional: boolean }>;
   readonly outputs: ReadonlyArray<{ readonly name: string; readonly dtype: DType; readonly shape: readonly number[] }>;
   /**
    * The type of any sub-expression of the outputs, found by structure (`exprIds`: a structurally
@@ -964,6 +986,7 @@ const typePipeline = (spec: Spec, p: Pipeline, root: string): PipelineTyping => 
     if (inputs.has(i.name)) return err(at, `input '${i.name}' is declared twice`);
     if (i.dtype === 'index' && i.shape.length !== 0) return err(at, 'a domain index input is one integer per sample: its shape must be []');
     if (!i.shape.every(isPosInt)) return err(at, `input shape (N${i.shape.map((d) => `, ${d}`).join('')}) must hold positive integers`);
+    if (i.optional && i.dtype === 'index') return err(at, 'an optional input is a float tensor (zeros when left out); a domain index cannot be left out');
     inputs.set(i.name, i.dtype === 'index' ? indexVal(null) : tensorVal(i.shape));
     return null;
   });
@@ -1022,7 +1045,7 @@ const typePipeline = (spec: Spec, p: Pipeline, root: string): PipelineTyping => 
     sig: {
       inputs: p.inputs.map((i) => {
         const lim = limits.get(inputs.get(i.name)!);
-        return { name: i.name, dtype: i.dtype, shape: i.shape, classes: i.dtype === 'index' && lim !== undefined && Number.isFinite(lim) ? lim : null };
+        return { name: i.name, dtype: i.dtype, shape: i.shape, classes: i.dtype === 'index' && lim !== undefined && Number.isFinite(lim) ? lim : null, optional: i.optional };
       }),
       outputs: p.outputs.map((o, k) => ({ name: o.name, dtype: outTypes[k]!.dtype, shape: outTypes[k]!.shape })),
       typeOf: (x) => types.get(ids.id(x)),

@@ -7,7 +7,7 @@
  * - `torch-default` (official StarGAN v1 keeps PyTorch's layer defaults): weights and biases
  *   uniform in +-1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5)).
  * Norm scales are ones and shifts zeros under both; used buffers are PyTorch's fresh BatchNorm
- * statistics (running mean zeros, running variance ones).
+ * statistics (running mean zeros, running variance ones) and constants their value (HighPass's filter).
  */
 import type { Network } from './ir.ts';
 import { numel, stateDict } from './params.ts';
@@ -33,6 +33,9 @@ export const initParams = (net: Network, seed: number): ReadonlyMap<string, Fres
         break;
       case 'shift':
       case 'mean':
+        break;
+      case 'constant':
+        data.set(p.value ?? []);
         break;
       case 'weight':
         if (net.init === 'he') {

@@ -231,6 +231,16 @@ export const Dataset = strict('Dataset', {
 });
 export type Dataset = t.TypeOf<typeof Dataset>;
 
+/**
+ * A network the objective calls with given weights and never trains (StarGAN v2's FAN, loaded
+ * from `wing.ckpt` as the official solver does): no optimizer, no EMA copy, never updated by a
+ * phase; its calls sit behind `detach` (the official `get_heatmap` runs under no_grad). Training
+ * needs its weights given (`source` says where they come from, for the error when they are not),
+ * and checkpoints carry them so a run directory is complete.
+ */
+export const Frozen = strict('Frozen', { net: t.string, source: t.string });
+export type Frozen = t.TypeOf<typeof Frozen>;
+
 export const Training = strict('Training', {
   batchSize: posInt,
   iterations: posInt,
@@ -242,6 +252,8 @@ export const Training = strict('Training', {
   phases: t.readonlyArray(Phase),
   optimizers: t.readonlyArray(Optimizer),
   ema: t.readonlyArray(Ema),
+  /** Networks trained with given, fixed weights (absent in files written before it existed: none). */
+  frozen: absentAs(t.readonlyArray(Frozen), []),
   sampleEvery: posInt,
   checkpointEvery: posInt,
   logEvery: posInt,
@@ -251,8 +263,12 @@ export type Training = t.TypeOf<typeof Training>;
 // ---------------------------------------------------------------------------------------------
 // Pipelines: how a spec is used for inference, as data.
 
-/** A pipeline input: a float tensor of a per-sample shape, or one domain index per sample (shape []). */
-export const PipelineInput = strict('PipelineInput', { name: t.string, dtype: DType, shape: t.readonlyArray(posInt) });
+/**
+ * A pipeline input: a float tensor of a per-sample shape, or one domain index per sample (shape
+ * []). An `optional` one may be left out: it is then zeros of (N, ...shape) (a network lifted to a
+ * pipeline keeps its optional arguments so).
+ */
+export const PipelineInput = strict('PipelineInput', { name: t.string, dtype: DType, shape: t.readonlyArray(posInt), optional: absentAs(t.boolean, false) });
 export type PipelineInput = t.TypeOf<typeof PipelineInput>;
 
 export const PipelineOutput = strict('PipelineOutput', { name: t.string, value: Expr });

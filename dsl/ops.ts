@@ -20,7 +20,8 @@
  * ending in `absurd`), which the compiler demands until every interpreter handles it.
  */
 import * as t from 'io-ts';
-import { int, nonNegInt, posInt, ref, refs, RefsType, RefType, scalarOrPair, strict, tagged, type StrictType } from './combinators.ts';
+import { highPassKernel } from './constants.ts';
+import { absentAs, int, nonNegInt, posInt, ref, refs, RefsType, RefType, scalarOrPair, strict, tagged, type StrictType } from './combinators.ts';
 
 export const DType = t.keyof({ float32: null, index: null });
 export type DType = t.TypeOf<typeof DType>;
@@ -28,9 +29,9 @@ export type DType = t.TypeOf<typeof DType>;
 /**
  * What a state entry is, which with the network's init scheme decides its fresh values: weights
  * and biases by the scheme, scales ones, shifts zeros; the used buffers `mean` zeros and
- * `variance` ones (PyTorch's fresh BatchNorm).
+ * `variance` ones (PyTorch's fresh BatchNorm), and `constant` its `value` (HighPass's filter).
  */
-export type ParamRole = 'weight' | 'bias' | 'scale' | 'shift' | 'mean' | 'variance';
+export type ParamRole = 'weight' | 'bias' | 'scale' | 'shift' | 'mean' | 'variance' | 'constant';
 
 /** One parameter of an op, as a function of the node (`N`: the op's fields and `path`). */
 export interface ParamDef<N> {
@@ -41,6 +42,12 @@ export interface ParamDef<N> {
   readonly shape: (n: N) => readonly number[];
   /** Present only where this holds (`bias: true`); always when omitted. */
   readonly when?: (n: N) => boolean;
+  /**
+   * A used buffer's value when it is fresh, and when a weights file leaves it out (role
+   * `constant`, row-major in the PyTorch layout): official checkpoints carry it and their value
+   * is the one used; files written without it keep loading.
+   */
+  readonly value?: (n: N) => readonly number[];
 }
 
 /** A node as the param functions see it: its fields and its path. */
@@ -134,6 +141,12 @@ export const OPS = {
     dtype: DType,
     /** Per-sample shape (the batch dimension is implicit). `[]` for a domain index. */
     shape: t.readonlyArray(posInt),
+    /**
+     * An argument a caller may leave out (a PyTorch keyword defaulting to None whose None means
+     * zeros: the CelebA-HQ generator's `masks`): every interpreter then feeds zeros of
+     * (N, ...shape). Absent in files written before it existed: false.
+     */
+    optional: absentAs(t.boolean, false),
   }),
   /** nn.Conv2d(inChannels, outChannels, kernel, stride, padding, bias=bias): weight (out, in, kH, kW). */
   conv2d: convolution(
@@ -293,12 +306,16 @@ export const OPS = {
   /** metrics/lpips.py's `normalize(x, eps)`: x * torch.rsqrt(torch.sum(x ** 2, dim=1, keepdim=True) + eps). */
   l2Normalize: op({ input: ref(), eps: t.number }),
   /**
-   * core/model.py's HighPass(w_hpf): F.conv2d(x, k.view(1, 1, 3, 3).repeat(C, 1, 1, 1), padding=1, groups=C) with the
-   * fixed kernel k = [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]] / wHpf (float32), per channel. The
-   * kernel is computed from wHpf, not read from the `filter` buffer official checkpoints carry (an
-   * ignored buffer, always that same kernel): weights files without it keep loading.
+   * core/model.py's HighPass(w_hpf): F.conv2d(x, filter.view(1, 1, 3, 3).repeat(C, 1, 1, 1),
+   * padding=1, groups=C), per channel, with the registered buffer `filter` (3, 3), a used buffer:
+   * the official forward reads the state_dict's value (a checkpoint may hold any 3x3 kernel). Fresh,
+   * and when a weights file leaves it out, it is the official kernel [[-1, -1, -1], [-1, 8, -1],
+   * [-1, -1, -1]] / wHpf (float32), so files written without it keep loading and meaning the same.
    */
-  highPass: op({ input: ref(), wHpf: t.number }, () => ['filter']),
+  highPass: layer(
+    { input: ref(), wHpf: t.number },
+    { params: {}, buffers: { filter: { key: 'filter', role: 'constant', shape: () => [3, 3], value: (n: { readonly wHpf: number }) => [...highPassKernel(n.wHpf)] } } },
+  ),
   /** Replicate a label vector (N, L) over the spatial grid of `input` (N, C, H, W), concat on C. */
   concatLabel: op({ input: ref(), label: ref({ conditioning: true }) }),
   /** (sum of inputs) * scale: residual sums, optionally divided by sqrt(2). */

@@ -23,6 +23,11 @@ export interface ParamSpec {
   readonly fanIn: number;
   /** A parameter (trained, optimised, averaged), or false for a used buffer (loaded, never trained). */
   readonly trainable: boolean;
+  /**
+   * A used buffer's fixed value (role `constant`, row-major, PyTorch layout): its fresh value and
+   * the one a weights file without it gets (such a buffer may be left out of a file); else null.
+   */
+  readonly value: readonly number[] | null;
 }
 
 const specOf = (n: Node, p: ParamDef<Node>, trainable: boolean): ParamSpec => ({
@@ -31,6 +36,7 @@ const specOf = (n: Node, p: ParamDef<Node>, trainable: boolean): ParamSpec => ({
   role: p.role,
   fanIn: defOf(n).fanIn(n),
   trainable,
+  value: p.value?.(n) ?? null,
 });
 
 const present = (n: Node, defs: Readonly<Record<string, ParamDef<Node>>>, trainable: boolean): readonly ParamSpec[] =>

@@ -15,9 +15,9 @@ import { children, findNetwork, inputsOf } from './walk.ts';
 // Constructors
 
 /** A float input of the given per-sample shape. */
-export const floatIn = (name: string, shape: readonly number[]): PipelineInput => ({ name, dtype: 'float32', shape });
+export const floatIn = (name: string, shape: readonly number[]): PipelineInput => ({ name, dtype: 'float32', shape, optional: false });
 /** One domain index per sample (int64 in ONNX). */
-export const indexIn = (name: string): PipelineInput => ({ name, dtype: 'index', shape: [] });
+export const indexIn = (name: string): PipelineInput => ({ name, dtype: 'index', shape: [], optional: false });
 
 /** `count` standard normal vectors of size `dim`, drawn from `seed` (the same in every interpreter). */
 export const drawNormal = (count: number, dim: number, seed: number): Expr => ({ e: 'draw', kind: 'normal', count, dim, seed });
@@ -42,7 +42,7 @@ export const pipeline = (
  * calls that differ only in the output read are one evaluation).
  */
 export const liftNetwork = (net: Network): Pipeline => {
-  const inputs = inputsOf(net).map((i) => ({ name: i.name, dtype: i.dtype, shape: i.shape }));
+  const inputs = inputsOf(net).map((i) => ({ name: i.name, dtype: i.dtype, shape: i.shape, optional: i.optional }));
   const args = Object.fromEntries(inputs.map((i) => [i.name, data(i.name)]));
   return pipeline(net.name, `network ${net.name}`, inputs, Object.fromEntries(net.outputs.map((o) => [o.name, call(net.name, args, o.name)])));
 };

@@ -67,6 +67,8 @@ export const inferShapes = (net: Network): Result<Inferred> => {
             return err(`input shape ${showShape(node.shape)} must hold positive integers`);
           if (node.dtype === 'index' && node.shape.length !== 0)
             return err('a domain index input is one integer per sample: its shape must be []');
+          if (node.optional && node.dtype === 'index')
+            return err('an optional input is a float tensor (zeros when left out); a domain index cannot be left out');
           return node.shape;
         }
         case 'conv2d':

@@ -1,6 +1,6 @@
 /** Graph walking shared by interpreters (no interpreter imports another). */
 import { absurd } from './errors.ts';
-import type { Expr, Network, Node, Ref } from './ir.ts';
+import type { Expr, Frozen, Network, Node, Ref, Spec } from './ir.ts';
 import { operandsOf } from './ops.ts';
 
 /**
@@ -41,6 +41,15 @@ export const inputsOf = (net: Network): ReadonlyArray<Extract<Node, { op: 'input
 
 export const findNetwork = (nets: readonly Network[], name: string): Network | undefined =>
   nets.find((n) => n.name === name);
+
+/**
+ * The networks training uses with given, fixed weights (`Training.frozen`). A spec module written
+ * in JavaScript before the field existed builds its IR without it: none.
+ */
+export const frozenNets = (spec: Spec): readonly Frozen[] => spec.training.frozen ?? [];
+
+/** Whether `net` is frozen in training. */
+export const isFrozen = (spec: Spec, net: string): boolean => frozenNets(spec).some((f) => f.net === net);
 
 /**
  * The direct sub-expressions of an expression (objective or pipeline), in argument order: a

@@ -116,6 +116,7 @@ const build = (s: Settings): Spec => {
       ],
       optimizers: [adam('generator'), adam('discriminator')],
       ema: [],
+      frozen: [],
       sampleEvery: 100,
       checkpointEvery: 500,
       logEvery: 10,

@@ -17,8 +17,8 @@ const isIntegerDType = (t: HostTensor): boolean => !isFloatDType(t.dtype) && t.d
 /**
  * Check a weights map (PyTorch names and layouts) against a network: every parameter and used
  * buffer (`stateDict`: BatchNorm running statistics) present with its official shape and a float
- * dtype; nothing else, except the buffers the network declares as ignored (`ignoredKeys`:
- * InstanceNorm running stats, `hpf.filter`) and integer `num_batches_tracked` counters. All
+ * dtype (a buffer with a fixed value, HighPass's filter, may be absent: `stateTensor`); nothing else, except the buffers the network declares as ignored (`ignoredKeys`:
+ * InstanceNorm running stats) and integer `num_batches_tracked` counters. All
  * problems come back in one error. Returns the entries to load, parameters and used buffers.
  */
 export const checkWeights = (net: Network, weights: TensorMap, origin = 'weights'): Result<readonly ParamSpec[]> => {
@@ -30,7 +30,9 @@ export const checkWeights = (net: Network, weights: TensorMap, origin = 'weights
   const dtypes: string[] = [];
   for (const p of params) {
     const t = weights.get(p.key);
-    if (t === undefined) missing.push(`${p.key} ${showShape(p.shape)}`);
+    if (t === undefined) {
+      if (p.value === null) missing.push(`${p.key} ${showShape(p.shape)}`);
+    }
     else {
       if (t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i]))
         shapes.push(`${p.key} is ${showShape(t.shape)}, expected ${showShape(p.shape)}`);
@@ -57,14 +59,21 @@ export const checkWeights = (net: Network, weights: TensorMap, origin = 'weights
 };
 
 
+/**
+ * One checked entry's tensor: the file's, or for a buffer with a fixed value the file may leave
+ * out (HighPass's filter), that value.
+ */
+export const stateTensor = (p: ParamSpec, tensors: TensorMap): HostTensor =>
+  tensors.get(p.key) ?? { dtype: 'float32', shape: [...p.shape], data: Float32Array.from(p.value ?? []) };
+
 /** The parameters of `net` from `tensors` (PyTorch names and layouts), or one error listing every mismatch. */
 export const fitWeights = (net: Network, tensors: TensorMap, origin = 'weights'): Result<TensorMap> =>
-  E.map((params: readonly ParamSpec[]) => new Map(params.map((p) => [p.key, tensors.get(p.key)!] as [string, HostTensor])) as TensorMap)(
+  E.map((params: readonly ParamSpec[]) => new Map(params.map((p) => [p.key, stateTensor(p, tensors)] as [string, HostTensor])) as TensorMap)(
     checkWeights(net, tensors, origin),
   );
 
 /** True when every parameter and used-buffer key of `net` is present (used to guess which network a flat file is). */
-export const coversKeys = (net: Network, tensors: TensorMap): boolean => stateDict(net).every((p) => tensors.has(p.key));
+export const coversKeys = (net: Network, tensors: TensorMap): boolean => stateDict(net).every((p) => p.value !== null || tensors.has(p.key));
 
 /** Keys under `NAME.` (prefix stripped), for files holding several networks. */
 export const underPrefix = (tensors: TensorMap, name: string): TensorMap | null => {

@@ -334,6 +334,7 @@ export const build = (s: Settings): Spec => {
       phases: ls.flatMap((l) => phasesFor(s, l, joint)),
       optimizers: [adam('generator', num(s, 'gLr')), adam('discriminator', num(s, 'dLr'))],
       ema: num(s, 'gEmaBeta') > 0 ? [{ net: 'generator', beta: num(s, 'gEmaBeta') }] : [],
+      frozen: [],
       sampleEvery: num(s, 'sampleEvery'),
       checkpointEvery: num(s, 'checkpointEvery'),
       logEvery: num(s, 'logEvery'),

@@ -5,16 +5,21 @@
 import { pipe } from 'fp-ts/lib/function.js';
 import { adainResBlk, resBlk } from '../dsl/blocks.ts';
 import {
+  add,
   branches,
   conv2d,
   flatten,
+  highPass,
   indexInput,
   input,
   instanceNorm,
   leakyRelu,
   linear,
+  mul,
   network,
+  optionalInput,
   relu,
+  resizeBilinear,
   select,
   sequential,
   times,
@@ -29,16 +34,17 @@ import { bceConst, call, data, detach, gradPenalty, l1, mix, rand, term } from '
 import { batchMean, choose, drawNormal, floatIn, indexFill, indexIn, pipeline } from '../dsl/pipelines.ts';
 import { constant, linearDecay } from '../dsl/schedule.ts';
 import { num, type SettingDecl, type Settings, type SpecDef } from '../dsl/settings.ts';
+import { fan, FAN_SIZE } from './fan.ts';
 
 export const settings: readonly SettingDecl[] = [
-  { key: 'imageSize', doc: 'image height and width (a power of two)', type: { kind: 'int', min: 1, max: 4096 }, default: 256, nets: ['generator', 'style_encoder', 'discriminator'] },
+  { key: 'imageSize', doc: 'image height and width (a power of two)', type: { kind: 'int', min: 1, max: 4096 }, default: 256, nets: ['generator', 'style_encoder', 'discriminator', 'fan'] },
   { key: 'numDomains', doc: 'number of domains (2 CelebA-HQ, 3 AFHQ)', type: { kind: 'int', min: 1, max: 1024 }, default: 2, nets: ['mapping_network', 'style_encoder', 'discriminator'] },
   { key: 'latentDim', doc: 'latent code size', type: { kind: 'int', min: 1, max: 4096 }, default: 16, nets: ['mapping_network'] },
   { key: 'hiddenDim', doc: 'mapping network width (fixed at 512 in the official code)', type: { kind: 'int', min: 1, max: 8192 }, default: 512, nets: ['mapping_network'] },
   { key: 'styleDim', doc: 'style code size', type: { kind: 'int', min: 1, max: 4096 }, default: 64, nets: ['generator', 'mapping_network', 'style_encoder'] },
   { key: 'baseDim', doc: 'width of the first convolution (official: 2^14 / imageSize)', type: { kind: 'int', min: 1, max: 4096 }, default: (s) => baseWidth(s['imageSize'] as number), nets: ['generator', 'style_encoder', 'discriminator'] },
   { key: 'maxConvDim', doc: 'widest convolution', type: { kind: 'int', min: 1, max: 8192 }, default: 512, nets: ['generator', 'style_encoder', 'discriminator'] },
-  { key: 'wHpf', doc: 'high-pass filter weight: 1 CelebA-HQ (needs FAN masks), 0 AFHQ', type: { kind: 'number', min: 0, max: 1e6 }, default: 1, nets: ['generator'] },
+  { key: 'wHpf', doc: 'high-pass filter weight: 1 CelebA-HQ (the generator takes FAN landmark masks; the spec then has network fan), 0 AFHQ', type: { kind: 'number', min: 0, max: 1e6 }, default: 1, nets: ['generator', 'fan'] },
   // Training (main.py defaults)
   { key: 'batchSize', doc: 'mini-batch size', type: { kind: 'int', min: 1, max: 4096 }, default: 8 },
   { key: 'iterations', doc: 'training iterations (total_iters)', type: { kind: 'int', min: 1, max: 1e9 }, default: 100000 },
@@ -62,6 +68,24 @@ export const settings: readonly SettingDecl[] = [
 /** Official base width: dim_in = 2^14 / img_size (integer division, at least 1). */
 export const baseWidth = (imageSize: number): number => Math.max(1, Math.floor(2 ** 14 / imageSize));
 const log2i = (n: number): number => Math.floor(Math.log2(n));
+
+/**
+ * The sizes at which the wHpf > 0 generator adds its masked high-pass skips: those of 32, 64 and
+ * 128 that the encoder passes through (below the image size, above the bottleneck); none when
+ * wHpf is 0.
+ */
+export const maskSkips = (s: Settings): readonly number[] => {
+  const size = num(s, 'imageSize');
+  if (num(s, 'wHpf') <= 0) return [];
+  const bottleneck = size / 2 ** (Math.max(0, log2i(size) - 4) + 1);
+  return [32, 64, 128].filter((k) => k <= size && k > bottleneck);
+};
+
+/** The generator's mask inputs: mask0 for the skip at 32, mask1 for those at 64 and 128. */
+export const maskInputs = (s: Settings): readonly string[] => {
+  const skips = maskSkips(s);
+  return [...(skips.includes(32) ? ['mask0'] : []), ...(skips.some((k) => k > 32) ? ['mask1'] : [])];
+};
 
 export const generator = (s: Settings): Network => {
   const size = num(s, 'imageSize');
@@ -89,18 +113,35 @@ export const generator = (s: Settings): Network => {
     enc.push({ dimIn: dimOut, dimOut, down: false });
     decStack.unshift({ dimIn: dimOut, dimOut, up: false });
   }
-  // `encode` is a ModuleList applied in order: numbered as a Sequential would be.
-  h = sequential('encode', enc.map((b) => resBlk({ dimIn: b.dimIn, dimOut: b.dimOut, normalize: true, downsample: b.down })))(h);
+  // Generator.forward(x, s, masks): with w_hpf > 0 the masks (FAN's, at 256x256) are optional
+  // arguments, absent meaning masks=None, which equals zero masks (the skips then add 0).
+  const masks = wHpf > 0 ? [optionalInput('mask0', [1, FAN_SIZE, FAN_SIZE]), optionalInput('mask1', [1, FAN_SIZE, FAN_SIZE])] : null;
+  const skipSizes = maskSkips(s);
+  // `encode` is a ModuleList applied in order, numbered as a Sequential would be; with masks the
+  // input of each block at 32, 64 and 128 pixels is cached for the decoder's skips.
+  const cache = new Map<number, Sym>();
+  let at = size;
+  enc.forEach((b, i) => {
+    if (masks !== null && skipSizes.includes(at)) cache.set(at, h);
+    h = resBlk({ path: `encode.${i}`, dimIn: b.dimIn, dimOut: b.dimOut, normalize: true, downsample: b.down }, h);
+    if (b.down) at /= 2;
+  });
   const unused: Sym[] = [];
   decStack.forEach((b, i) => {
     const r = adainResBlk({ path: `decode.${i}`, dimIn: b.dimIn, dimOut: b.dimOut, styleDim, wHpf, upsample: b.up }, h, st);
     h = r.out;
     unused.push(...r.unused);
+    if (b.up) at *= 2;
+    const cached = cache.get(at);
+    if (masks !== null && skipSizes.includes(at) && cached !== undefined) {
+      // x = x + hpf(F.interpolate(mask, size=x.size(2), mode='bilinear') * cache[x.size(2)])
+      const mask = resizeBilinear({ path: `skip_${at}.mask`, size: at })(masks[at === 32 ? 0 : 1]!);
+      h = add(`skip_${at}`, [h, highPass({ path: 'hpf', wHpf })(mul(`skip_${at}.masked`, mask, cached))]);
+    }
   });
   h = sequential('to_rgb', [instanceNorm({ channels: base, affine: true }), leakyRelu(0.2), conv2d({ in: base, out: 3, k: 1 })])(h);
   return network('generator', { out: h }, {
-    inputOrder: ['x', 's'],
-    ignoredBuffers: wHpf > 0 ? ['hpf.filter'] : [],
+    inputOrder: ['x', 's', 'mask0', 'mask1'],
     unused,
   });
 };
@@ -162,11 +203,20 @@ export const discriminator = (s: Settings): Network => {
 // ---------------------------------------------------------------------------------------------
 // Objective (core/solver.py: compute_d_loss, compute_g_loss, and the update order of train)
 
+/**
+ * The generator's masks for an image when wHpf > 0 (none otherwise): FAN.get_heatmap(img), which
+ * the official code runs under no_grad (so no gradient reaches the image through them).
+ */
+const masksOf = (s: Settings, img: Expr): Readonly<Record<string, Expr>> =>
+  Object.fromEntries(maskInputs(s).map((m) => [m, detach(call('fan', { x: img }, m))]));
+
 const phases = (s: Settings): readonly Phase[] => {
   const x = data('x');
   const y = data('y');
   const yTrg = data('yTrg');
-  const G = (img: Expr, style: Expr): Expr => call('generator', { x: img, s: style });
+  // compute_d_loss / compute_g_loss: the fakes from x use the masks of x (`masks =
+  // nets.fan.get_heatmap(x_real)` in Solver.train); the cycle's reconstruction uses the fake's.
+  const G = (img: Expr, style: Expr, masksFrom: Expr = x): Expr => call('generator', { x: img, s: style, ...masksOf(s, masksFrom) });
   const D = (img: Expr, dom: Expr): Expr => call('discriminator', { x: img, y: dom });
   const F = (z: Expr): Expr => call('mapping_network', { z, y: yTrg });
   const E = (img: Expr, dom: Expr): Expr => call('style_encoder', { x: img, y: dom });
@@ -193,7 +243,7 @@ const phases = (s: Settings): readonly Phase[] => {
         term('adv', bceConst(D(fake, yTrg), 1)),
         term('sty', l1(E(fake, yTrg), sTrg), num(s, 'lambdaSty')),
         term('ds', l1(fake, detach(G(x, sTrg2))), lambdaDs, -1),
-        term('cyc', l1(G(fake, E(x, y)), x), num(s, 'lambdaCyc')),
+        term('cyc', l1(G(fake, E(x, y), fake), x), num(s, 'lambdaCyc')),
       ],
       updates,
     };
@@ -219,7 +269,8 @@ const pipelines = (s: Settings): readonly Pipeline[] => {
   const x = floatIn('x', [3, size, size]);
   const z = floatIn('z', [latentDim]);
   const y = indexIn('y');
-  const G = (style: Expr): Expr => call('generator', { x: data('x'), s: style });
+  // translate_using_latent / translate_using_reference: with wHpf > 0, masks = fan.get_heatmap(x_src).
+  const G = (style: Expr): Expr => call('generator', { x: data('x'), s: style, ...masksOf(s, data('x')) });
   const F = (codes: Expr, domains: Expr): Expr => call('mapping_network', { z: codes, y: domains });
   // s_avg = mean(F(z_many, y)) over 10,000 seeded codes, for each domain; chosen per sample by y.
   const zMany = drawNormal(TRUNCATION_CODES, latentDim, TRUNCATION_SEED);
@@ -243,6 +294,10 @@ const pipelines = (s: Settings): readonly Pipeline[] => {
   ];
 };
 
+/** Where the FAN's weights come from (the error of `train` without them says so). */
+export const FAN_SOURCE =
+  'the FAN of the published wing.ckpt: `starspec import-torch stargan-v2 wing.ckpt --net fan --out fan.safetensors`, then `--weights fan.safetensors`; or `--set wHpf=0` to train without masks (the AFHQ recipe)';
+
 export const build = (s: Settings): Spec => {
   const adam = (net: string, lr: number): Optimizer => ({
     net,
@@ -254,11 +309,14 @@ export const build = (s: Settings): Spec => {
     weightDecay: num(s, 'weightDecay'),
   });
   const k = num(s, 'numDomains');
+  // The FAN is part of the spec when the generator takes masks (wHpf > 0 and an image size of at
+  // least 32, where a skip exists).
+  const masked = maskInputs(s).length > 0;
   return {
     format: IR_FORMAT,
     name: 'stargan-v2',
     settings: s,
-    networks: [generator(s), mappingNetwork(s), styleEncoder(s), discriminator(s)],
+    networks: [generator(s), mappingNetwork(s), styleEncoder(s), discriminator(s), ...(masked ? [fan(num(s, 'imageSize'))] : [])],
     pipelines: pipelines(s),
     training: {
       batchSize: num(s, 'batchSize'),
@@ -288,6 +346,7 @@ export const build = (s: Settings): Spec => {
         adam('discriminator', num(s, 'lr')),
       ],
       ema: ['generator', 'mapping_network', 'style_encoder'].map((net) => ({ net, beta: num(s, 'emaBeta') })),
+      frozen: masked ? [{ net: 'fan', source: FAN_SOURCE }] : [],
       sampleEvery: num(s, 'sampleEvery'),
       checkpointEvery: num(s, 'checkpointEvery'),
       logEvery: num(s, 'logEvery'),

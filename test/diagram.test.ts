@@ -160,7 +160,7 @@ describe('diagram: errors are values', () => {
     const net: Network = {
       name: 'we"ird <net> & co',
       nodes: [
-        { op: 'input', path: 'x&<', name: 'x&<', dtype: 'float32', shape: [4] },
+        { op: 'input', path: 'x&<', name: 'x&<', dtype: 'float32', shape: [4], optional: false },
         { op: 'linear', path: 'fc."a"<b>', input: 0, inFeatures: 4, outFeatures: 2, bias: true },
         { op: 'linear', path: 'spare\\fc', input: 0, inFeatures: 4, outFeatures: 3, bias: false },
       ],

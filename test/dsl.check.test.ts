@@ -219,6 +219,7 @@ test('a size learnt by unification carries to later terms of the phase, and only
       ],
       optimizers: [{ net: 'down', kind: 'adam', lr: { kind: 'constant', value: 1e-3 }, beta1: 0, beta2: 0.99, eps: 1e-8, weightDecay: 0 }],
       ema: [],
+      frozen: [],
       sampleEvery: 1,
       checkpointEvery: 1,
       logEvery: 1,

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { checkSpec } from '../dsl/check.ts';
-import { ignoredKeys, parameterCount, parameters } from '../dsl/params.ts';
+import { ignoredKeys, parameterCount, stateDict } from '../dsl/params.ts';
 import { buildSpec } from '../dsl/settings.ts';
 import { builtinSpecs } from '../specs/index.ts';
 import { FIXTURE_CASES, fixturesDir, haveFixtures, net, spec } from './helpers/specs.ts';
@@ -52,7 +52,8 @@ for (const c of FIXTURE_CASES)
     const n = net(spec(c.spec, c.set), c.net);
     const theirs = header(`${fixturesDir}/${c.dir}/weights.safetensors`);
     const ignored = ignoredKeys(n);
-    const ours = new Map(parameters(n).map((p) => [p.key, [...p.shape]]));
+    // Parameters and used buffers (BatchNorm's statistics, HighPass's filter): the state_dict.
+    const ours = new Map(stateDict(n).map((p) => [p.key, [...p.shape]]));
     assert.deepEqual([...theirs.keys()].filter((k) => !ignored.has(k)).sort(), [...ours.keys()].sort());
     for (const [k, shape] of ours) assert.deepEqual(theirs.get(k), shape, k);
     const expected = JSON.parse(readFileSync(`${fixturesDir}/${c.dir}/case.json`, 'utf8')) as { params: number };

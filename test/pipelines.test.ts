@@ -97,7 +97,7 @@ describe('checking pipelines', () => {
     assert.match(at(out('p', F(drawNormal(10, 4, 1), data('y')))), /the call of mapping_network combines values of different batches: z \(10, 4\), y \(N\) indices/);
     assert.match(at(pipeline('p', '', [x16, x16], { out: data('x') })), /input 'x' is declared twice/);
     assert.match(at(pipeline('p', '', [x16], { x: data('x') })), /output 'x' has the name of an input/);
-    assert.match(at(pipeline('p', '', [indexIn('y'), { name: 'k', dtype: 'index', shape: [2] }], { out: F(data('y'), data('k')) })), /domain index input is one integer per sample/);
+    assert.match(at(pipeline('p', '', [indexIn('y'), { name: 'k', dtype: 'index', shape: [2], optional: false }], { out: F(data('y'), data('k')) })), /domain index input is one integer per sample/);
     // Names: distinct, and none a network's (run --net and export --net take both).
     const clash = withPipeline(s, pipeline('generator', '', [x16], { out: data('x') }));
     assert.match(text(checkSpec(clash)), /pipelines\.generator: pipeline 'generator' has the name of a network/);

@@ -61,7 +61,10 @@ def forward(jobs):
                 torch.save(net.state_dict(), job['save'])
             if 'inputs' in job:
                 io, _ = tensorfile.read(job['inputs'])
-                args = [io[n].long() if n in net.index_inputs else io[n].float() for n in net.inputs]
+                # An input the file lacks (or the job omits) is passed as None: an optional argument
+                # (the CelebA-HQ generator's masks), None meaning zeros.
+                omit = set(job.get('omit', []))
+                args = [None if n not in io or n in omit else io[n].long() if n in net.index_inputs else io[n].float() for n in net.inputs]
                 with torch.no_grad():
                     out = net(*args)
                 outs = out if isinstance(out, tuple) else (out,)

@@ -336,7 +336,7 @@ const specOf = (net: Network): Spec => ({
   settings: {},
   networks: [net],
   pipelines: [],
-  training: { batchSize: 1, iterations: 1, seed: 0, datasets: [], random: [], phases: [], optimizers: [], ema: [], sampleEvery: 1, checkpointEvery: 1, logEvery: 1 },
+  training: { batchSize: 1, iterations: 1, seed: 0, datasets: [], random: [], phases: [], optimizers: [], ema: [], frozen: [], sampleEvery: 1, checkpointEvery: 1, logEvery: 1 },
 });
 
 /**

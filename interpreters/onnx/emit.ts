@@ -37,12 +37,12 @@
  *   from 18), (x - min) / (max - min + eps), NaN throughout a channel holding one (as torch's
  *   min / max give; onnxruntime's reductions skip NaN); l2Normalize -> x * Reciprocal(Sqrt(ReduceSum(x * x,
  *   axis 1) + eps)).
- * - highPass -> Conv(group = C) with the constant kernel / wHpf.
+ * - highPass -> Conv(group = C) with its (3, 3) filter buffer expanded to (C, 1, 3, 3).
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result, type SpecError } from '../../dsl/errors.ts';
 import type { Network, Node, NodeOf } from '../../dsl/ir.ts';
-import { coordinateChannels, highPassKernel, shiftedRows } from '../../dsl/constants.ts';
+import { coordinateChannels, shiftedRows } from '../../dsl/constants.ts';
 import { paramSpec, stateOfNode, type ParamSpec } from '../../dsl/params.ts';
 import { pairOf, type Inferred } from '../../dsl/shapes.ts';
 import { reachable, refsOf } from '../../dsl/walk.ts';
@@ -385,11 +385,12 @@ const emitOne = (x: Site, n: Node): void => {
       return;
     }
     case 'highPass': {
+      // The (3, 3) filter buffer on every channel: Expand to (C, 1, 3, 3), a depthwise Conv.
       const c = x.shapes[n.input]![0]!;
-      const k = highPassKernel(n.wHpf);
-      const weight = new Float32Array(9 * c);
-      for (let i = 0; i < c; i++) weight.set(k, 9 * i);
-      const w = g.constFloat(`hpf_${c}_${n.wHpf}`, [c, 1, 3, 3], weight);
+      const k4 = x.tmp('filter4');
+      g.node('Reshape', [x.param(paramSpec(n, 'filter')), g.constInt64([4], [1, 1, 3, 3])], [k4], `${x.name}/Reshape`);
+      const w = x.tmp('filters');
+      g.node('Expand', [k4, g.constInt64([4], [c, 1, 3, 3])], [w], `${x.name}/Expand`);
       g.node('Conv', [in0, w], [x.out], x.name, [
         attrInts('kernel_shape', [3, 3]),
         attrInts('strides', [1, 1]),

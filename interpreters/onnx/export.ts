@@ -15,7 +15,7 @@ import type { Spec } from '../../dsl/ir.ts';
 import type { TensorMap } from '../../io/tensor.ts';
 import { graphProblems, newGraph } from './graph.ts';
 import { emitPipeline, resolvePlan, type Plan } from './pipelines.ts';
-import { FLOAT, INT64, batchedValueInfo, encodeModel, irVersionFor, type onnx } from './proto.ts';
+import { FLOAT, INT64, batchedValueInfo, encodeModel, floatTensor, irVersionFor, type onnx } from './proto.ts';
 import { checkWeights } from './weights.ts';
 
 export interface ExportOptions {
@@ -55,7 +55,14 @@ const assemble = (
   const emitted = emitPipeline(g, plan, (k) => weights.get(k));
   if (E.isLeft(emitted)) return emitted;
 
-  const { nodes, initializers } = g.finish();
+  const { nodes, initializers: emittedInits } = g.finish();
+  // An optional input (the CelebA-HQ generator's masks) is an overridable initializer: zeros of
+  // (1, ...shape) unless fed (broadcast over the batch: the masks multiply features), so a model
+  // runs without it as the official code does with masks=None.
+  const defaults = sig.inputs
+    .filter((i) => i.optional)
+    .map((i) => floatTensor(i.name, [1, ...i.shape], new Float32Array(i.shape.reduce((a, b) => a * b, 1))));
+  const initializers = [...emittedInits, ...defaults];
   const graph: onnx.IGraphProto = {
     name: `${spec.name}/${plan.name}`,
     docString: `${spec.name} ${plan.name}`,

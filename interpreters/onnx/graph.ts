@@ -88,9 +88,13 @@ export const newGraph = (opset: number): Graph => {
 export const graphProblems = (g: onnx.IGraphProto): readonly { path: string; message: string }[] => {
   const problems: { path: string; message: string }[] = [];
   const defined = new Set<string>();
-  for (const i of g.input ?? []) defined.add(i.name ?? '');
+  const inputs = new Set((g.input ?? []).map((i) => i.name ?? ''));
+  for (const i of inputs) defined.add(i);
+  const initialized = new Set<string>();
   for (const t of g.initializer ?? []) {
-    if (defined.has(t.name ?? '')) problems.push({ path: t.name ?? '', message: 'initializer name used twice' });
+    // An initializer may share a graph input's name (its default: an optional input), once.
+    if (initialized.has(t.name ?? '') || (defined.has(t.name ?? '') && !inputs.has(t.name ?? ''))) problems.push({ path: t.name ?? '', message: 'initializer name used twice' });
+    initialized.add(t.name ?? '');
     defined.add(t.name ?? '');
   }
   for (const n of g.node ?? []) {

@@ -15,8 +15,8 @@ const showDims = (d: readonly number[]): string => `[${d.join(', ')}]`;
 /**
  * Validate `weights` for the networks a plan calls; on success, float32 data by full key (prefix
  * included). With prefixed keys (a file holding several networks), keys of the spec's other
- * networks are skipped; buffers official checkpoints carry (running stats, `hpf.filter`) are
- * accepted and unused.
+ * networks are skipped; buffers official checkpoints carry (v1 running stats) are
+ * accepted and unused; a fixed-value used buffer a file leaves out (HighPass's filter) gets its value.
  */
 export const checkWeights = (
   spec: Spec,
@@ -34,6 +34,10 @@ export const checkWeights = (
       const key = `${p}${param.key}`;
       expected.add(key);
       const t = weights.get(key);
+      if (t === undefined && param.value !== null) {
+        out.set(key, Float32Array.from(param.value)); // a fixed-value buffer left out (HighPass's filter): its value
+        continue;
+      }
       if (t === undefined) {
         errors.push(specError(key, `missing weight (expected float32 ${showDims(param.shape)} for ${s.net.name})`, 'the weights must hold every parameter under its official state_dict name'));
         continue;

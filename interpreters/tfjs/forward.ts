@@ -30,6 +30,8 @@ export interface CompiledInput {
   readonly shape: Shape;
   /** For a domain index: the number of branches it selects among (indices must be in [0, count)). */
   readonly count: number | null;
+  /** May be left out of `apply`'s inputs: zeros of (N, ...shape). */
+  readonly optional: boolean;
 }
 
 export interface CompiledOutput {
@@ -81,7 +83,8 @@ export interface Compiled {
   readonly outputs: readonly CompiledOutput[];
   /**
    * One forward pass. `inputs` holds every input by name, batch first: float32 tensors, and domain
-   * indices as int32 or float32 holding integers (an out-of-range index selects nothing: zeros).
+   * indices as int32 or float32 holding integers (an out-of-range index selects nothing: zeros);
+   * an optional input left out is zeros.
    * Returns new tensors, one per output, owned by the caller; nothing else stays allocated.
    * Throws (a programming error) if an input or parameter is missing: validate at the edges
    * (`loadParams`, `runNetwork`).
@@ -122,6 +125,7 @@ export const compileNetwork = (net: Network): Result<Compiled> => {
         dtype: n.dtype,
         shape: n.shape,
         count: n.dtype === 'index' && counts.length > 0 ? Math.min(...counts) : null,
+        optional: n.optional,
       },
     ];
   });
@@ -248,7 +252,7 @@ export const compileNetwork = (net: Network): Result<Compiled> => {
         case 'l2Normalize':
           return L.l2Normalize(value(node.input), L.channelAxis(rankOf(node.input)), node.eps);
         case 'highPass':
-          return L.highPass(image(node.input), node.wHpf);
+          return L.highPass(image(node.input), param(node, 'filter'));
         case 'concatLabel': {
           const x = image(node.input);
           const [, h, w] = x.shape;
@@ -353,6 +357,13 @@ export const compileNetwork = (net: Network): Result<Compiled> => {
           return;
         }
         if (node.op === 'input') {
+          if (given[node.name] === undefined && node.optional) {
+            // Left out: zeros of (N, ...shape), N the batch of the inputs given.
+            const n = need(Object.values(given)[0], `input '${node.name}' is optional but no input gives the batch`).shape[0]!;
+            values[i] = tf.zeros([n, ...(node.shape.length >= 3 ? [...node.shape.slice(1), node.shape[0]!] : node.shape)]);
+            owned[i] = true;
+            return;
+          }
           const t = need(given[node.name], `input '${node.name}' was not given`);
           let v = t;
           if (node.dtype === 'index') v = t.dtype === 'int32' ? t : tf.tidy(() => tf.cast(tf.round(t), 'int32'));

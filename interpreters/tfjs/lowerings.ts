@@ -21,7 +21,7 @@
  * PyTorch in test/ops.reference.test.ts, their gradients in test/ops.props.test.ts.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { coordinateChannels, highPassKernel } from '../../dsl/constants.ts';
+import { coordinateChannels } from '../../dsl/constants.ts';
 
 /**
  * LeakyReLU: tfjs's own kernel, with the gradient registered in gradients.ts (dy * step(x, alpha),
@@ -409,23 +409,24 @@ export const l2Normalize = (x: tf.Tensor, axis: number, eps: number): tf.Tensor 
   tf.tidy(() => tf.mul(x, tf.rsqrt(tf.add(tf.sum(tf.mul(x, x), axis, true), eps))));
 
 /**
- * core/model.py's HighPass: the same 3x3 kernel on every channel (a depthwise convolution, zero
- * padding 1). wasm has no DepthwiseConv2dNativeBackpropInput; the kernel is symmetric under
- * rotation by 180 degrees, so the input gradient is the same filter applied to dy, and the
- * gradient is written that way (the kernel is constant: no filter gradient).
+ * core/model.py's HighPass: one 3x3 kernel on every channel (a depthwise convolution, zero
+ * padding 1). `filter` is the (3, 3) buffer as the store holds it (a rank-2 tensor: transposed,
+ * so filter[j][i] is the kernel's row i, column j). wasm has no DepthwiseConv2dNativeBackpropInput;
+ * the input gradient of a cross-correlation with k is the cross-correlation of dy with k rotated
+ * by 180 degrees, written so (the filter is a buffer: no filter gradient).
  */
-export const highPass = (x: tf.Tensor4D, wHpf: number): tf.Tensor4D => {
+export const highPass = (x: tf.Tensor4D, filter: tf.Tensor): tf.Tensor4D => {
   const c = x.shape[3];
-  const k = highPassKernel(wHpf);
-  const data = new Float32Array(9 * c);
-  for (let i = 0; i < 9; i++) data.fill(k[i]!, i * c, (i + 1) * c);
   return tf.tidy(() => {
-    const filter = tf.tensor4d(data, [3, 3, c, 1]);
-    // The filter goes through `save` (cloned and kept past this tidy for the backward pass).
+    const k = tf.transpose(filter); // (kH, kW)
+    const depthwise = (kernel: tf.Tensor): tf.Tensor4D => tf.tile(tf.reshape(kernel, [3, 3, 1, 1]), [1, 1, c, 1]) as tf.Tensor4D;
+    const forward = depthwise(k);
+    const backward = depthwise(tf.reverse(k, [0, 1]));
+    // The filters go through `save` (cloned and kept past this tidy for the backward pass).
     const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-      (args[1] as tf.GradSaveFunc)([filter]);
+      (args[1] as tf.GradSaveFunc)([backward]);
       return {
-        value: tf.depthwiseConv2d(args[0] as tf.Tensor4D, filter, 1, 'same'),
+        value: tf.depthwiseConv2d(args[0] as tf.Tensor4D, forward, 1, 'same'),
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.depthwiseConv2d(dy as tf.Tensor4D, saved[0] as tf.Tensor4D, 1, 'same'),
       };
     });

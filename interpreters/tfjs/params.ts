@@ -17,7 +17,7 @@ import { initParams as freshParams } from '../../dsl/init.ts';
 import type { Network } from '../../dsl/ir.ts';
 import type { ParamSpec } from '../../dsl/params.ts';
 import { toFloat32, type HostTensor, type TensorMap } from '../../io/tensor.ts';
-import { checkWeights } from '../../io/weights.ts';
+import { checkWeights, stateTensor } from '../../io/weights.ts';
 
 /** One network's parameters in tfjs layouts, by official state_dict key. */
 export type ParamStore = ReadonlyMap<string, tf.Variable | tf.Tensor>;
@@ -91,6 +91,8 @@ export interface LoadOptions {
    * non-trainable for used buffers (BatchNorm statistics), which no gradient or optimizer touches.
    */
   readonly variables?: boolean;
+  /** With `variables`: every one non-trainable (a frozen network: no gradient, no optimizer). */
+  readonly frozen?: boolean;
   /** Names the weights in errors (a file name). */
   readonly origin?: string;
 }
@@ -100,9 +102,9 @@ export const loadParams = (net: Network, weights: TensorMap, options: LoadOption
   E.map((params: readonly ParamSpec[]) => {
     const store = new Map<string, tf.Variable | tf.Tensor>();
     for (const p of params) {
-      const t = toTfParam(weights.get(p.key)!);
+      const t = toTfParam(stateTensor(p, weights));
       if (options.variables) {
-        store.set(p.key, tf.variable(t, p.trainable));
+        store.set(p.key, tf.variable(t, p.trainable && options.frozen !== true));
         t.dispose();
       } else store.set(p.key, t);
     }

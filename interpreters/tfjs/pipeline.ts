@@ -58,12 +58,17 @@ export const loadPipeline = (spec: Spec, name: string, params: (net: string) => 
   const apply = (given: Readonly<Record<string, tf.Tensor>>): Record<string, tf.Tensor> =>
     tf.tidy(() => {
       const inputs = new Map<string, tf.Tensor>();
+      const batch = p.inputs.length > 0 ? (p.inputs.map((i) => given[i.name]).find((t) => t !== undefined)?.shape[0] ?? 1) : 1;
       for (const i of p.inputs) {
         const t = given[i.name];
+        if (t === undefined && i.optional) {
+          // Left out: zeros of (N, ...shape), NHWC for images as inside.
+          inputs.set(i.name, tf.zeros([batch, ...(i.shape.length >= 3 ? [...i.shape.slice(1), i.shape[0]!] : i.shape)]));
+          continue;
+        }
         if (t === undefined) throw new Error(`tfjs pipeline ${name}: input '${i.name}' was not given`);
         inputs.set(i.name, image.has(i.name) ? channelsLast(t) : index.has(i.name) && t.dtype !== 'int32' ? tf.cast(tf.round(t), 'int32') : t);
       }
-      const batch = p.inputs.length > 0 ? given[p.inputs[0]!.name]!.shape[0]! : 1;
       const env: EvalEnv = {
         nets,
         params: (net) => params(net),
@@ -110,13 +115,13 @@ export const checkPipelineInputs = (
   inputs: ReadonlyMap<string, { readonly dtype: string; readonly shape: readonly number[]; readonly data: ArrayLike<number | bigint> }>,
   origin = 'inputs',
 ): Result<number> => {
-  const expected = sig.inputs.map((i) => `${i.name} ${shown(i.shape)}`).join(', ');
+  const expected = sig.inputs.map((i) => `${i.name} ${shown(i.shape)}${i.optional ? ' (optional)' : ''}`).join(', ');
   const errors: ReturnType<typeof specError>[] = [];
   const problem = (name: string, message: string, hint = ''): void => {
     errors.push(specError(`${origin}: ${name}`, message, hint));
   };
   const names = new Set(sig.inputs.map((i) => i.name));
-  const missing = sig.inputs.filter((i) => !inputs.has(i.name));
+  const missing = sig.inputs.filter((i) => !i.optional && !inputs.has(i.name));
   if (missing.length > 0)
     problem(
       missing.map((i) => i.name).join(', '),

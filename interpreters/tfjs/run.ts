@@ -107,7 +107,10 @@ export const runPipeline = async (spec: Spec, name: string, weights: TensorMap, 
   const given: Record<string, tf.Tensor> = {};
   let outputs: Record<string, tf.Tensor> = {};
   try {
-    for (const i of p.pipeline.inputs) given[i.name] = toTensor(inputs.get(i.name)!, i.dtype === 'index');
+    for (const i of p.pipeline.inputs) {
+      const t = inputs.get(i.name);
+      if (t !== undefined) given[i.name] = toTensor(t, i.dtype === 'index'); // an optional one left out: zeros
+    }
     outputs = p.apply(given);
     const result = new Map<string, HostTensor>();
     for (const o of p.pipeline.outputs) {

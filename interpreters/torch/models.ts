@@ -20,7 +20,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result, type SpecError } from '../../dsl/errors.ts';
 import type { Expr, Network, Node, Pipeline, Spec } from '../../dsl/ir.ts';
-import { buffersOfNode, ignoredKeys, parameterCount, parameters, stateDict } from '../../dsl/params.ts';
+import { buffersOfNode, ignoredKeys, paramKey, parameterCount, parameters, stateDict, usedBuffersOfNode } from '../../dsl/params.ts';
 import { findNetwork, inputsOf, reachable } from '../../dsl/walk.ts';
 import { callsIn, isConstant, networksOf } from '../../dsl/pipelines.ts';
 import { canon, valueCode, type ExprContext } from './exprs.ts';
@@ -178,10 +178,9 @@ def l2_normalize(x, eps):
     return x * torch.rsqrt(torch.sum(x ** 2, dim=1, keepdim=True) + eps)
 
 
-def high_pass(x, w_hpf):
-    """core/model.py's HighPass: the fixed 3x3 kernel [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]] / w_hpf
-    on every channel (computed here, not read from the checkpoint's ignored 'filter' buffer)."""
-    k = torch.tensor([[-1, -1, -1], [-1, 8., -1], [-1, -1, -1]], device=x.device) / w_hpf
+def high_pass(x, k):
+    """core/model.py's HighPass: its (3, 3) 'filter' buffer k (fresh: [[-1, -1, -1], [-1, 8, -1],
+    [-1, -1, -1]] / w_hpf; loaded from a checkpoint that holds it) on every channel."""
     c = x.size(1)
     return F.conv2d(x, k.view(1, 1, 3, 3).repeat(c, 1, 1, 1), padding=1, groups=c)
 
@@ -313,6 +312,17 @@ const networkClass = (net: Network, cls: string, specName: string): Result<NetCo
   // Ignored buffers no module registers: empty placeholders, so official checkpoints load strictly.
   const optional = [...ignoredKeys(net)];
   for (const b of new Set([...placeholders, ...net.ignoredBuffers])) init.push(`buffer(self, ${pyStr(b)}, torch.zeros(0))  # ignored by computation`);
+  // Used buffers with a fixed value on module-less nodes (HighPass's filter): registered at their
+  // value, read by forward, taken from a state_dict that holds them (official checkpoints do).
+  const constants = new Set<string>();
+  for (const n of net.nodes)
+    if (moduleOf(n) === null)
+      for (const p of usedBuffersOfNode(n))
+        if (p.value !== null && !constants.has(p.key)) {
+          constants.add(p.key);
+          optional.push(p.key);
+          init.push(`buffer(self, ${pyStr(p.key)}, torch.tensor(${pyTuple(p.value.map(pyNum))}, dtype=torch.float32).view(${pyTuple(p.shape.map(String))}))`);
+        }
 
   // forward: one line per live node.
   const vars: string[] = net.nodes.map(() => '');
@@ -389,7 +399,7 @@ const networkClass = (net: Network, cls: string, specName: string): Result<NetCo
         case 'l2Normalize':
           return `l2_normalize(${v(n.input)}, ${pyNum(n.eps)})`;
         case 'highPass':
-          return `high_pass(${v(n.input)}, ${pyNum(n.wHpf)})`;
+          return `high_pass(${v(n.input)}, self.get_buffer(${pyStr(paramKey(n, 'filter'))}))`;
         case 'concatLabel':
           return `concat_label(${v(n.input)}, ${v(n.label)})`;
         case 'add': {
@@ -415,7 +425,19 @@ const networkClass = (net: Network, cls: string, specName: string): Result<NetCo
   body.push(`return ${outs.length === 1 ? outs[0] : outs.join(', ')}`);
   if (errors.length > 0) return E.left(errors);
 
-  const sig = inputs.map((i) => args.get(i)!);
+  // An optional argument (the generator's masks) defaults to None, meaning zeros of (N, ...shape).
+  const sig = inputs.map((i) => (i.optional ? `${args.get(i)!}=None` : args.get(i)!));
+  const batchOf = inputs.find((i) => !i.optional);
+  const zerosFor = inputs
+    .filter((i) => i.optional)
+    .flatMap((i) =>
+      batchOf === undefined
+        ? []
+        : [
+            `if ${args.get(i)!} is None:`,
+            `    ${args.get(i)!} = torch.zeros((${args.get(batchOf)!}.size(0), ${i.shape.join(', ')}), device=${args.get(batchOf)!}.device)`,
+          ],
+    );
   const outNames = net.outputs.map((o) => o.name);
   const lines = [
     `class ${cls}(Network):`,
@@ -437,6 +459,7 @@ const networkClass = (net: Network, cls: string, specName: string): Result<NetCo
     '',
     `    def forward(self, ${sig.join(', ')}):`,
     '        L = self._at',
+    ...indent(zerosFor, 2),
     ...indent(body, 2),
   ];
   return E.right({ cls, lines });
@@ -637,9 +660,14 @@ export const emitModels = (spec: Spec): Result<string> => {
     "# init, as starspec's dsl/init.ts).",
     ...table('PARAMETERS', (n) => parameters(n).map((p) => `(${pyStr(p.key)}, ${pyTuple(p.shape.map(String))}, ${pyStr(p.role)}, ${p.fanIn})`)),
     '',
-    "# Each network's used buffers (BatchNorm running statistics): loaded, saved and read by forward,",
-    '# never trained: (state_dict key, shape, role); fresh ones are mean zeros, variance ones.',
-    ...table('BUFFERS', (n) => stateDict(n).filter((p) => !p.trainable).map((p) => `(${pyStr(p.key)}, ${pyTuple(p.shape.map(String))}, ${pyStr(p.role)})`)),
+    "# Each network's used buffers (BatchNorm running statistics, HighPass's filter): loaded, saved and",
+    '# read by forward, never trained: (state_dict key, shape, role, value); fresh ones are mean zeros,',
+    '# variance ones, a constant its value (row-major).',
+    ...table('BUFFERS', (n) =>
+      stateDict(n)
+        .filter((p) => !p.trainable)
+        .map((p) => `(${pyStr(p.key)}, ${pyTuple(p.shape.map(String))}, ${pyStr(p.role)}, ${p.value === null ? 'None' : pyTuple(p.value.map(pyNum))})`),
+    ),
     '',
   ].join('\n');
   return E.right(text);

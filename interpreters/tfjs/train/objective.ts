@@ -61,6 +61,24 @@ export const stopGradient = (x: tf.Tensor): tf.Tensor => {
 
 const key = (x: unknown): string => JSON.stringify(x);
 
+/**
+ * Run `f` without recording on the gradient tape (PyTorch's torch.no_grad()): what only a `detach`
+ * reads (the FAN masks of StarGAN v2's CelebA-HQ objective, a whole landmark network) keeps
+ * neither tape nodes nor the activations they save for a backward pass that never comes. tfjs
+ * records a kernel only while `kernelDepth` is 0 (its own kernels run nested ops so), so raising
+ * it for the duration turns recording off; nothing else reads it.
+ */
+const untaped = <T>(f: () => T): T => {
+  const st = tf.engine().state;
+  if (st.gradientDepth === 0) return f();
+  st.kernelDepth++;
+  try {
+    return f();
+  } finally {
+    st.kernelDepth--;
+  }
+};
+
 /** Broadcast a per-sample (N) tensor against a tensor of rank r. */
 const perSample = (a: tf.Tensor, rank: number): tf.Tensor => tf.reshape(a, [-1, ...new Array<number>(Math.max(0, rank - 1)).fill(1)]);
 
@@ -88,14 +106,20 @@ export interface Evaluator {
  * variable a gradient penalty differentiates with respect to).
  */
 export const evaluator = (env: EvalEnv, subst?: { readonly key: string; readonly value: tf.Tensor }): Evaluator => {
+  // Values computed on the tape, and those computed behind a detach without it: a value first
+  // needed behind a detach (the fake image the cycle's masks are computed from) and later outside
+  // one is computed again, on the tape; the other way round the taped value is reused.
   const memo = new Map<string, tf.Tensor>();
   const calls = new Map<string, Record<string, tf.Tensor>>();
   const shared: tf.Tensor[] = [];
+  const untapedMemo = new Map<string, tf.Tensor>();
+  const untapedCalls = new Map<string, Record<string, tf.Tensor>>();
+  let detached = 0;
 
   const expr = (x: Expr): tf.Tensor => {
     const k = exprKey(x);
     if (subst && k === subst.key) return subst.value;
-    const hit = memo.get(k) ?? env.given?.get(k) ?? env.constants?.get(k);
+    const hit = memo.get(k) ?? env.given?.get(k) ?? (detached > 0 ? untapedMemo.get(k) : undefined) ?? env.constants?.get(k);
     if (hit) return hit;
     const v = ((): tf.Tensor => {
       switch (x.e) {
@@ -105,22 +129,29 @@ export const evaluator = (env: EvalEnv, subst?: { readonly key: string; readonly
           return env.random(x.name);
         case 'call': {
           const ck = key({ ...x, output: null });
-          let outs = calls.get(ck);
+          let outs = calls.get(ck) ?? (detached > 0 ? untapedCalls.get(ck) : undefined);
           if (!outs) {
             const net = env.nets.get(x.net);
             if (!net) throw new Error(`objective calls unknown network ${x.net}`);
             const inputs = Object.fromEntries(Object.entries(x.inputs).map(([n, e]) => [n, expr(e)]));
-            // Outside a gradient penalty no gradient of a gradient goes through the call.
-            const recompute = env.recompute && !subst ? { recompute: { params: x.weights === 'live' && env.recompute.updates.has(x.net) } } : {};
+            // Outside a gradient penalty no gradient of a gradient goes through the call; behind a
+            // detach nothing is taped, so nothing is recomputed.
+            const recompute = env.recompute && !subst && detached === 0 ? { recompute: { params: x.weights === 'live' && env.recompute.updates.has(x.net) } } : {};
             outs = net.apply(env.params(x.net, x.weights), inputs, { layout: 'nhwc', firstOrder: !subst, ...recompute });
-            calls.set(ck, outs);
+            (detached > 0 ? untapedCalls : calls).set(ck, outs);
           }
           const o = outs[x.output];
           if (!o) throw new Error(`${x.net} has no output ${x.output}`);
           return o;
         }
-        case 'detach':
-          return stopGradient(expr(x.x));
+        case 'detach': {
+          detached++;
+          try {
+            return stopGradient(untaped(() => expr(x.x)));
+          } finally {
+            detached--;
+          }
+        }
         case 'mix': {
           const a = expr(x.a);
           const b = expr(x.b);
@@ -163,7 +194,7 @@ export const evaluator = (env: EvalEnv, subst?: { readonly key: string; readonly
       }
     })();
     if (env.constants && isConstant(x)) env.constants.set(k, tf.keep(v));
-    else memo.set(k, v);
+    else (detached > 0 ? untapedMemo : memo).set(k, v);
     return v;
   };
 

@@ -4,6 +4,7 @@
  * weights file for `run` and `export`:
  *
  *   NAME.key            live weights          ema.NAME.key         EMA weights
+ *                       (frozen networks too: a run directory holds every weight it ran with)
  *   adam.NAME.m.key     first moments         adam.NAME.v.key      second moments
  *   __metadata__        {"format", "step", "adam_steps", "spec"}
  */
@@ -11,6 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result, type SpecError } from '../../../dsl/errors.ts';
 import type { Spec } from '../../../dsl/ir.ts';
+import { frozenNets, isFrozen } from '../../../dsl/walk.ts';
 import type { HostTensor, TensorMap } from '../../../io/tensor.ts';
 import { initParams } from '../../../dsl/init.ts';
 import { loadParams, toTfParam, toTorchParam } from '../params.ts';
@@ -36,14 +38,22 @@ export interface TrainState {
 
 const variables = (spec: Spec, net: string, weights: TensorMap, origin: string): Result<VarStore> =>
   E.map((s: ReadonlyMap<string, tf.Tensor>) => s as VarStore)(
-    loadParams(spec.networks.find((n) => n.name === net)!, weights, { variables: true, origin }),
+    loadParams(spec.networks.find((n) => n.name === net)!, weights, { variables: true, frozen: isFrozen(spec, net), origin }),
   );
+
+/** The error for a frozen network whose weights were not given. */
+const frozenMissing = (spec: Spec, net: string): SpecError => {
+  const f = frozenNets(spec).find((x) => x.net === net)!;
+  return specError('--weights', `${spec.name} trains with network '${net}' frozen (its given weights are never trained), and no weights for it were given`, `give ${f.source}`);
+};
 
 const copyVars = (s: VarStore): VarStore => new Map([...s].map(([k, v]) => [k, tf.variable(v, false)] as [string, tf.Variable]));
 
 /**
  * A fresh state: seeded He initialisation (or given weights per network), zero moments, EMA
- * copies equal to the weights (the official code deep-copies the networks).
+ * copies equal to the weights (the official code deep-copies the networks). A frozen network
+ * (`training.frozen`) must be given: it is never initialised freshly, and its variables are not
+ * trainable.
  */
 export interface StateOptions {
   /** Where Adam's moments live (adam.ts): 'device' (default) or 'host' (off the backend's memory). */
@@ -54,7 +64,12 @@ export const initState = (spec: Spec, seed: number, given: ReadonlyMap<string, T
   const errors: SpecError[] = [];
   const params = new Map<string, VarStore>();
   for (const net of spec.networks) {
-    const w = given.get(net.name) ?? initParams(net, seed + spec.networks.indexOf(net));
+    const g = given.get(net.name);
+    if (g === undefined && isFrozen(spec, net.name)) {
+      errors.push(frozenMissing(spec, net.name));
+      continue;
+    }
+    const w = g ?? initParams(net, seed + spec.networks.indexOf(net));
     const r = variables(spec, net.name, w, net.name);
     if (E.isLeft(r)) errors.push(...r.left);
     else params.set(net.name, r.right);
@@ -96,7 +111,6 @@ export const stateToFile = (spec: Spec, s: TrainState): { tensors: TensorMap; me
   };
 };
 
-/** Rebuild a state from a checkpoint file's tensors and metadata. */
 /** Interpreter-layout data of a parameter's shape in PyTorch layout (as toTorchParam). */
 const torchLayout = (data: Float32Array, shape: readonly number[]): HostTensor => {
   const t = tf.tensor(data, [...shape], 'float32');
@@ -105,7 +119,18 @@ const torchLayout = (data: Float32Array, shape: readonly number[]): HostTensor =
   return h;
 };
 
-export const stateFromFile = (spec: Spec, tensors: TensorMap, metadata: Readonly<Record<string, string>>, origin: string, options: StateOptions = {}): Result<TrainState> => {
+/**
+ * Rebuild a state from a checkpoint file's tensors and metadata. A frozen network the checkpoint
+ * does not hold (a run written before the network was frozen) may come from `given`.
+ */
+export const stateFromFile = (
+  spec: Spec,
+  tensors: TensorMap,
+  metadata: Readonly<Record<string, string>>,
+  origin: string,
+  given: ReadonlyMap<string, TensorMap> = new Map(),
+  options: StateOptions = {},
+): Result<TrainState> => {
   if (metadata['format'] !== CHECKPOINT_FORMAT)
     return E.left([specError(origin, `is not a starspec checkpoint (format ${JSON.stringify(metadata['format'] ?? null)})`)]);
   const step = Number(metadata['step']);
@@ -125,7 +150,18 @@ export const stateFromFile = (spec: Spec, tensors: TensorMap, metadata: Readonly
   const params = new Map<string, VarStore>();
   const ema = new Map<string, VarStore>();
   for (const net of spec.networks) {
-    const r = variables(spec, net.name, under(`${net.name}.`), `${origin} (${net.name})`);
+    const own = under(`${net.name}.`);
+    const g = given.get(net.name);
+    if (own.size === 0 && isFrozen(spec, net.name)) {
+      if (g === undefined) errors.push(frozenMissing(spec, net.name));
+      else {
+        const r = variables(spec, net.name, g, `--weights (${net.name})`);
+        if (E.isLeft(r)) errors.push(...r.left);
+        else params.set(net.name, r.right);
+      }
+      continue;
+    }
+    const r = variables(spec, net.name, own, `${origin} (${net.name})`);
     if (E.isLeft(r)) errors.push(...r.left);
     else params.set(net.name, r.right);
   }

@@ -58,7 +58,7 @@ class TrainError(Exception):
 def init_weights(net, seed):
     """{key: tensor} fresh state of a network: He normal (fan-in, ReLU gain) and zero biases for
     init 'he'; PyTorch's layer defaults (uniform +-1/sqrt(fan_in)) for 'torch-default'; norm
-    scales 1, shifts 0; used buffers as a fresh BatchNorm's (running mean 0, running variance 1)."""
+    scales 1, shifts 0; used buffers as a fresh BatchNorm's (running mean 0, running variance 1), constants their value."""
     kind = models.NETWORKS[net].init
     out = {}
     for key, shape, role, fan_in in models.PARAMETERS[net]:
@@ -74,8 +74,11 @@ def init_weights(net, seed):
         else:
             a = np.zeros(n)
         out[key] = torch.from_numpy(a.astype(np.float32)).reshape(shape)
-    for key, shape, role in models.BUFFERS[net]:
-        out[key] = (torch.ones if role == 'variance' else torch.zeros)(shape, dtype=torch.float32)
+    for key, shape, role, value in models.BUFFERS[net]:
+        if role == 'constant':
+            out[key] = torch.tensor(value, dtype=torch.float32).view(shape)
+        else:
+            out[key] = (torch.ones if role == 'variance' else torch.zeros)(shape, dtype=torch.float32)
     return out
 
 
