@@ -16,10 +16,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import { appendFile, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { checkSpec } from '../dsl/check.ts';
+import { checkSpec, requireTraining } from '../dsl/check.ts';
 import { encodeSpec } from '../dsl/codec.ts';
 import { specError, type Result } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
+import { trainingOf } from '../dsl/ir.ts';
 import { folderProvider } from '../io/datasets/folders.ts';
 import { syntheticProvider, type HostBatch, type Provider } from '../io/datasets/provider.ts';
 import { writeBytesAtomic } from '../io/files.ts';
@@ -139,7 +140,7 @@ const isProvider = (d: TrainOptions['data']): d is Provider => typeof d === 'obj
 
 /** A grid of sample translations from held-out images of the first dataset (interpreters/tfjs/train/sampling.ts). */
 export const sampleGrid = async (spec: Spec, state: TrainState, provider: Provider, n = 8): Promise<Result<Uint8Array>> => {
-  const held = await provider.heldOut(spec.training.datasets[0]!.name, n);
+  const held = await provider.heldOut(trainingOf(spec).datasets[0]!.name, n);
   if (E.isLeft(held)) return held;
   return gridOf(spec, (net) => samplingWeights(state, net), held.right, provider.imageSize);
 };
@@ -180,7 +181,7 @@ interface Start {
 
 /** Resolve `resume`/`overwrite` against the run directory; clears a replaced run. */
 const prepareRun = async (specIn: Spec, o: TrainOptions): Promise<Result<Start>> => {
-  const dataSeed = o.dataSeed ?? specIn.training.seed;
+  const dataSeed = o.dataSeed ?? trainingOf(specIn).seed;
   const from = typeof o.resume === 'object' ? o.resume : null;
   if (o.out === undefined) {
     return o.resume === true ? E.left([specError('resume', 'needs the run directory (out) whose checkpoint to continue', 'pass out, or a Checkpoint as resume')]) : E.right({ spec: specIn, dataSeed, from });
@@ -214,6 +215,8 @@ const prepareRun = async (specIn: Spec, o: TrainOptions): Promise<Result<Start>>
  * Left naming the step, phase and terms; the last good checkpoint in `out` is kept.
  */
 export const train = async (specIn: Spec, o: TrainOptions): Promise<Result<TrainResult>> => {
+  const trainable = requireTraining(specIn, 'train');
+  if (E.isLeft(trainable)) return trainable;
   const checked = checkSpec(specIn);
   if (E.isLeft(checked)) return checked;
   const start = await prepareRun(specIn, o);
@@ -236,7 +239,7 @@ export const train = async (specIn: Spec, o: TrainOptions): Promise<Result<Train
     if (E.isLeft(s)) return s;
     state = s.right;
   } else {
-    const s = initState(spec, spec.training.seed);
+    const s = initState(spec, trainingOf(spec).seed);
     if (E.isLeft(s)) return s;
     state = s.right;
   }
@@ -260,8 +263,8 @@ export const train = async (specIn: Spec, o: TrainOptions): Promise<Result<Train
     }
   }
 
-  const total = o.steps ?? spec.training.iterations;
-  const tr = spec.training;
+  const total = o.steps ?? trainingOf(spec).iterations;
+  const tr = trainingOf(spec);
   const datasets = [...new Set(tr.phases.map((p) => p.dataset ?? tr.datasets[0]!.name))];
   const logPath = out === undefined ? undefined : join(out, 'log.jsonl');
   const save = async (s: TrainState): Promise<Result<void>> => {

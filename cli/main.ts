@@ -6,7 +6,7 @@
 import { Command, CommanderError, Help, Option } from 'commander';
 import * as E from 'fp-ts/lib/Either.js';
 import { createRequire } from 'node:module';
-import { checkPipeline, checkRunnable, checkSpec } from '../dsl/check.ts';
+import { checkPipeline, checkRunnable, checkSpec, requireTraining } from '../dsl/check.ts';
 import { formatError, specError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { Network, Spec } from '../dsl/ir.ts';
 import { networksOf } from '../dsl/pipelines.ts';
@@ -134,7 +134,7 @@ program
     ok(checkSpec(spec, o.net ? [o.net] : undefined));
     const nets = o.net ? [netOf(spec, o.net)] : spec.networks;
     const counts = nets.map((n) => `${n.name} ${fmtInt(ok(summarize(n)).params)}`).join(', ');
-    process.stdout.write(`OK ${spec.name}: ${counts} parameters${o.net ? '' : `; ${spec.training.phases.length} training phases; ${spec.pipelines.length} pipelines`}\n`);
+    process.stdout.write(`OK ${spec.name}: ${counts} parameters${o.net ? '' : `; ${spec.training === null ? 'inference only' : `${spec.training.phases.length} training phases`}; ${spec.pipelines.length} pipelines`}\n`);
   });
 
 program
@@ -382,6 +382,7 @@ program
   .option('--overwrite', 'replace an export already in --out')
   .action(async (specArg: string, o: { set: string[]; out: string; overwrite?: boolean }) => {
     const spec = ok(await loadSpec(specArg, o.set));
+    ok(requireTraining(spec, 'export-torch'));
     ok(checkSpec(spec));
     const { exportTorchCommand } = await import('./export-torch.ts');
     const info = ok(await exportTorchCommand(spec, o.out, o.overwrite ?? false));
@@ -405,6 +406,7 @@ program
     const seed = o.seed === undefined ? undefined : Number(o.seed);
     if (seed !== undefined && !Number.isInteger(seed)) die('--seed', `${o.seed} is not an integer`);
     const spec = ok(await loadSpec(o.spec, o.set));
+    ok(requireTraining(spec, 'data synthetic'));
     const { syntheticDataCommand } = await import('./data.ts');
     const info = ok(await syntheticDataCommand(spec, o.out, count, seed, o.overwrite ?? false));
     process.stderr.write(`wrote ${o.out} (${info})\n`);

@@ -8,7 +8,8 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result, type SpecError } from './errors.ts';
-import type { DataField, DType, Expr, Network, Phase, Pipeline, Schedule, Spec, Term, Training } from './ir.ts';
+import type { DataField, DType, Expr, Network, Phase, Pipeline, Schedule, Spec, Term, Training, TrainableSpec } from './ir.ts';
+import { isTrainable } from './ir.ts';
 import { networksOf, pipelineOf } from './pipelines.ts';
 import { inferShapes, isPosInt, type Inferred } from './shapes.ts';
 import { inputsOf } from './walk.ts';
@@ -523,7 +524,7 @@ const checkRefs = (env: RefEnv, x: Expr, path: string, errors: SpecError[]): voi
           errors.push(specError(path, `${x.net} has no output '${x.output}'`, `outputs: ${net.outputs.map((o) => o.name).join(', ')}`));
         if (x.weights === 'ema') {
           if (env.pipeline) errors.push(specError(path, `calls the EMA copy of ${x.net}; a pipeline runs with the weights it is given`, "use 'live' (a run's EMA copies are what it is given)"));
-          else if (!env.spec.training.ema.some((e) => e.net === x.net)) errors.push(specError(path, `uses the EMA copy of ${x.net}, which is not declared`));
+          else if (!(env.spec.training?.ema ?? []).some((e) => e.net === x.net)) errors.push(specError(path, `uses the EMA copy of ${x.net}, which is not declared`));
         }
         Object.entries(x.inputs).forEach(([k, v]) => go(v, `${path}.${x.net}(${k})`));
         return;
@@ -575,9 +576,10 @@ const checkRefs = (env: RefEnv, x: Expr, path: string, errors: SpecError[]): voi
 // ---------------------------------------------------------------------------------------------
 // The objective
 
-/** Validate the objective and schedule against the networks. */
+/** Validate the objective and schedule against the networks (an inference-only spec has none). */
 export const checkTraining = (spec: Spec): readonly SpecError[] => {
   const tr = spec.training;
+  if (tr === null) return [];
   const errors: SpecError[] = [];
   const nets = new Set(spec.networks.map((n) => n.name));
   const randoms = new Set(tr.random.map((r) => r.name));
@@ -805,3 +807,13 @@ export const checkSpec = (spec: Spec, names?: readonly string[]): Result<Readonl
   if (E.isLeft(nets)) return E.left([...nets.left, ...rest]);
   return rest.length > 0 ? E.left(rest) : nets;
 };
+
+/**
+ * What a command that trains (or needs the training data's layout) asks of a spec: that it
+ * declares training. An inference-only spec (`training: null`: Inception-v3, LPIPS) is refused
+ * in one line naming the command.
+ */
+export const requireTraining = (spec: Spec, what: string): Result<TrainableSpec> =>
+  isTrainable(spec)
+    ? E.right(spec)
+    : E.left([specError(spec.name, `is an inference-only spec (it declares no training), so ${what} cannot use it`, 'its networks and pipelines run, export and evaluate: `starspec run`, `export`, `summary`')]);

@@ -287,8 +287,29 @@ export const Spec = strict('Spec', {
    * pipelines existed (a run's spec.json) has none and decodes with [].
    */
   pipelines: absentAs(t.readonlyArray(Pipeline), []),
-  training: Training,
+  /**
+   * The objective and schedule, or `null`: an inference-only spec (a feature extractor such as
+   * Inception-v3 or LPIPS), declared so explicitly. `check` verifies its networks and pipelines
+   * and that nothing else is declared; commands that train (`train`, `export-torch`, `data`,
+   * the synthetic `evaluate`) refuse it in one line (`trainingOf`).
+   */
+  training: t.union([Training, t.null]),
 });
 export type Spec = t.TypeOf<typeof Spec>;
 
 export const IR_FORMAT = 'starspec/ir@1' as const;
+
+/** A spec that declares training (not inference-only). */
+export type TrainableSpec = Spec & { readonly training: Training };
+
+export const isTrainable = (s: Spec): s is TrainableSpec => s.training !== null;
+
+/**
+ * The training of a spec that code past the edges knows to be trainable: every command and API
+ * function that trains refuses an inference-only spec first, as an error value (`api/train.ts`,
+ * `cli/main.ts`). Reaching here with one is a bug, so it throws.
+ */
+export const trainingOf = (s: Spec): Training => {
+  if (s.training === null) throw new Error(`spec ${s.name} is inference-only (it declares no training): refuse it at the edge`);
+  return s.training;
+};

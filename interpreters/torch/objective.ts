@@ -18,6 +18,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result, type SpecError } from '../../dsl/errors.ts';
 import type { CallExpr, Expr, Phase, Spec, Term } from '../../dsl/ir.ts';
+import { trainingOf } from '../../dsl/ir.ts';
 import { inputsOf } from '../../dsl/walk.ts';
 import { identifier, indent, namer, pyLit, pyNum, pyStr } from './python.ts';
 
@@ -374,7 +375,7 @@ const phaseFunction = (info: SpecInfo, phase: Phase, fname: string): Result<stri
 
 /** The whole objective.py. */
 export const emitObjective = (spec: Spec): Result<string> => {
-  const tr = spec.training;
+  const tr = trainingOf(spec);
   const info: SpecInfo = {
     spec,
     loaded: new Set(tr.phases.map((p) => p.dataset ?? tr.datasets[0]?.name ?? '')),
