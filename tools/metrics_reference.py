@@ -165,8 +165,8 @@ pairs = [(i, j) for i in range(len(group) - 1) for j in range(i + 1, len(group))
 with torch.no_grad():
     per_sample = np.array([[float(lpips(group[i][k:k + 1], group[j][k:k + 1])) for k in range(group[0].shape[0])] for i, j in pairs], dtype=np.float64)
     # calculate_lpips_given_images: the mean over pairs of the batch means
-    official = float(torch.mean(torch.stack([lpips(group[i], group[j]) for i, j in pairs], dim=0)))
-print('lpips per pair and sample', per_sample.round(5).tolist(), 'official %.6f' % official)
+    lpips_official = float(torch.mean(torch.stack([lpips(group[i], group[j]) for i, j in pairs], dim=0)))
+print('lpips per pair and sample', per_sample.round(5).tolist(), 'official %.6f' % lpips_official)
 
 alex_file = os.path.join(work, 'alexnet_seeded.pth')
 torch.save(alexnet.state_dict(), alex_file)
@@ -199,7 +199,7 @@ with open(OUT, 'w') as f:
         'about': 'tools/metrics_reference.py: torch %s, torchvision %s, scipy reference of FID and LPIPS; inputs from test/helpers/metrics.ts' % (
             torch.__version__, torchvision.__version__),
         'inception': {'shape': list(feats.shape), 'f32': b64(feats.numpy())},
-        'lpips': {'pairs': pairs, 'perSample': per_sample.tolist(), 'official': official},
+        'lpips': {'pairs': pairs, 'perSample': per_sample.tolist(), 'official': lpips_official},
         'fid': fid,
     }, f, indent=1)
 print('wrote %s (%d bytes) and %s (%d bytes)' % (OUT, os.path.getsize(OUT), HEADS, os.path.getsize(HEADS)))
