@@ -284,6 +284,49 @@ program
     }
   });
 
+// FID / LPIPS (issue 17): shared options of `fid` and `evaluate --metrics`.
+const positiveInt = (flag: string, v: string, min = 1): number => {
+  const n = Number(v);
+  if (!(Number.isInteger(n) && n >= min)) die(flag, `${v} is not a whole number >= ${min}`);
+  return n;
+};
+const engineOption = (): Option =>
+  new Option('--engine <name>', 'feature networks on onnxruntime-node (onnx) or tfjs; auto: onnx when onnxruntime-node is installed').choices(['auto', 'onnx', 'tfjs']).default('auto');
+const inceptionOption = (): Option =>
+  new Option('--inception <file>', "Inception-v3 weights: torchvision's inception_v3_google-0cc3c7bd.pth, or import-torch's output (default: RANDOM weights, labelled as such)");
+
+program
+  .command('fid')
+  .description("the Frechet Inception Distance of two image folders, as StarGAN v2's metrics/fid.py (calculate_fid_given_paths)")
+  .argument('<A>', 'a folder of images (searched recursively)')
+  .argument('<B>', 'another folder of images')
+  .option('--img-size <px>', 'images are resized to this first, then to 299 (get_eval_loader)', '256')
+  .option('--batch-size <n>', 'images per Inception forward pass', '50')
+  .addOption(inceptionOption())
+  .addOption(engineOption())
+  .addOption(backendOption())
+  .option('--threads <n>', 'compute threads (onnxruntime intra-op; wasm XNNPACK 1-8)')
+  .option('--json', 'print {"fid": ..., ...}')
+  .option('--quiet', 'no progress bar')
+  .action(async (a: string, b: string, o: { imgSize: string; batchSize: string; inception?: string; engine: string; backend: string; threads?: string; json?: boolean; quiet?: boolean }) => {
+    const { fidOfFolders } = await import('./metrics.ts');
+    const r = ok(
+      await fidOfFolders(a, b, {
+        imgSize: positiveInt('--img-size', o.imgSize),
+        batchSize: positiveInt('--batch-size', o.batchSize),
+        ...(o.inception !== undefined ? { inception: o.inception } : {}),
+        engine: o.engine as 'auto',
+        backend: o.backend as 'auto',
+        ...(o.threads !== undefined ? { threads: positiveInt('--threads', o.threads) } : {}),
+        quiet: o.quiet === true || o.json === true,
+      }),
+    );
+    const weights = r.random ? 'RANDOM-weight Inception-v3 (not comparable with published FIDs; pass --inception inception_v3_google-0cc3c7bd.pth)' : `Inception-v3 ${r.inception}`;
+    if (o.json)
+      process.stdout.write(`${JSON.stringify({ fid: r.fid, images: { A: r.counts[0], B: r.counts[1] }, inception: r.inception, randomWeights: r.random, engine: r.engine, parts: { mean: r.meanTerm, trace: r.traceTerm, sqrt: r.sqrtTerm }, route: r.route, seconds: r.seconds })}\n`);
+    else process.stdout.write(`FID ${r.fid.toFixed(4)}  (${a}: ${r.counts[0]} images, ${b}: ${r.counts[1]} images; ${weights}; ${r.engine}, ${r.imagesPerSecond.toFixed(1)} images/s)\n`);
+  });
+
 const translateWeights = (): Option =>
   weightsOption("a run directory of `starspec train` (EMA weights where kept; its spec.json must equal <spec>), or weights with official names (one network's, or NAME.-prefixed as import-torch writes)");
 
