@@ -26,6 +26,73 @@ import { specError, type Result, type SpecError } from '../dsl/errors.ts';
 
 export const SPEC_MODULE_EXTENSIONS: readonly string[] = ['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs'];
 
+/**
+ * How long a spec module's top-level code may take to finish loading (seconds; env
+ * STARSPEC_SPEC_TIMEOUT). A top-level `await` on a promise nothing will settle is found at once
+ * (the event loop empties); one that waits on a timer or I/O is stopped after this.
+ */
+export const SPEC_LOAD_TIMEOUT = 60;
+
+/** What a spec module or build() calling `process.exit` throws instead (see withoutExit). */
+export class SpecExit extends Error {
+  constructor(readonly code: unknown) {
+    super(`called process.exit(${code === undefined ? '' : String(code)}); a spec must return its value, not end the process`);
+  }
+}
+
+/**
+ * Run `f` (a spec's top-level code, its build()) with `process.exit` throwing a SpecExit: a spec
+ * that exits would otherwise end the command, even with status 0, as if it had succeeded.
+ */
+export const withoutExit = async <A>(f: () => Promise<A> | A): Promise<A> => {
+  const real = process.exit;
+  process.exit = ((code?: unknown) => {
+    throw new SpecExit(code);
+  }) as typeof process.exit;
+  try {
+    return await f();
+  } finally {
+    process.exit = real;
+  }
+};
+
+/**
+ * `p`, or a reason it will not settle: the event loop emptied while waiting (a top-level await on
+ * a promise nothing settles: Node would exit with status 13 and no message), or `seconds` passed.
+ */
+const settles = <A>(p: Promise<A>, seconds: number): Promise<{ readonly value: A } | { readonly stuck: string }> =>
+  new Promise((resolve, reject) => {
+    let done = false;
+    const finish = (): boolean => {
+      if (done) return false;
+      done = true;
+      process.off('beforeExit', onIdle);
+      clearTimeout(timer);
+      return true;
+    };
+    const onIdle = (): void => {
+      if (finish()) resolve({ stuck: 'its top-level code awaits a promise that never settles (nothing is left that could settle it)' });
+    };
+    process.on('beforeExit', onIdle);
+    const timer = setTimeout(() => {
+      if (finish()) resolve({ stuck: `its top-level code did not finish within ${seconds} s` });
+    }, seconds * 1000);
+    timer.unref();
+    p.then(
+      (value) => {
+        if (finish()) resolve({ value });
+      },
+      (e: unknown) => {
+        if (finish()) reject(e);
+      },
+    );
+  });
+
+const loadTimeout = (): number => {
+  const v = Number(process.env['STARSPEC_SPEC_TIMEOUT']);
+  return Number.isFinite(v) && v > 0 ? v : SPEC_LOAD_TIMEOUT;
+};
+
 /** This package's `exports` as file URLs: the sources when running from them, else dist/. */
 const ownEntries = (() => {
   let cached: ReadonlyMap<string, string> | null = null;
@@ -93,8 +160,10 @@ const fromMessage = (m: Message, path: string, display: string): SpecError => {
  */
 export const importSpecModule = async (path: string, display: string): Promise<Result<Record<string, unknown>>> => {
   const st = await stat(path).catch((e: NodeJS.ErrnoException) => e);
-  if (st instanceof Error || !st.isFile())
-    return E.left([specError(display, `cannot load the spec module: ${st instanceof Error && st.code !== 'ENOENT' ? st.message : 'no such file'}`)]);
+  if (st instanceof Error)
+    return E.left([specError(display, `cannot load the spec module: ${st.code === 'ENOENT' ? 'no such file' : st.code === 'EACCES' ? 'permission denied' : st.message}`)]);
+  if (!st.isFile())
+    return E.left([specError(display, `cannot load the spec module: it is ${st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO (named pipe)' : 'not a regular file'}`, 'name a .ts or .js spec file')]);
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.mjs`);
   let code: string;
@@ -130,7 +199,9 @@ export const importSpecModule = async (path: string, display: string): Promise<R
   // Stack traces of a spec that throws while loading point at its own lines (inline source map).
   process.setSourceMapsEnabled(true);
   try {
-    return E.right((await import(pathToFileURL(tmp).href)) as Record<string, unknown>);
+    const r = await withoutExit(() => settles(import(pathToFileURL(tmp).href) as Promise<Record<string, unknown>>, loadTimeout()));
+    if ('stuck' in r) return E.left([specError(display, `cannot load the spec module: ${r.stuck}`, 'a spec module computes its spec and exports it; remove the await, or make it settle')]);
+    return E.right(r.value);
   } catch (e) {
     return E.left([specError(display, `cannot load the spec module: ${describeLoadError(e, tmp, path, display)}`)]);
   } finally {

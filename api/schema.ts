@@ -13,7 +13,7 @@
  * (cross-setting rules, shapes through the networks) only `starspec check` knows.
  */
 import type * as t from 'io-ts';
-import { Spec as SpecCodec } from '../dsl/ir.ts';
+import { IR_FORMAT, Spec as SpecCodec } from '../dsl/ir.ts';
 import type { SettingDecl, SpecDef } from '../dsl/settings.ts';
 import { SCHEMA_KEY } from './spec.ts';
 
@@ -132,6 +132,7 @@ const walker = () => {
         };
       }
       case 'DictionaryType':
+      case 'SortedRecordType':
         return { type: 'object', additionalProperties: walk(c.codomain) };
       case 'RecursiveType': {
         // A recursive tagged union is already a named definition; anything else becomes one.
@@ -187,7 +188,7 @@ export const specSchema = (defs: readonly SpecDef[]): JsonSchema => {
   return {
     $schema: DRAFT,
     title: 'starspec JSON spec',
-    description: 'A starspec spec file: {"extends": <built-in spec or path>, "set": {<setting>: <value>}}, or a fully resolved IR (starspec/ir@1).',
+    description: `A starspec spec file: {"extends": <built-in spec or path>, "set": {<setting>: <value>}}, or a fully resolved IR (${IR_FORMAT}).`,
     if: { type: 'object', required: ['extends'] },
     then: { $ref: '#/definitions/extends' },
     else: { $ref: '#/definitions/ir' },

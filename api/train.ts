@@ -11,20 +11,29 @@
  *
  * A run is a pure function of the spec (its seed) and the data seed: batch i and the random
  * draws of iteration i depend on (seed, i) alone, so a resumed run continues bit for bit.
+ *
+ * The edges: image folders are checked before step 1 (every file decoded, or its header read;
+ * all bad files in one error, or skipped with a warning); a run directory that cannot be made or
+ * written is an error before anything runs; a run that fails before its first checkpoint removes
+ * what it wrote (a failed start never blocks a rerun), and a directory such a run left behind
+ * without a checkpoint is replaced; temporary files of a killed write are removed on start; on
+ * resume, log.jsonl is cut back to the checkpoint's step, so every step is logged once; a sample
+ * grid or loss plot that fails is a warning (onWarning, TrainResult.warnings), never silent.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
-import { appendFile, mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { access, appendFile, mkdir, readdir, readFile, rm, rmdir, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import { join } from 'node:path';
 import { checkSpec, requireTraining } from '../dsl/check.ts';
-import { encodeSpec } from '../dsl/codec.ts';
-import { specError, type Result } from '../dsl/errors.ts';
+import { decodeSpec, encodeSpec, parseJson } from '../dsl/codec.ts';
+import { specError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
 import { trainingOf } from '../dsl/ir.ts';
-import { folderProvider } from '../io/datasets/folders.ts';
+import { folderProvider, type DatasetCheck } from '../io/datasets/folders.ts';
 import { syntheticProvider, type HostBatch, type Provider } from '../io/datasets/provider.ts';
 import { writeBytesAtomic } from '../io/files.ts';
-import { svgToPng } from '../io/images.ts';
+import { svgToPng, type BadImage } from '../io/images.ts';
 import { lossPlotSvg, type Series } from './plot.ts';
 import { readSafetensorsContents, writeSafetensors } from '../io/safetensors.ts';
 import type { TensorMap } from '../io/tensor.ts';
@@ -94,6 +103,17 @@ export interface TrainOptions {
   readonly onStep?: (p: StepProgress) => void | Promise<void>;
   /** Recorded in run.json (the CLI's command line). */
   readonly command?: string;
+  /**
+   * Check image folders before step 1: 'decode' (default: every file decoded once, which finds
+   * truncated files too), 'header' (headers only: empty, not an image, too many pixels), or false.
+   */
+  readonly checkData?: 'decode' | 'header' | false;
+  /** Leave bad image files out (a warning lists them; run.json records them) instead of failing. */
+  readonly skipBadImages?: boolean;
+  /** Progress of the data check: files done of total. */
+  readonly onDataCheck?: (done: number, total: number) => void;
+  /** Something went wrong that does not stop the run (a sample grid that failed to render, skipped images). */
+  readonly onWarning?: (w: SpecError) => void;
 }
 
 export interface TrainResult {
@@ -115,6 +135,10 @@ export interface TrainResult {
   readonly backend: BackendInfo;
   /** The checkpoint file, when `out` was given. */
   readonly checkpointPath?: string;
+  /** What went wrong without stopping the run (also given to onWarning as it happened). */
+  readonly warnings: readonly SpecError[];
+  /** Image files the data check left out (skipBadImages). */
+  readonly skippedImages: readonly BadImage[];
 }
 
 const exists = async (p: string): Promise<boolean> => stat(p).then(() => true, () => false);
@@ -128,12 +152,12 @@ const toDevice = (b: HostBatch): Map<string, tf.Tensor> =>
     }),
   );
 
-/** The data provider for `data` ('synthetic' or image folders). */
-export const makeProvider = async (spec: Spec, data: readonly string[], attrs: string | undefined, seed: number): Promise<Result<Provider>> => {
+/** The data provider for `data` ('synthetic' or image folders, checked first when `check` is given). */
+export const makeProvider = async (spec: Spec, data: readonly string[], attrs: string | undefined, seed: number, check?: DatasetCheck): Promise<Result<Provider>> => {
   const size = Number(spec.settings['imageSize'] ?? NaN);
   if (!Number.isInteger(size)) return E.left([specError(spec.name, 'has no imageSize setting', 'training data is resized to imageSize')]);
   if (data.length === 1 && data[0] === 'synthetic') return syntheticProvider(spec, size, seed);
-  return folderProvider(spec, data, attrs, seed);
+  return folderProvider(spec, data, attrs, seed, check === undefined ? {} : { check });
 };
 
 const isProvider = (d: TrainOptions['data']): d is Provider => typeof d === 'object' && !Array.isArray(d) && 'batch' in d;
@@ -177,37 +201,134 @@ interface Start {
   readonly spec: Spec;
   readonly dataSeed: number;
   readonly from: Checkpoint | null;
+  /** The files this run writes anew (removed again if it fails before its first checkpoint). */
+  readonly fresh: boolean;
+  /** The run directory did not exist: made here (and removed with the rest on an early failure). */
+  readonly madeDir: boolean;
 }
 
+/** What a run directory holds besides its checkpoint. */
+const RUN_FILES = ['log.jsonl', 'run.json', 'spec.json', 'losses.png', 'samples'] as const;
+
+const fsWhy = (e: unknown): string => {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === 'ENOTDIR' ? 'a part of the path is a file, not a directory' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'EROFS' ? 'read-only file system' : code === 'ENOSPC' ? 'no space left on the device' : (code ?? (e as Error).message);
+};
+
+/** The run directory, made if missing, and writable; whether it was made here. */
+const runDirectory = async (out: string): Promise<Result<boolean>> => {
+  const st = await stat(out).catch((e: NodeJS.ErrnoException) => e);
+  if (st instanceof Error && st.code !== 'ENOENT') return E.left([specError(out, `cannot use it as the run directory: ${fsWhy(st)}`, 'choose another --out')]);
+  if (!(st instanceof Error) && !st.isDirectory()) return E.left([specError(out, 'is a file, not a directory', 'choose another --out (the run directory holds the checkpoint, logs and samples)')]);
+  try {
+    if (st instanceof Error) await mkdir(out, { recursive: true });
+    await access(out, constants.W_OK | constants.X_OK);
+  } catch (e) {
+    return E.left([specError(out, `cannot ${st instanceof Error ? 'create' : 'write to'} the run directory: ${fsWhy(e)}`, 'choose another --out, or fix its permissions')]);
+  }
+  return E.right(st instanceof Error);
+};
+
+/** Whether the process `pid` is alive (a signal 0 to it succeeds or is refused, not ESRCH). */
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/**
+ * Temporary files of atomic writes (io/files.ts: `.<name>.<pid>.<hex>.tmp`) whose writer is gone:
+ * a process killed while writing a checkpoint or a sample leaves one behind.
+ */
+const removeStaleTemporaries = async (out: string): Promise<void> => {
+  for (const dir of [out, join(out, 'samples')]) {
+    const names = await readdir(dir).catch(() => [] as string[]);
+    for (const n of names) {
+      const m = /^\..+\.(\d+)\.[0-9a-f]+\.tmp$/.exec(n);
+      if (m && Number(m[1]) !== process.pid && !alive(Number(m[1]))) await rm(join(dir, n), { force: true });
+    }
+  }
+};
+
+/** log.jsonl without the lines past `step` (logged after the checkpoint the run resumes from) or cut short. */
+const cutLog = async (logPath: string, step: number): Promise<Result<void>> => {
+  const text = await readFile(logPath, 'utf8').catch(() => null);
+  if (text === null) return E.right(undefined);
+  const kept = text.split('\n').filter((l) => {
+    try {
+      const r = JSON.parse(l) as { step?: unknown };
+      return typeof r.step === 'number' && r.step <= step;
+    } catch {
+      return false;
+    }
+  });
+  const next = kept.map((l) => `${l}\n`).join('');
+  return next === text ? E.right(undefined) : writeBytesAtomic(logPath, new TextEncoder().encode(next));
+};
+
 /** Resolve `resume`/`overwrite` against the run directory; clears a replaced run. */
-const prepareRun = async (specIn: Spec, o: TrainOptions): Promise<Result<Start>> => {
+const prepareRun = async (specIn: Spec, o: TrainOptions, warn: (w: SpecError) => void): Promise<Result<Start>> => {
   const dataSeed = o.dataSeed ?? trainingOf(specIn).seed;
   const from = typeof o.resume === 'object' ? o.resume : null;
   if (o.out === undefined) {
-    return o.resume === true ? E.left([specError('resume', 'needs the run directory (out) whose checkpoint to continue', 'pass out, or a Checkpoint as resume')]) : E.right({ spec: specIn, dataSeed, from });
+    return o.resume === true
+      ? E.left([specError('resume', 'needs the run directory (out) whose checkpoint to continue', 'pass out, or a Checkpoint as resume')])
+      : E.right({ spec: specIn, dataSeed, from, fresh: false, madeDir: false });
   }
   const cp = join(o.out, CHECKPOINT);
   if (o.resume === true) {
-    if (!(await exists(cp))) return E.left([specError(o.out, 'has no checkpoint to resume', `start without --resume, or point --out at a run directory holding ${CHECKPOINT}`)]);
+    const dir = await stat(o.out).catch(() => null);
+    if (dir === null || !dir.isDirectory() || !(await exists(cp)))
+      return E.left([specError(o.out, 'has no checkpoint to resume', `start without --resume, or point --out at a run directory holding ${CHECKPOINT}`)]);
+    const writable = await runDirectory(o.out);
+    if (E.isLeft(writable)) return writable;
+    await removeStaleTemporaries(o.out);
     // The run's own spec and data seed win: resuming continues the same experiment.
     if (!(await exists(join(o.out, 'spec.json')))) return E.left([specError(join(o.out, 'spec.json'), 'is missing')]);
     const decoded = await readSpecFile(join(o.out, 'spec.json'));
     if (E.isLeft(decoded)) return decoded;
     if (!sameExperiment(decoded.right, specIn))
       return E.left([specError(o.out, 'was trained with another spec or settings', 'resume with the same spec and --set values (see its run.json), or start a new run')]);
-    const run = JSON.parse(await readFile(join(o.out, 'run.json'), 'utf8').catch(() => '{}')) as { dataSeed?: number };
+    const run = (parseJson(await readFile(join(o.out, 'run.json'), 'utf8').catch(() => '{}'), 'run.json') as E.Either<unknown, { dataSeed?: unknown }>);
+    const savedSeed = E.isRight(run) && typeof run.right?.dataSeed === 'number' ? run.right.dataSeed : dataSeed;
     const bytes = await readFile(cp).catch(() => null);
     if (bytes === null) return E.left([specError(cp, 'cannot be read')]);
     const contents = readSafetensorsContents(new Uint8Array(bytes), cp);
     if (E.isLeft(contents)) return contents;
     // A run written before specs declared pipelines takes the given spec's (they do not change training).
-    return E.right({ spec: decoded.right.pipelines.length === 0 ? specIn : decoded.right, dataSeed: run.dataSeed ?? dataSeed, from: contents.right });
+    return E.right({ spec: decoded.right.pipelines.length === 0 ? specIn : decoded.right, dataSeed: savedSeed, from: contents.right, fresh: false, madeDir: false });
   }
-  if ((await exists(cp)) || (await exists(join(o.out, 'run.json')))) {
+  const made = await runDirectory(o.out);
+  if (E.isLeft(made)) return made;
+  await removeStaleTemporaries(o.out);
+  if (await exists(cp)) {
     if (!o.overwrite) return E.left([specError(o.out, 'already holds a run', 'pass --resume to continue it, --overwrite to replace it, or choose another --out')]);
-    for (const f of [CHECKPOINT, 'log.jsonl', 'run.json', 'spec.json', 'losses.png', 'samples']) await rm(join(o.out, f), { recursive: true, force: true });
+  } else if (await exists(join(o.out, 'run.json'))) {
+    // A run that ended before its first checkpoint (killed, say): nothing to resume or keep.
+    if (!o.overwrite) warn(specError(o.out, 'holds a run that never wrote a checkpoint (nothing to resume): it is replaced'));
   }
-  return E.right({ spec: specIn, dataSeed, from });
+  for (const f of [CHECKPOINT, ...RUN_FILES]) await rm(join(o.out, f), { recursive: true, force: true });
+  return E.right({ spec: specIn, dataSeed, from, fresh: true, madeDir: made.right });
+};
+
+/** A fresh run's files (and the directory, if made for it and now empty), after a failure before its first checkpoint. */
+const undoStart = async (out: string, madeDir: boolean): Promise<void> => {
+  for (const f of RUN_FILES) await rm(join(out, f), { recursive: true, force: true });
+  if (madeDir) await rmdir(out).catch(() => undefined);
+};
+
+/**
+ * A resource the backend could not give (wasm memory, a typed array past the engine's limit) as an
+ * error value; anything else is a bug and propagates.
+ */
+const outOfMemory = (e: unknown, what: string): Result<never> | null => {
+  const msg = e instanceof Error ? e.message : String(e);
+  const resource =
+    e instanceof RangeError || (typeof WebAssembly !== 'undefined' && e instanceof WebAssembly.RuntimeError) || /out of memory|memory access out of bounds|allocation failed|cannot allocate|typed array length/i.test(msg);
+  return resource ? E.left([specError(what, `ran out of memory: ${msg.split('\n')[0]}`, 'use smaller widths, images or batches, or a backend with more memory (--backend)')]) : null;
 };
 
 /**
@@ -219,23 +340,62 @@ export const train = async (specIn: Spec, o: TrainOptions): Promise<Result<Train
   if (E.isLeft(trainable)) return trainable;
   const checked = checkSpec(specIn);
   if (E.isLeft(checked)) return checked;
-  const start = await prepareRun(specIn, o);
+  // The canonical IR (keys in the codecs' order), as a spec file would decode.
+  const canonical = decodeSpec(specIn);
+  if (E.isLeft(canonical)) return canonical;
+  const warnings: SpecError[] = [];
+  const warn = (w: SpecError): void => {
+    warnings.push(w);
+    o.onWarning?.(w);
+  };
+  const start = await prepareRun(canonical.right, o, warn);
   if (E.isLeft(start)) return start;
-  const { spec, dataSeed } = start.right;
+  const out = o.out;
+  let checkpointed = false;
+  const r = await run(start.right, o, warn, () => {
+    checkpointed = true;
+  }).catch((e: unknown) => outOfMemory(e, 'training') ?? Promise.reject(e));
+  if (E.isLeft(r) && out !== undefined && start.right.fresh && !checkpointed) await undoStart(out, start.right.madeDir);
+  return E.map((x: Omit<TrainResult, 'warnings'>) => ({ ...x, warnings }))(r);
+};
+
+/** The loop and what it writes, from a prepared start. `onCheckpoint`: a checkpoint file was written. */
+const run = async (start: Start, o: TrainOptions, warn: (w: SpecError) => void, onCheckpoint: () => void): Promise<Result<Omit<TrainResult, 'warnings'>>> => {
+  const { spec, dataSeed } = start;
 
   const backend = await selectBackend(o.backend ?? 'auto', o.threads === undefined ? {} : { threads: o.threads });
   if (E.isLeft(backend)) return backend;
   const data = o.data;
-  const provider = isProvider(data) ? E.right(data) : await makeProvider(spec, typeof data === 'string' ? [data] : data, o.attrs, dataSeed);
-  if (E.isLeft(provider)) return provider;
+  const check: DatasetCheck | undefined =
+    o.checkData === false ? undefined : { mode: o.checkData ?? 'decode', skipBad: o.skipBadImages ?? false, ...(o.onDataCheck ? { onProgress: o.onDataCheck } : {}) };
+  const making = isProvider(data) ? Promise.resolve(E.right(data)) : makeProvider(spec, typeof data === 'string' ? [data] : data, o.attrs, dataSeed, check);
+  // An abort while the data is checked (minutes on a large folder) ends the run before step 1.
+  const provider = await abortable(making, o.signal);
+  if (provider === 'aborted') {
+    shutdownBackend();
+    return E.left([specError(o.out ?? 'train', 'interrupted before the first step (while the data was checked): nothing trained')]);
+  }
+  if (E.isLeft(provider)) {
+    shutdownBackend();
+    return provider;
+  }
+  const skippedImages = provider.right.skipped ?? [];
+  if (skippedImages.length > 0)
+    warn(
+      specError(
+        o.out ?? 'train',
+        `skipped ${skippedImages.length} bad image file(s): ${skippedImages.slice(0, 3).map((b) => `${b.file} (${b.kind})`).join(', ')}${skippedImages.length > 3 ? ', ...' : ''}`,
+        o.out === undefined ? '' : 'run.json lists them all',
+      ),
+    );
   const trainer = makeTrainer(spec);
   if (E.isLeft(trainer)) return trainer;
   const out = o.out;
   const cp = out === undefined ? undefined : join(out, CHECKPOINT);
 
   let state: TrainState;
-  if (start.right.from !== null) {
-    const s = stateFromFile(spec, start.right.from.tensors, start.right.from.metadata, cp ?? 'checkpoint');
+  if (start.from !== null) {
+    const s = stateFromFile(spec, start.from.tensors, start.from.metadata, cp ?? 'checkpoint');
     if (E.isLeft(s)) return s;
     state = s.right;
   } else {
@@ -243,8 +403,20 @@ export const train = async (specIn: Spec, o: TrainOptions): Promise<Result<Train
     if (E.isLeft(s)) return s;
     state = s.right;
   }
+  const logPath = out === undefined ? undefined : join(out, 'log.jsonl');
+  if (logPath !== undefined && o.resume === true) {
+    // Lines logged after the checkpoint would be logged again: cut them.
+    const cut = await cutLog(logPath, state.step);
+    if (E.isLeft(cut)) {
+      disposeState(state);
+      return cut;
+    }
+  }
   if (out !== undefined && o.resume !== true) {
-    await mkdir(join(out, 'samples'), { recursive: true });
+    const made = await mkdir(join(out, 'samples'), { recursive: true }).then(
+      () => E.right(undefined),
+      (e: unknown) => E.left([specError(join(out, 'samples'), `cannot be created: ${fsWhy(e)}`)]),
+    );
     const run = {
       spec: spec.name,
       settings: spec.settings,
@@ -254,28 +426,32 @@ export const train = async (specIn: Spec, o: TrainOptions): Promise<Result<Train
       backend: backend.right,
       command: o.command ?? '',
       started: new Date().toISOString(),
+      ...(skippedImages.length > 0 ? { skippedImages } : {}),
     };
-    const w1 = await writeBytesAtomic(join(out, 'run.json'), new TextEncoder().encode(`${JSON.stringify(run, null, 2)}\n`));
-    const w2 = await writeBytesAtomic(join(out, 'spec.json'), new TextEncoder().encode(encodeSpec(spec)));
-    if (E.isLeft(w1) || E.isLeft(w2)) {
+    const w1 = E.isLeft(made) ? made : await writeBytesAtomic(join(out, 'run.json'), new TextEncoder().encode(`${JSON.stringify(run, null, 2)}\n`));
+    const w2 = E.isLeft(w1) ? w1 : await writeBytesAtomic(join(out, 'spec.json'), new TextEncoder().encode(encodeSpec(spec)));
+    if (E.isLeft(w2)) {
       disposeState(state);
-      return E.isLeft(w1) ? w1 : (w2 as Result<never>);
+      return w2;
     }
   }
 
   const total = o.steps ?? trainingOf(spec).iterations;
   const tr = trainingOf(spec);
   const datasets = [...new Set(tr.phases.map((p) => p.dataset ?? tr.datasets[0]!.name))];
-  const logPath = out === undefined ? undefined : join(out, 'log.jsonl');
   const save = async (s: TrainState): Promise<Result<void>> => {
     if (cp === undefined) return E.right(undefined);
     const f = stateToFile(spec, s);
-    return writeBytesAtomic(cp, writeSafetensors(f.tensors, f.metadata));
+    const w = await writeBytesAtomic(cp, writeSafetensors(f.tensors, f.metadata));
+    if (E.isRight(w)) onCheckpoint();
+    return w;
   };
   const samples = async (s: TrainState): Promise<void> => {
     if (out === undefined) return;
-    const png = await sampleGrid(spec, s, provider.right);
-    if (E.isRight(png)) await writeBytesAtomic(join(out, 'samples', `${String(s.step).padStart(6, '0')}.png`), png.right);
+    const file = join(out, 'samples', `${String(s.step).padStart(6, '0')}.png`);
+    const png = await sampleGrid(spec, s, provider.right).catch((e: unknown) => E.left([specError(file, e instanceof Error ? e.message : String(e))]));
+    const w = E.isLeft(png) ? png : await writeBytesAtomic(file, png.right);
+    if (E.isLeft(w)) warn(specError(file, `no sample grid at step ${s.step}: ${w.left.map((e) => `${e.path}: ${e.message}`).join('; ')}`, 'training goes on'));
   };
 
   const t0 = Date.now();
@@ -328,11 +504,18 @@ export const train = async (specIn: Spec, o: TrainOptions): Promise<Result<Train
   }
   const file = stateToFile(spec, state);
   const w = cp === undefined ? E.right(undefined) : await writeBytesAtomic(cp, writeSafetensors(file.tensors, file.metadata));
+  if (E.isRight(w) && cp !== undefined) onCheckpoint();
   // The last state always gets a sample grid, also when a time limit or an abort ended the run.
   if (state.step % tr.sampleEvery !== 0 && state.step !== total) await samples(state);
   if (logPath !== undefined && out !== undefined) {
-    const plot = await lossPlot(logPath, `${spec.name}: training losses`);
-    if (plot) await writeBytesAtomic(join(out, 'losses.png'), plot);
+    const plot = await lossPlot(logPath, `${spec.name}: training losses`).catch((e: unknown) => {
+      warn(specError(join(out, 'losses.png'), `no loss plot: ${e instanceof Error ? e.message : String(e)}`));
+      return null;
+    });
+    if (plot) {
+      const wp = await writeBytesAtomic(join(out, 'losses.png'), plot);
+      if (E.isLeft(wp)) warn(wp.left[0]!);
+    }
   }
   const step = state.step;
   disposeState(state);
@@ -350,5 +533,26 @@ export const train = async (specIn: Spec, o: TrainOptions): Promise<Result<Train
     weights: deploymentWeights(checkpoint.tensors, checkpoint.metadata),
     backend: backend.right,
     ...(cp !== undefined ? { checkpointPath: cp } : {}),
+    skippedImages,
+  });
+};
+
+/** `p`, or 'aborted' as soon as `signal` aborts (`p` is left to finish on its own). */
+const abortable = <A>(p: Promise<A>, signal: AbortSignal | undefined): Promise<A | 'aborted'> => {
+  if (signal === undefined) return p;
+  if (signal.aborted) return Promise.resolve('aborted');
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => resolve('aborted');
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
   });
 };

@@ -6,8 +6,10 @@
 import { Command, CommanderError, Help, Option } from 'commander';
 import * as E from 'fp-ts/lib/Either.js';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { SpecExit } from '../api/module.ts';
 import { checkPipeline, checkRunnable, checkSpec, requireTraining } from '../dsl/check.ts';
-import { formatError, specError, type Result, type SpecError } from '../dsl/errors.ts';
+import { clip, formatError, specError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { Network, Spec } from '../dsl/ir.ts';
 import { networksOf } from '../dsl/pipelines.ts';
 import { renderTable, summarize, fmtInt } from '../interpreters/analysis/summary.ts';
@@ -35,6 +37,8 @@ const die = (path: string, message: string, hint = ''): never => {
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 const setOption = (): Option => new Option('--set <key=value>', 'override a setting (repeatable)').argParser(collect).default([]);
+/** Spec modules (.ts, .js, ...) are programs: refuse them, also through a JSON `extends` (env STARSPEC_NO_CODE_SPECS=1 too). */
+const codeSpecsOption = (): Option => new Option('--no-code-specs', 'refuse spec modules (.ts/.js: programs that run with your rights), also named by a JSON extends; JSON specs stay allowed');
 
 const netOf = (spec: Spec, name: string): Network =>
   spec.networks.find((n) => n.name === name) ??
@@ -68,16 +72,17 @@ program
   .description('layers, output shapes, parameters and MACs of each network')
   .argument('<spec>', 'built-in spec name (stargan-v1, stargan-v2) or a .ts/.json spec file')
   .addOption(setOption())
+  .addOption(codeSpecsOption())
   .option('--net <name>', 'only this network')
   .option('--json', 'print one JSON object')
   .option('--settings', "list the spec's settings instead: key, type, default and doc (with --json: {\"spec\", \"doc\", \"settings\": [...]})")
-  .action(async (specArg: string, o: { set: string[]; net?: string; json?: boolean; settings?: boolean }) => {
+  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; net?: string; json?: boolean; settings?: boolean }) => {
     if (o.settings) {
-      const info = ok(await settingsOf(specArg, { set: o.set }));
+      const info = ok(await settingsOf(specArg, { set: o.set, ...(o.codeSpecs === false ? { codeSpecs: false } : {}) }));
       process.stdout.write(o.json ? `${JSON.stringify(info)}\n` : renderSettings(info));
       return;
     }
-    const spec = ok(await loadChecked(specArg, o.set, o.net ? [o.net] : undefined));
+    const spec = ok(await loadChecked(specArg, o.set, o.net ? [o.net] : undefined, o));
     const nets = o.net ? [netOf(spec, o.net)] : spec.networks;
     const sums = nets.map((n) => ok(summarize(n)));
     // The declared pipelines (what run --net and export --net take besides networks), with their inputs and outputs.
@@ -121,9 +126,10 @@ program
   .description('validate a spec: decoding, settings, shapes, losses and schedule')
   .argument('<spec>', 'built-in spec name or a .ts/.json spec file')
   .addOption(setOption())
+  .addOption(codeSpecsOption())
   .option('--net <name>', 'check only this network, or this pipeline and its networks (training is then not checked)')
-  .action(async (specArg: string, o: { set: string[]; net?: string }) => {
-    const spec = ok(await loadSpec(specArg, o.set));
+  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; net?: string }) => {
+    const spec = ok(await loadSpec(specArg, o.set, o));
     const pipe = o.net === undefined ? undefined : spec.pipelines.find((p) => p.name === o.net);
     if (pipe !== undefined) {
       const sig = ok(checkRunnable(spec, pipe.name));
@@ -142,11 +148,12 @@ program
   .description('draw a network as SVG')
   .argument('<spec>', 'built-in spec name or a .ts/.json spec file')
   .addOption(setOption())
+  .addOption(codeSpecsOption())
   .requiredOption('--net <name>', 'the network to draw')
   .requiredOption('--out <file.svg>', 'where to write the SVG')
   .option('--collapse', 'draw each block as one box')
-  .action(async (specArg: string, o: { set: string[]; net: string; out: string; collapse?: boolean }) => {
-    const spec = ok(await loadChecked(specArg, o.set, [o.net]));
+  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; net: string; out: string; collapse?: boolean }) => {
+    const spec = ok(await loadChecked(specArg, o.set, [o.net], o));
     const { diagram } = await import('../interpreters/diagram/index.ts');
     const svg = ok(await diagram(netOf(spec, o.net), { collapse: o.collapse ?? false }));
     const { writeBytesAtomic } = await import('../io/files.ts');
@@ -160,11 +167,12 @@ program
   .argument('<spec>', 'built-in spec name or a .ts/.json spec file')
   .argument('<file.ckpt>', 'the checkpoint')
   .addOption(setOption())
+  .addOption(codeSpecsOption())
   .option('--net <name>', 'the network to take (from a nested v2 checkpoint) or to match (flat)')
   .requiredOption('--out <weights.safetensors>', 'where to write the weights')
-  .action(async (specArg: string, ckpt: string, o: { set: string[]; net?: string; out: string }) => {
+  .action(async (specArg: string, ckpt: string, o: { set: string[]; codeSpecs?: boolean; net?: string; out: string }) => {
     // Settings are checked for the networks actually imported (import.ts), not all of them.
-    const spec = ok(o.net ? await loadChecked(specArg, o.set, [o.net]) : await loadSpec(specArg, o.set));
+    const spec = ok(o.net ? await loadChecked(specArg, o.set, [o.net], o) : await loadSpec(specArg, o.set, o));
     const { importTorch } = await import('./import.ts');
     const written = ok(await importTorch(spec, ckpt, o.net, o.out));
     process.stderr.write(`wrote ${o.out}: ${written}\n`);
@@ -186,14 +194,15 @@ program
   .description('one forward pass of a network or a pipeline through the tfjs interpreter')
   .argument('<spec>', 'built-in spec name or a .ts/.json spec file')
   .addOption(setOption())
+  .addOption(codeSpecsOption())
   .requiredOption('--net <name>', NET_HELP)
   .addOption(weightsOption('weights (official names and layouts; a pipeline of several networks takes NAME.-prefixed ones), or a run directory'))
   .requiredOption('--inputs <in.safetensors>', 'inputs under the official argument names (or the pipeline\'s)')
   .requiredOption('--out <out.safetensors>', 'where to write the outputs')
   .addOption(backendOption())
-  .action(async (specArg: string, o: { set: string[]; net: string; weights: string[]; inputs: string; out: string; backend: string }) => {
+  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; net: string; weights: string[]; inputs: string; out: string; backend: string }) => {
     required('--weights', o.weights);
-    const spec = ok(await loadRunnable(specArg, o.set, o.net));
+    const spec = ok(await loadRunnable(specArg, o.set, o.net, o));
     const { runCommand } = await import('./run.ts');
     const info = ok(await runCommand(spec, o.net, o.weights, o.inputs, o.out, o.backend));
     process.stderr.write(`wrote ${o.out} (${info})\n`);
@@ -204,13 +213,14 @@ program
   .description('write an ONNX model with a dynamic batch dimension')
   .argument('<spec>', 'built-in spec name or a .ts/.json spec file')
   .addOption(setOption())
+  .addOption(codeSpecsOption())
   .requiredOption('--net <name>', NET_HELP)
   .addOption(weightsOption('weights (default: freshly initialised, seeded)'))
   .requiredOption('--out <model.onnx>', 'where to write the model')
   .option('--opset <n>', 'ONNX opset (13-21)', '17')
   .option('--seed <n>', 'seed for fresh weights', '0')
-  .action(async (specArg: string, o: { set: string[]; net: string; weights: string[]; out: string; opset: string; seed: string }) => {
-    const spec = ok(await loadRunnable(specArg, o.set, o.net));
+  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; net: string; weights: string[]; out: string; opset: string; seed: string }) => {
+    const spec = ok(await loadRunnable(specArg, o.set, o.net, o));
     const opset = Number(o.opset);
     if (!Number.isInteger(opset) || opset < 13 || opset > 21) die('--opset', `${o.opset} is not supported`, 'use an opset from 13 to 21');
     const { exportCommand } = await import('./export.ts');
@@ -223,6 +233,7 @@ program
   .description("train a spec by its schedule: checkpoints, samples, logs and the resolved spec go under --out")
   .argument('<spec>', 'built-in spec name or a .ts/.json spec file')
   .addOption(setOption())
+  .addOption(codeSpecsOption())
   .requiredOption('--data <dir|synthetic>', 'training data (repeatable for joint training); synthetic: the built-in dataset', collect, [])
   .requiredOption('--out <run dir>', 'the run directory')
   .option('--attrs <file>', "CelebA's list_attr_celeba.txt (with --data <CelebA images dir>)")
@@ -232,10 +243,12 @@ program
   .option('--overwrite', 'replace a run already in --out')
   .option('--quiet', 'no progress bar')
   .option('--time-limit <minutes>', 'stop with a checkpoint after this many minutes (a normal end; --resume continues)')
+  .addOption(new Option('--check-images <how>', 'check image folders before step 1: decode every file (finds truncated ones), read headers only, or none').choices(['decode', 'header', 'none']).default('decode'))
+  .option('--skip-bad-images', 'leave out image files that cannot be used (a warning lists them) instead of stopping')
   .addOption(backendOption())
   .option('--threads <n>', 'wasm backend: XNNPACK threads, 1-8 (default 1; 2 pays off from about 64 px or official widths)')
-  .action(async (specArg: string, o: { set: string[]; data: string[]; attrs?: string; out: string; steps?: string; dataSeed?: string; resume?: boolean; overwrite?: boolean; quiet?: boolean; timeLimit?: string; backend: string; threads?: string }) => {
-    const spec = ok(await loadSpec(specArg, o.set));
+  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; data: string[]; attrs?: string; out: string; steps?: string; dataSeed?: string; resume?: boolean; overwrite?: boolean; quiet?: boolean; timeLimit?: string; backend: string; threads?: string; checkImages: 'decode' | 'header' | 'none'; skipBadImages?: boolean }) => {
+    const spec = ok(await loadSpec(specArg, o.set, o));
     const steps = o.steps === undefined ? undefined : Number(o.steps);
     if (steps !== undefined && !(Number.isInteger(steps) && steps > 0)) die('--steps', `${o.steps} is not a positive integer`);
     const dataSeed = o.dataSeed === undefined ? undefined : Number(o.dataSeed);
@@ -258,6 +271,8 @@ program
         overwrite: o.overwrite ?? false,
         quiet: o.quiet ?? false,
         ...(minutes !== undefined ? { timeLimit: minutes * 60 } : {}),
+        checkImages: o.checkImages,
+        skipBadImages: o.skipBadImages ?? false,
         argv: process.argv.slice(2),
       }),
     );
@@ -398,6 +413,7 @@ program
   .description('translate image files with a trained run or imported weights (v1: target labels; v2: reference- or latent-guided)')
   .argument('<spec>', "built-in spec name or a .ts/.json spec file (for a run: the same spec and --set values, or its spec.json)")
   .addOption(setOption())
+  .addOption(codeSpecsOption())
   .addOption(translateWeights())
   .requiredOption('--input <image|folder>', 'an image file, or a folder of them (PNG, JPEG, ...)')
   .requiredOption('--out <image|folder>', 'an image file (.png, .jpg, .webp): the result, or a grid when there are several; else a folder: one file per result')
@@ -435,9 +451,9 @@ Examples:
   starspec translate runs/demo/spec.json --weights runs/demo --input a.png --out grid.png --all-targets --source-labels 1,0,0,0,1
   starspec translate stargan-v2 --set numDomains=3 --set wHpf=0 --weights nets.safetensors --input cat.jpg --ref dog.jpg --ref-domain 1 --out cat2dog.jpg`,
   )
-  .action(async (specArg: string, o: { set: string[]; weights: string[]; input: string; out: string; backend: string } & Record<string, unknown>) => {
+  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; weights: string[]; input: string; out: string; backend: string } & Record<string, unknown>) => {
     required('--weights', o.weights);
-    const spec = ok(await loadSpec(specArg, o.set));
+    const spec = ok(await loadSpec(specArg, o.set, o));
     const { translateCommand } = await import('./translate.ts');
     const msg = ok(await translateCommand(spec, o as unknown as import('./translate.ts').TranslateOptions));
     process.stderr.write(`${msg}\n`);
@@ -448,6 +464,7 @@ program
   .description('a grid of generated images: v2 latent-guided (columns: domains x latent codes); v1 the official test grid')
   .argument('<spec>', "built-in spec name or a .ts/.json spec file (for a run: the same spec and --set values, or its spec.json)")
   .addOption(setOption())
+  .addOption(codeSpecsOption())
   .addOption(translateWeights())
   .requiredOption('--input <image|folder>', 'the source images (one grid row each)')
   .requiredOption('--out <grid.png>', 'the grid image (.png, .jpg, .webp)')
@@ -471,9 +488,9 @@ Examples:
   starspec sample stargan-v2 --set numDomains=3 --set wHpf=0 --weights nets.safetensors --input val/ --out latent.png --psi 0.7 --per-domain 3
   starspec sample runs/demo/spec.json --weights runs/demo --input faces/ --out test.png --source-labels 1,0,0,1,1`,
   )
-  .action(async (specArg: string, o: { set: string[]; weights: string[]; input: string; out: string; backend: string } & Record<string, unknown>) => {
+  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; weights: string[]; input: string; out: string; backend: string } & Record<string, unknown>) => {
     required('--weights', o.weights);
-    const spec = ok(await loadSpec(specArg, o.set));
+    const spec = ok(await loadSpec(specArg, o.set, o));
     const { sampleCommand } = await import('./translate.ts');
     const msg = ok(await sampleCommand(spec, o as unknown as import('./translate.ts').SampleOptions));
     process.stderr.write(`${msg}\n`);
@@ -484,10 +501,11 @@ program
   .description('write the spec as a standalone PyTorch project: models.py, objective.py, train.py (torchrun for several processes)')
   .argument('<spec>', 'built-in spec name or a .ts/.json spec file')
   .addOption(setOption())
+  .addOption(codeSpecsOption())
   .requiredOption('--out <dir>', 'the folder to write')
   .option('--overwrite', 'replace an export already in --out')
-  .action(async (specArg: string, o: { set: string[]; out: string; overwrite?: boolean }) => {
-    const spec = ok(await loadSpec(specArg, o.set));
+  .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; out: string; overwrite?: boolean }) => {
+    const spec = ok(await loadSpec(specArg, o.set, o));
     ok(requireTraining(spec, 'export-torch'));
     ok(checkSpec(spec));
     const { exportTorchCommand } = await import('./export-torch.ts');
@@ -501,17 +519,18 @@ program
   .argument('<kind>', 'synthetic')
   .option('--spec <spec>', 'the spec whose datasets to write (built-in name or a .ts/.json file)', 'stargan-v2')
   .addOption(setOption())
+  .addOption(codeSpecsOption())
   .requiredOption('--out <dir>', 'the folder to write')
   .requiredOption('--count <n>', 'images to write (v2: split evenly among the domains)')
   .option('--seed <n>', "seed of the data (default: the spec's seed)")
   .option('--overwrite', 'write into a folder that is not empty')
-  .action(async (kind: string, o: { spec: string; set: string[]; out: string; count: string; seed?: string; overwrite?: boolean }) => {
+  .action(async (kind: string, o: { spec: string; set: string[]; codeSpecs?: boolean; out: string; count: string; seed?: string; overwrite?: boolean }) => {
     if (kind !== 'synthetic') die('<kind>', `'${kind}' is not a dataset this command writes`, 'use: starspec data synthetic --out DIR --count N');
     const count = Number(o.count);
     if (!(Number.isInteger(count) && count > 0)) die('--count', `${o.count} is not a positive integer`);
     const seed = o.seed === undefined ? undefined : Number(o.seed);
     if (seed !== undefined && !Number.isInteger(seed)) die('--seed', `${o.seed} is not an integer`);
-    const spec = ok(await loadSpec(o.spec, o.set));
+    const spec = ok(await loadSpec(o.spec, o.set, o));
     ok(requireTraining(spec, 'data synthetic'));
     const { syntheticDataCommand } = await import('./data.ts');
     const info = ok(await syntheticDataCommand(spec, o.out, count, seed, o.overwrite ?? false));
@@ -523,13 +542,14 @@ program
   .description('print the JSON Schema of JSON spec files (editors validate and complete them with it)')
   .argument('[spec...]', 'spec definitions whose settings the schema knows by name (default: the built-in specs)')
   .option('--out <file.json>', 'write it to this file instead of stdout')
-  .action(async (specArgs: string[], o: { out?: string }) => {
+  .addOption(codeSpecsOption())
+  .action(async (specArgs: string[], o: { out?: string; codeSpecs?: boolean }) => {
     const { specSchema } = await import('../api/schema.ts');
     const { builtinSpecs } = await import('../specs/index.ts');
     const { loadSource } = await import('../api/spec.ts');
     const defs = [];
     for (const a of specArgs.length > 0 ? specArgs : [...builtinSpecs.keys()]) {
-      const src = ok(await loadSource(a));
+      const src = ok(await loadSource(a, process.cwd(), o.codeSpecs === false ? { codeSpecs: false } : {}));
       if (src.kind === 'ir') die(a, 'is a resolved IR, which has no settings', 'name a built-in spec or a .ts/.js spec definition');
       else defs.push(src.def);
     }
@@ -552,13 +572,59 @@ program
     process.stderr.write(`${ok(await initProject(dir, pkg.version, o.force ?? false))}\n`);
   });
 
+/** The most error lines one failure prints; the rest are counted on a last line. */
+const MAX_ERROR_LINES = 50;
+
+const printErrors = (errors: readonly SpecError[]): void => {
+  const shown = errors.length > MAX_ERROR_LINES ? errors.slice(0, MAX_ERROR_LINES - 1) : errors;
+  for (const err of shown) process.stderr.write(`starspec: error: ${formatError(err)}\n`);
+  if (shown.length < errors.length) process.stderr.write(`starspec: error: ${current || 'starspec'}: ${errors.length - shown.length} more errors not shown\n`);
+};
+
+/**
+ * Whether the command ran to its end. A process that exits before (a spec's code calling
+ * process.exit(0) from a timer, say) must not look like a success: see the 'exit' listener below.
+ */
+let finished = false;
+process.on('exit', (code) => {
+  if (finished || code !== 0) return;
+  process.stderr.write(`starspec: error: ${current || 'starspec'}: the process was ended before the command finished (did a spec module call process.exit?)\n`);
+  process.exitCode = 1;
+});
+
+/**
+ * An exception or rejection nothing caught, thrown by a spec module's own code (a timer it set,
+ * process.exit while it loads: module.ts SpecExit) or, if it comes from starspec, a bug. One line
+ * either way, and an exit.
+ */
+const packageRoot = fileURLToPath(new URL('..', import.meta.url));
+/** The real process.exit (module.ts withoutExit replaces it while a spec loads). */
+const exit = process.exit.bind(process);
+const uncaught = (e: unknown): void => {
+  const err = e instanceof Error ? e : new Error(String(e));
+  const frame = String(err.stack ?? '')
+    .split('\n')
+    .slice(1)
+    .map((l) => l.match(/\(?((?:file:\/\/)?\/[^():]+):(\d+):\d+\)?$/))
+    .find((m) => m !== null && !m[1]!.replace(/^file:\/\//, '').startsWith(packageRoot));
+  const file = frame ? frame[1]!.replace(/^file:\/\//, '') : '';
+  const foreign = e instanceof SpecExit || file !== '';
+  if (foreign) process.stderr.write(`starspec: error: ${formatError(specError(file ? `${file}:${frame![2]}` : current || 'starspec', clip(err.message.split('\n')[0]!), 'an exception from a spec module\'s own code, which nothing caught'))}\n`);
+  else process.stderr.write(`starspec: internal error: ${clip(err.message.split('\n')[0]!)} (please report this)\n`);
+  if (process.env['STARSPEC_DEBUG']) process.stderr.write(`${err.stack}\n`);
+  finished = true;
+  exit(foreign ? 1 : 2);
+};
+process.on('uncaughtException', uncaught);
+process.on('unhandledRejection', uncaught);
+
 /** The single exit point: one line per error, non-zero exit. */
 const main = async (): Promise<void> => {
   try {
     await program.parseAsync(process.argv);
   } catch (e) {
     if (e instanceof Exit) {
-      for (const err of e.errors) process.stderr.write(`starspec: error: ${formatError(err)}\n`);
+      printErrors(e.errors);
       process.exitCode = 1;
     } else if (e instanceof CommanderError) {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') process.exitCode = e.exitCode;
@@ -572,11 +638,15 @@ const main = async (): Promise<void> => {
       }
     } else {
       const err = e as Error;
-      process.stderr.write(`starspec: internal error: ${err.message.split('\n')[0]} (please report this)\n`);
-      if (process.env['STARSPEC_DEBUG']) process.stderr.write(`${err.stack}\n`);
+      process.stderr.write(`starspec: internal error: ${clip(String(err?.message ?? e).split('\n')[0]!)} (please report this)\n`);
+      if (process.env['STARSPEC_DEBUG']) process.stderr.write(`${err?.stack}\n`);
       process.exitCode = 2;
     }
   }
+  finished = true;
+  // A failure ends here, whatever a spec module left running (a timer of a top-level await that
+  // was given up on). stderr is written synchronously, so nothing printed is lost.
+  if (process.exitCode !== undefined && process.exitCode !== 0) exit();
 };
 
 await main();

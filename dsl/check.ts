@@ -1,29 +1,71 @@
 /**
- * Whole-spec validation: every network's shapes, the objective's references (networks, their
- * inputs and outputs, data fields, random sources, optimizers) and schedules, the per-sample
- * shapes flowing through the objective (what each network call receives, what each loss term
- * compares), so a generator that does not keep the image size fails here, not in training, and
- * the pipelines: their inputs, references, batches and shapes (`checkPipeline` also returns the
- * resolved type of every expression, which the interpreters' folds use).
+ * Whole-spec validation: every network's shapes, sizes and parameter keys; the objective's
+ * references (networks, their inputs and outputs, data fields, random sources, optimizers) and
+ * schedules; the per-sample shapes flowing through the objective (what each network call
+ * receives, what each loss term compares), so a generator that does not keep the image size fails
+ * here, not in training; the settings the edges read from the IR; and the pipelines: their
+ * inputs, references, batches and shapes (`checkPipeline` also returns the resolved type of every
+ * expression, which the interpreters' folds use). Whatever passes here, `train` accepts: what it
+ * would reject later is rejected here, as values naming the path.
+ *
+ * The objective (once per phase) and each pipeline are walked by one fold over expressions
+ * (`exprWalk`) that resolves each reference and infers each value's batch and per-sample shape
+ * together; where the expressions live (`ExprEnv`) decides what `data` and `random` mean.
+ * Expressions are identified structurally (`exprIds`: equal ids for equal structure whatever the
+ * key order), which is also how a gradient penalty's dependency on its `wrt` is decided.
  */
 import * as E from 'fp-ts/lib/Either.js';
+import { scanDocument } from './codec.ts';
+import { show } from './combinators.ts';
 import { absurd, specError, type Result, type SpecError } from './errors.ts';
-import type { DataField, DType, Expr, Network, Phase, Pipeline, Schedule, Spec, Term, Training, TrainableSpec } from './ir.ts';
-import { isTrainable } from './ir.ts';
+import type { CallExpr, DataExpr, DataField, DType, Expr, Network, Phase, Pipeline, Schedule, Spec, Term, TrainableSpec } from './ir.ts';
+import { isTrainable, trainingOf } from './ir.ts';
+import { OPERANDS } from './ops.ts';
+import { numel, stateOfNode } from './params.ts';
 import { networksOf, pipelineOf } from './pipelines.ts';
-import { inferShapes, isPosInt, type Inferred } from './shapes.ts';
-import { inputsOf } from './walk.ts';
+import { inferShapes, isPosInt, showShape, type Inferred } from './shapes.ts';
+import { children, inputsOf } from './walk.ts';
 
-export const checkSchedule = (s: Schedule, path: string): readonly SpecError[] => {
+// ---------------------------------------------------------------------------------------------
+// Limits: sizes past these are refused as absurd (no backend holds them), so that what checks
+// can be built, summarised and trained without overflowing or exhausting memory.
+
+/** The most elements one tensor may hold: a parameter, a per-sample value, or a whole batch (2^31 - 1, int32 indexing). */
+export const MAX_ELEMENTS = 2 ** 31 - 1;
+/** The most parameters one network may have (2^34: 64 GB as float32, past any tfjs backend). */
+export const MAX_PARAMS = 2 ** 34;
+/** The largest `imageSize` setting (training images are loaded at imageSize x imageSize). */
+export const MAX_IMAGE_SIZE = 4096;
+/** The largest learning rate a schedule may reach (Adam steps are about lr per parameter). */
+export const MAX_LR = 1;
+/** Longest name (network, input, output, dataset, field, random source, phase, term). */
+export const MAX_NAME = 200;
+
+/** Names that index JavaScript objects badly (`__proto__`, `constructor`, `toString`, ...). */
+const RESERVED = new Set(Object.getOwnPropertyNames(Object.prototype));
+
+/** Why a name cannot be used, or null. `slash`: it is half of a `<phase>/<term>` log key. */
+const nameProblem = (name: string, slash = false): string | null => {
+  if (name.trim() === '') return 'is empty';
+  if (name.length > MAX_NAME) return `is ${name.length} characters long (at most ${MAX_NAME})`;
+  if (RESERVED.has(name)) return `'${name}' is reserved (a JavaScript object property)`;
+  if (slash && name.includes('/')) return `'${name}' contains '/', which separates phase and term in logged loss names (<phase>/<term>)`;
+  return null;
+};
+
+export const checkSchedule = (s: Schedule, path: string, range?: { readonly min: number; readonly max: number }): readonly SpecError[] => {
+  const inRange = (v: number, at: string): readonly SpecError[] =>
+    range === undefined || (v >= range.min && v <= range.max) ? [] : [specError(at, `value ${v} is outside [${range.min}, ${range.max}]`)];
   switch (s.kind) {
     case 'constant':
-      return Number.isFinite(s.value) ? [] : [specError(path, `value ${s.value} is not finite`)];
+      return Number.isFinite(s.value) ? inRange(s.value, path) : [specError(path, `value ${s.value} is not finite`)];
     case 'piecewiseLinear': {
       const errs: SpecError[] = [];
       if (!isPosInt(s.every)) errs.push(specError(path, `every must be a positive integer; got ${s.every}`));
       if (s.points.length === 0) errs.push(specError(path, 'needs at least one (step, value) point'));
       s.points.forEach(([x, y], i) => {
         if (!Number.isFinite(x) || !Number.isFinite(y)) errs.push(specError(`${path}.points.${i}`, 'must be finite'));
+        else errs.push(...inRange(y, `${path}.points.${i}`));
         if (i > 0 && x < s.points[i - 1]![0]) errs.push(specError(`${path}.points.${i}`, 'steps must not decrease'));
       });
       return errs;
@@ -33,8 +75,83 @@ export const checkSchedule = (s: Schedule, path: string): readonly SpecError[] =
   }
 };
 
-/** Validate the networks named (all when omitted): shapes, per network. */
+// ---------------------------------------------------------------------------------------------
+// Networks
+
+/**
+ * Sizes (per-sample values, parameters) within the limits, and state_dict keys (parameters and
+ * used buffers) each owned by one module.
+ */
+const checkNetworkSizes = (net: Network, inferred: Inferred): readonly SpecError[] => {
+  const errors: SpecError[] = [];
+  const at = (i: number): string => `${net.name}/${net.nodes[i]!.path || `#${i}`}`;
+  inferred.shapes.forEach((s, i) => {
+    const n = numel(s);
+    if (!(s.every(Number.isSafeInteger) && n <= MAX_ELEMENTS))
+      errors.push(specError(at(i), `its output ${showShape(s)} holds ${n} values per sample, more than ${MAX_ELEMENTS} (2^31 - 1)`, 'use smaller widths or images'));
+  });
+  // A key's owner: the first node holding it. A later node with the same key is the same module
+  // called again only when it is the same op with the same fields (its inputs aside).
+  const owners = new Map<string, number>();
+  const fieldsOf = (i: number): string => {
+    const n = net.nodes[i]!;
+    const refs = new Set(OPERANDS[n.op].map((o) => o.field));
+    return JSON.stringify(Object.entries(n).filter(([k]) => !refs.has(k)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  };
+  let total = 0;
+  net.nodes.forEach((node, i) => {
+    const shared = new Map<number, Array<{ readonly key: string; readonly trainable: boolean }>>();
+    for (const p of stateOfNode(node)) {
+      const n = numel(p.shape);
+      if (!(p.shape.every(Number.isSafeInteger) && n <= MAX_ELEMENTS)) {
+        errors.push(specError(at(i), `${p.trainable ? 'parameter' : 'buffer'} ${p.key} of shape (${p.shape.join(', ')}) holds ${n} values, more than ${MAX_ELEMENTS} (2^31 - 1)`));
+        continue;
+      }
+      const owner = owners.get(p.key);
+      if (owner === undefined) {
+        owners.set(p.key, i);
+        if (p.trainable) total += n;
+      } else if (fieldsOf(owner) !== fieldsOf(i)) shared.set(owner, [...(shared.get(owner) ?? []), p]);
+    }
+    for (const [owner, keys] of shared) {
+      // Buffers (BatchNorm's running statistics) are state_dict keys too: two modules cannot share them either.
+      const what = keys.every((k) => k.trainable) ? 'parameter' : 'state_dict';
+      errors.push(
+        specError(
+          at(i),
+          `${what} key${keys.length > 1 ? 's' : ''} ${keys.map((k) => k.key).join(', ')} ${keys.length > 1 ? 'are' : 'is'} also node ${owner}'s (${net.nodes[owner]!.op} at '${net.nodes[owner]!.path}'), which differs: the two would share one tensor`,
+          'give each module its own path; only the same module called twice shares a path',
+        ),
+      );
+    }
+  });
+  if (total > MAX_PARAMS) errors.push(specError(net.name, `has ${total} parameters, more than ${MAX_PARAMS} (2^34)`));
+  return errors;
+};
+
+/** A network's names: inputs and outputs nameable, at most once each (inputs: shapes.ts). */
+const checkNetworkNames = (net: Network): readonly SpecError[] => {
+  const errors: SpecError[] = [];
+  const bad = nameProblem(net.name);
+  if (bad !== null) errors.push(specError(`networks.${net.name}`, `network name ${bad}`));
+  for (const i of inputsOf(net)) {
+    const why = nameProblem(i.name);
+    if (why !== null) errors.push(specError(`${net.name}/${i.path}`, `input name ${why}`));
+  }
+  for (const o of net.outputs) {
+    const why = nameProblem(o.name);
+    if (why !== null) errors.push(specError(`${net.name}/${o.name}`, `output name ${why}`));
+  }
+  return errors;
+};
+
+/** Validate the networks named (all when omitted): shapes, sizes and parameter keys, per network. */
 export const checkNetworks = (spec: Spec, names?: readonly string[]): Result<ReadonlyMap<string, Inferred>> => {
+  const scanned = scanDocument(spec, 'spec');
+  return scanned.length > 0 ? E.left(scanned) : networksChecked(spec, names);
+};
+
+const networksChecked = (spec: Spec, names?: readonly string[]): Result<ReadonlyMap<string, Inferred>> => {
   const errors: SpecError[] = [];
   const out = new Map<string, Inferred>();
   const seen = new Set<string>();
@@ -48,15 +165,97 @@ export const checkNetworks = (spec: Spec, names?: readonly string[]): Result<Rea
       errors.push(specError(name, `no network '${name}' in spec ${spec.name}`, `networks: ${spec.networks.map((n) => n.name).join(', ')}`));
       continue;
     }
+    const named = checkNetworkNames(net);
+    errors.push(...named);
     const r = inferShapes(net);
     if (E.isLeft(r)) errors.push(...r.left);
-    else out.set(name, r.right);
+    else {
+      const sizes = checkNetworkSizes(net, r.right);
+      errors.push(...sizes);
+      if (sizes.length === 0 && named.length === 0) out.set(name, r.right);
+    }
   }
   return errors.length > 0 ? E.left(errors) : E.right(out);
 };
 
 // ---------------------------------------------------------------------------------------------
-// Types of expressions: batches and per-sample shapes
+// Structural identity of expressions
+
+/**
+ * Ids by structure (hash-consing): two expressions get the same id exactly when they are the same
+ * operation on the same arguments, whatever order their objects' keys (a call's inputs included)
+ * were written in: decoding puts them in one order (combinators.ts), which is what the training
+ * interpreter, keying expressions by their JSON text, then sees. Each expression object is keyed
+ * once, from its own fields and its children's ids, so ids cost time linear in the size.
+ */
+export const exprIds = (): { readonly id: (x: Expr) => number; readonly callId: (x: CallExpr) => number } => {
+  const objects = new WeakMap<object, number>();
+  const keys = new Map<string, number>();
+  const intern = (key: string): number => {
+    let v = keys.get(key);
+    if (v === undefined) keys.set(key, (v = keys.size));
+    return v;
+  };
+  const own = (x: Expr): string => {
+    switch (x.e) {
+      case 'data':
+        return JSON.stringify([x.field, x.dataset]);
+      case 'random':
+        return JSON.stringify(x.name);
+      case 'call':
+        return JSON.stringify([x.net, x.weights, x.output, names(x)]);
+      case 'oneHot':
+        return String(x.depth);
+      case 'fill':
+        return `${x.width},${x.hot}`;
+      case 'slice':
+        return `${x.start},${x.end}`;
+      case 'draw':
+        return `${x.kind},${x.count},${x.dim},${x.seed}`;
+      case 'indexFill':
+        return `${x.count},${x.value}`;
+      case 'detach':
+      case 'mix':
+      case 'permute':
+      case 'concat':
+      case 'batchMean':
+      case 'choose':
+        return '';
+      default:
+        return absurd(x);
+    }
+  };
+  const names = (x: CallExpr): readonly string[] => Object.keys(x.inputs).sort();
+  const id = (x: Expr): number => {
+    const hit = objects.get(x);
+    if (hit !== undefined) return hit;
+    const v = intern(`${x.e}|${own(x)}|${children(x).map(id).join(',')}`);
+    objects.set(x, v);
+    return v;
+  };
+  /** A call regardless of the output read: G(x, c) read twice is one evaluation. */
+  const callId = (x: CallExpr): number => intern(`call|${JSON.stringify([x.net, x.weights, names(x)])}|${children(x).map(id).join(',')}`);
+  return { id, callId };
+};
+
+/** Whether `of` has `wrt` among its sub-expressions (itself included), by structure. */
+const dependsOn = (ids: ReturnType<typeof exprIds>, of: Expr, wrt: Expr): boolean => {
+  const target = ids.id(wrt);
+  const seen = new Set<number>();
+  const stack: Expr[] = [of];
+  while (stack.length > 0) {
+    const x = stack.pop()!;
+    const i = ids.id(x);
+    if (i === target) return true;
+    if (seen.has(i)) continue;
+    seen.add(i);
+    stack.push(...children(x));
+  }
+  return false;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Values of expressions: per-sample shapes
 
 /**
  * A per-sample dimension: a known size, or a variable of one phase's unifier (a dataset image's
@@ -140,10 +339,13 @@ const signature = (net: Network): Signature | null => {
   const r = inferShapes(net);
   if (E.isLeft(r)) return null;
   const { shapes, index } = r.right;
-  /** An index input's range: the fewest branches among the `select`s it drives (null: none). */
+  // An index input's range: the fewest branches among the `select`s it drives (null: none).
+  const branches = new Map<number, number>();
+  net.nodes.forEach((n) => {
+    if (n.op === 'select') branches.set(n.index, Math.min(branches.get(n.index) ?? Infinity, shapes[n.input]?.[0] ?? Infinity));
+  });
   const classes = (ref: number): number | null => {
-    const counts = net.nodes.flatMap((n) => (n.op === 'select' && n.index === ref ? [shapes[n.input]?.[0] ?? Infinity] : []));
-    const min = Math.min(...counts);
+    const min = branches.get(ref) ?? Infinity;
     return Number.isFinite(min) ? min : null;
   };
   const valOf = (ref: number): Val => (index[ref] ? indexVal(classes(ref)) : tensorVal(shapes[ref] ?? []));
@@ -154,39 +356,50 @@ const signature = (net: Network): Signature | null => {
   return { inputs, outputs: new Map(net.outputs.map((o) => [o.name, valOf(o.ref)])) };
 };
 
-const signatures = (spec: Spec): ((net: string) => Signature | null) => {
-  const cache = new Map<string, Signature | null>();
+/** The spec's networks by name, each with its signature computed once (ExprEnv's `network`). */
+const networkResolver = (spec: Spec): ExprEnv['network'] => {
+  const nets = new Map<string, Network>(spec.networks.map((n) => [n.name, n]));
+  const signatures = new Map<string, Signature | null>();
   return (name) => {
-    if (!cache.has(name)) {
-      const net = spec.networks.find((n) => n.name === name);
-      cache.set(name, net === undefined ? null : signature(net));
-    }
-    return cache.get(name) ?? null;
+    const net = nets.get(name);
+    if (net === undefined) return undefined;
+    if (!signatures.has(name)) signatures.set(name, signature(net));
+    return { net, sig: signatures.get(name) ?? null };
   };
 };
 
 const validSlice = (start: number, end: number): boolean =>
-  Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start < end;
+  Number.isSafeInteger(start) && Number.isSafeInteger(end) && 0 <= start && start < end;
 
-interface TypeEnv {
+/**
+ * What the one expression walk needs from where the expressions live (a phase's objective; a
+ * pipeline's outputs): how `data` and `random` resolve, which networks may be called, and whether
+ * a call may use an EMA copy. Each resolver reports a broken reference itself (via `err`) and
+ * returns null (or false).
+ */
+export interface ExprEnv {
   readonly u: Unifier;
-  /** A data expression's value: a dataset field or a pipeline input (null: reported elsewhere). */
-  readonly data: (name: string) => Val | null;
-  readonly random: (name: string) => Val | null;
-  readonly sigOf: (net: string) => Signature | null;
   readonly err: (path: string, message: string, hint?: string) => null;
+  readonly data: (x: DataExpr, path: string) => Val | null;
+  readonly random: (name: string, path: string) => Val | null;
+  /** A network by name (undefined: none), with its signature (null: the network does not check; checkNetworks reports it). */
+  readonly network: (name: string) => { readonly net: Network; readonly sig: Signature | null } | undefined;
+  /** Why a call may not read `net`'s EMA copy (message and hint), or null when it may. */
+  readonly ema: (net: string) => readonly [string, string] | null;
 }
 
 /**
- * The type fold over expressions, shared by the objective and pipelines. A structurally equal
- * expression is typed once (interpreters compute it once), so one mismatch gives one error.
- * Broken references are reported by the reference checks and are skipped here silently.
- * `limits` records, per index value, the fewest classes any use of it admits (an index input's
- * range: the branches of the networks it selects in, a oneHot depth, the options it chooses among).
+ * The fold over expressions: references, batches and per-sample shapes in one walk. A
+ * structurally equal expression is walked once (the interpreter computes it once), so one
+ * mismatch or one broken reference gives one error, at the path of its first use. Depth is
+ * bounded by the document scan. `limits` records, per index value, the fewest classes any use of
+ * it admits (an index input's range: the branches of the networks it selects in, a oneHot depth,
+ * the options it chooses among).
  */
-const typer = (env: TypeEnv) => {
+export const exprWalk = (env: ExprEnv, ids: ReturnType<typeof exprIds> = exprIds()) => {
   const { u, err } = env;
   const show = u.show;
+  const posInt = (v: number, path: string): boolean => isPosInt(v) || err(path, `must be a positive integer; got ${v}`) !== null;
   const limits = new Map<Val, number>();
   const limit = (v: Val, classes: number): void => {
     limits.set(v, Math.min(limits.get(v) ?? Infinity, classes));
@@ -207,47 +420,73 @@ const typer = (env: TypeEnv) => {
     if (got.k !== 'tensor' || !u.shapes(want.shape, got.shape)) err(path, `${what} expects ${show(want)} but gets ${show(got)}`);
   };
 
-  /** Operands of one evaluation must share their batch (they are combined sample by sample). */
-  const sameBatch = (vals: ReadonlyArray<readonly [string, Val]>, path: string, what: string): Batch | null => {
+  /** Operands of one evaluation must share their batch (they are combined sample by sample); `report` false: only the answer. */
+  const sameBatch = (vals: ReadonlyArray<readonly [string, Val]>, path: string, what: string, report = true): Batch | null => {
     const batches = [...new Set(vals.map(([, v]) => v.batch))];
     if (batches.length <= 1) return batches[0] ?? 'N';
-    return err(path, `${what} combines values of different batches: ${vals.map(([n, v]) => `${n} ${show(v)}`).join(', ')}`, 'a seeded draw or a batch mean has its own batch; reduce it (batchMean) and pick it per sample (choose)');
+    if (!report) return null;
+    return err(
+      path,
+      `${what} combines values of different batches: ${vals.map(([n, v]) => `${n} ${show(v)}`).join(', ')}`,
+      'a seeded draw or a batch mean has its own batch; reduce it (batchMean) and pick it per sample (choose)',
+    );
   };
 
-  const memo = new Map<string, Val | null>();
-  const checkedCalls = new Set<string>();
+  const memo = new Map<number, Val | null>();
+  const checkedCalls = new Set<number>();
   const infer = (x: Expr, path: string): Val | null => {
-    const key = JSON.stringify(x);
+    const key = ids.id(x);
     if (memo.has(key)) return memo.get(key) ?? null;
     const v = infer_(x, path);
     memo.set(key, v);
     return v;
   };
+
+  const call = (x: CallExpr, path: string): Val | null => {
+    const at = (name: string): string => `${path}.${x.net}(${name})`;
+    const args = Object.entries(x.inputs).map(([name, e]) => [name, infer(e, at(name))] as const);
+    const target = env.network(x.net);
+    if (target === undefined) return err(path, `calls unknown network '${x.net}'`);
+    const first = !checkedCalls.has(ids.callId(x));
+    checkedCalls.add(ids.callId(x));
+    const want = inputsOf(target.net).map((i) => i.name);
+    const got = Object.keys(x.inputs);
+    let ok = true;
+    if (want.some((w) => !got.includes(w)) || got.some((g) => !want.includes(g))) {
+      ok = false;
+      if (first) err(path, `call of ${x.net}: inputs ${got.join(', ')} do not match its arguments ${want.join(', ')}`);
+    }
+    if (!target.net.outputs.some((o) => o.name === x.output)) {
+      ok = false;
+      err(path, `${x.net} has no output '${x.output}'`, `outputs: ${target.net.outputs.map((o) => o.name).join(', ')}`);
+    }
+    const noEma = x.weights === 'ema' ? env.ema(x.net) : null;
+    if (noEma !== null) {
+      ok = false;
+      if (first) err(path, ...noEma);
+    }
+    const sig = target.sig;
+    if (sig === null || !ok) return null;
+    const known = args.filter((a): a is readonly [string, Val] => a[1] !== null);
+    // G(x, c) read for two outputs is one call: its arguments are checked once.
+    if (first)
+      for (const [name, v] of known) {
+        const w = sig.inputs.get(name);
+        if (w !== undefined) argument(w, v, at(name), `${x.net}(${name})`);
+      }
+    const batch = sameBatch(known, path, `the call of ${x.net}`, first);
+    const out = sig.outputs.get(x.output);
+    return out === undefined || batch === null ? null : { ...out, batch };
+  };
+
   const infer_ = (x: Expr, path: string): Val | null => {
     switch (x.e) {
       case 'data':
-        return env.data(x.field);
+        return env.data(x, path);
       case 'random':
-        return env.random(x.name);
-      case 'call': {
-        const args = Object.entries(x.inputs).map(([name, e]) => [name, infer(e, `${path}.${x.net}(${name})`)] as const);
-        const sig = env.sigOf(x.net);
-        if (sig === null) return null;
-        // G(x, c) read for two outputs is one call: its arguments are checked once.
-        const callKey = JSON.stringify({ ...x, output: null });
-        const known = args.filter((a): a is readonly [string, Val] => a[1] !== null);
-        if (!checkedCalls.has(callKey)) {
-          checkedCalls.add(callKey);
-          for (const [name, got] of known) {
-            const want = sig.inputs.get(name);
-            if (want !== undefined) argument(want, got, `${path}.${x.net}(${name})`, `${x.net}(${name})`);
-          }
-        }
-        const batch = sameBatch(known, path, `the call of ${x.net}`);
-        const out = sig.outputs.get(x.output);
-        if (out === undefined || batch === null) return null;
-        return { ...out, batch };
-      }
+        return env.random(x.name, path);
+      case 'call':
+        return call(x, path);
       case 'detach':
         return infer(x.x, path);
       case 'mix': {
@@ -271,8 +510,9 @@ const typer = (env: TypeEnv) => {
         return sameBatch([['x', v], ['perm', perm]], path, 'permute') === null ? null : v;
       }
       case 'oneHot': {
+        const depthOk = posInt(x.depth, `${path}.depth`);
         const v = infer(x.x, path);
-        if (v === null || !isPosInt(x.depth)) return null;
+        if (v === null || !depthOk) return null;
         if (v.k !== 'index') return err(path, `oneHot encodes class indices; got ${show(v)}`);
         limit(v, x.depth);
         if (v.classes !== null && v.classes > x.depth)
@@ -305,21 +545,33 @@ const typer = (env: TypeEnv) => {
         const width: Dim = known.length === widths.length ? known.reduce((a, b) => a + b, 0) : u.fresh();
         return tensorVal([width, ...first.shape.slice(1)], batch);
       }
-      case 'fill':
-        return isPosInt(x.width) ? tensorVal([x.width]) : null;
+      case 'fill': {
+        if (!posInt(x.width, `${path}.width`)) return null;
+        if (x.hot !== null && !(Number.isInteger(x.hot) && x.hot >= 0 && x.hot < x.width))
+          return err(path, `hot index ${x.hot} is outside 0..${x.width - 1}`);
+        return tensorVal([x.width]);
+      }
       case 'slice': {
+        const okSlice = validSlice(x.start, x.end) || err(path, `slice [${x.start}, ${x.end}) is empty or invalid`) !== null;
         const v = infer(x.x, path);
-        if (v === null || !validSlice(x.start, x.end)) return null;
+        if (v === null || !okSlice) return null;
         if (v.k !== 'tensor' || v.shape.length < 1 || v.shape.length > 2)
           return err(path, `slice cuts axis 1 of features (N, k) or (N, k, d); got ${show(v)}`);
         const n = u.resolve(v.shape[0]!);
         if (n !== null && x.end > n) return err(path, `slice [${x.start}, ${x.end}) is outside ${show(v)}`);
         return tensorVal([x.end - x.start, ...v.shape.slice(1)], v.batch);
       }
-      case 'draw':
-        return isPosInt(x.count) && isPosInt(x.dim) ? tensorVal([x.dim], x.count) : null;
-      case 'indexFill':
-        return isPosInt(x.count) && Number.isInteger(x.value) && x.value >= 0 ? indexVal(x.value + 1, x.count) : null;
+      case 'draw': {
+        const count = posInt(x.count, `${path}.count`);
+        const dim = posInt(x.dim, `${path}.dim`);
+        const seed = Number.isSafeInteger(x.seed) || err(`${path}.seed`, `must be an integer; got ${x.seed}`) !== null;
+        return count && dim && seed ? tensorVal([x.dim], x.count) : null;
+      }
+      case 'indexFill': {
+        const count = posInt(x.count, `${path}.count`);
+        const value = (Number.isSafeInteger(x.value) && x.value >= 0) || err(`${path}.value`, `must be a non-negative integer; got ${x.value}`) !== null;
+        return count && value ? indexVal(x.value + 1, x.count) : null;
+      }
       case 'batchMean': {
         const v = infer(x.x, path);
         if (v === null) return null;
@@ -329,7 +581,8 @@ const typer = (env: TypeEnv) => {
       case 'choose': {
         const index = infer(x.index, path);
         const options = x.options.map((o, i) => infer(o, `${path}.options.${i}`));
-        if (index === null || options.length === 0 || options.some((o) => o === null)) return null;
+        if (options.length === 0) return err(path, 'choose needs at least one option');
+        if (index === null || options.some((o) => o === null)) return null;
         if (index.k !== 'index') return err(path, `choose picks an option by a class index per sample; got ${show(index)}`);
         const first = options[0]!;
         let ok = true;
@@ -355,22 +608,40 @@ const typer = (env: TypeEnv) => {
   return { infer, memo, limits };
 };
 
+// ---------------------------------------------------------------------------------------------
+// The objective
+
+interface PhaseCheck {
+  readonly errors: readonly SpecError[];
+  /** The image fields the phase read, with the height and width its network calls gave them (null: not fixed). */
+  readonly images: ReadonlyArray<{ readonly dataset: string; readonly field: string; readonly hw: readonly [number | null, number | null] }>;
+  /** The largest per-sample value it computes (elements), for the batch bound. */
+  readonly largest: number;
+}
+
 /**
- * The per-sample shapes through one phase's loss terms, as the tfjs objective interpreter
- * evaluates them. Within the phase, a data field is one tensor: its unknown dimensions become
+ * One phase's loss terms, as the tfjs objective interpreter evaluates them: references and
+ * shapes in one walk. Within the phase, a data field is one tensor: its unknown dimensions become
  * known where it is unified with a network input, and stay known for every later use.
  */
-const checkPhaseShapes = (tr: Training, p: Phase, sigOf: (net: string) => Signature | null): readonly SpecError[] => {
+const checkPhase = (
+  spec: Spec,
+  p: Phase,
+  drawn: ReadonlySet<string>,
+  network: ExprEnv['network'],
+): PhaseCheck => {
+  const tr = trainingOf(spec); // checkPhase runs for trainable specs only (trainingChecked)
   const errors: SpecError[] = [];
   const u = unifier();
-  const show = u.show;
   const err = (path: string, message: string, hint = ''): null => {
     errors.push(specError(path, message, hint));
     return null;
   };
 
-  const ds = p.dataset === null ? tr.datasets : tr.datasets.filter((d) => d.name === p.dataset);
-  const fields = new Map<string, Val>();
+  // Datasets the phase's batch holds: its own, or (no dataset) those the loop draws each step.
+  const own = p.dataset === null ? null : tr.datasets.find((d) => d.name === p.dataset);
+  const readable = own ? [own] : own === undefined ? [] : tr.datasets.filter((d) => drawn.has(d.name));
+  const fields = new Map<string, { readonly v: Val; readonly f: DataField; readonly dataset: string }>();
   const fieldVal = (f: DataField): Val => {
     switch (f.kind) {
       case 'image':
@@ -384,21 +655,28 @@ const checkPhaseShapes = (tr: Training, p: Phase, sigOf: (net: string) => Signat
         return absurd(f.kind);
     }
   };
-  /** `Dataset.field`, or a bare `field` when the phase reads one dataset (as `fieldsOf`). */
-  const field = (name: string): Val | null => {
-    for (const d of ds)
-      for (const f of d.fields)
-        if ((ds.length === 1 && f.name === name) || `${d.name}.${f.name}` === name) {
-          const key = `${d.name}.${f.name}`;
-          const v = fields.get(key) ?? fieldVal(f);
-          fields.set(key, v);
-          return v;
-        }
-    return null;
+  const bare = p.dataset ?? (tr.datasets.length === 1 ? tr.datasets[0]!.name : null);
+  const data = (x: DataExpr, path: string): Val | null => {
+    const dsName = x.dataset ?? bare;
+    if (dsName === null)
+      return err(path, `data field '${x.field}' names no dataset, and the phase reads ${tr.datasets.length} datasets`, `name one: data('${x.field}', '${tr.datasets[0]?.name ?? 'dataset'}')`);
+    const ds = readable.find((d) => d.name === dsName);
+    if (ds === undefined)
+      return tr.datasets.some((d) => d.name === dsName)
+        ? err(path, `reads dataset '${dsName}', which phase ${p.name}'s batch does not hold`, `it holds ${readable.map((d) => d.name).join(', ') || 'no dataset'}`)
+        : err(path, `no dataset '${dsName}'`, `datasets: ${tr.datasets.map((d) => d.name).join(', ')}`);
+    const f = ds.fields.find((q) => q.name === x.field);
+    if (f === undefined) return err(path, `no data field '${x.field}' in dataset ${ds.name}`, `fields: ${ds.fields.map((q) => q.name).join(', ')}`);
+    const key = JSON.stringify([ds.name, f.name]);
+    const hit = fields.get(key);
+    if (hit) return hit.v;
+    const v = fieldVal(f);
+    fields.set(key, { v, f, dataset: ds.name });
+    return v;
   };
-  const random = (name: string): Val | null => {
+  const random = (name: string, path: string): Val | null => {
     const r = tr.random.find((x) => x.name === name);
-    if (r === undefined) return null;
+    if (r === undefined) return err(path, `random source '${name}' is not declared`, 'add it to training.random');
     switch (r.kind) {
       case 'normal':
         return tensorVal([r.dim]);
@@ -412,7 +690,10 @@ const checkPhaseShapes = (tr: Training, p: Phase, sigOf: (net: string) => Signat
         return absurd(r);
     }
   };
-  const { infer } = typer({ u, data: field, random, sigOf, err });
+  const ids = exprIds();
+  const ema = (net: string): readonly [string, string] | null => (tr.ema.some((e) => e.net === net) ? null : [`uses the EMA copy of ${net}, which is not declared`, '']);
+  const { infer, memo } = exprWalk({ u, err, data, random, network, ema }, ids);
+  const show = u.show;
   /** Terms combine values sample by sample: both sides of the evaluation's batch. */
   const perSample = (v: Val | null, path: string, what: string): Val | null =>
     v === null || v.batch === 'N' ? v : err(path, `${what} is ${show(v)}; loss terms take values of the batch (N, ...)`, 'pick per sample with choose');
@@ -425,6 +706,7 @@ const checkPhaseShapes = (tr: Training, p: Phase, sigOf: (net: string) => Signat
         infer(t.x, path);
         return;
       case 'bceConst': {
+        if (!(t.target >= 0 && t.target <= 1)) err(path, `BCE target ${t.target} is outside [0, 1]`);
         const l = infer(t.logits, path);
         if (l !== null && l.k !== 'tensor') err(path, `BCE logits must be a float tensor; got ${show(l)}`);
         return;
@@ -462,6 +744,7 @@ const checkPhaseShapes = (tr: Training, p: Phase, sigOf: (net: string) => Signat
       case 'gradPenalty': {
         const of = infer(t.of, path);
         const wrt = infer(t.wrt, path);
+        if (!dependsOn(ids, t.of, t.wrt)) err(path, 'the penalised output does not depend on the tensor the gradient is taken with respect to');
         if (of !== null && of.k !== 'tensor') err(path, `the penalised output must be a float tensor; got ${show(of)}`);
         if (wrt === null) return;
         if (wrt.k !== 'tensor') err(path, `the gradient is taken with respect to ${show(wrt)}, which is not a float tensor`);
@@ -472,118 +755,98 @@ const checkPhaseShapes = (tr: Training, p: Phase, sigOf: (net: string) => Signat
         return absurd(t);
     }
   };
-  p.loss.forEach((w) => checkTerm(w.term, `training.phases.${p.name}.${w.name}`));
-  for (const { path, wrt } of penalties)
+
+  const path = `training.phases.${p.name}`;
+  const termNames = new Set<string>();
+  p.loss.forEach((w) => {
+    const at = `${path}.${w.name}`;
+    const bad = nameProblem(w.name, true);
+    if (bad !== null) err(at, `term name ${bad}`, w.name.includes('/') ? `name it '${w.name.slice(w.name.indexOf('/') + 1)}': the phase's name is the prefix` : '');
+    if (termNames.has(w.name)) err(at, `a second term named '${w.name}' (logged losses are keyed by <phase>/<term>)`);
+    termNames.add(w.name);
+    errors.push(...checkSchedule(w.weight, `${at}.weight`));
+    checkTerm(w.term, at);
+  });
+  for (const { path: at, wrt } of penalties)
     if (wrt.k === 'tensor' && wrt.shape.some((d) => u.resolve(d) === null))
-      err(path, `the gradient penalty is taken with respect to ${show(wrt)}, whose shape is not known`, 'take it with respect to a tensor fed to a network input, which fixes its shape');
+      err(at, `the gradient penalty is taken with respect to ${show(wrt)}, whose shape is not known`, 'take it with respect to a tensor fed to a network input, which fixes its shape');
+
+  let largest = 0;
+  for (const v of memo.values())
+    if (v !== null && v.k === 'tensor') {
+      const dims = v.shape.map((d) => u.resolve(d));
+      if (dims.every((d): d is number => d !== null)) largest = Math.max(largest, numel(dims));
+    }
+  const images = [...fields.values()]
+    .filter((x) => x.f.kind === 'image' && x.v.k === 'tensor')
+    .map((x) => {
+      const s = (x.v as TensorVal).shape;
+      return { dataset: x.dataset, field: x.f.name, hw: [u.resolve(s[1]!), u.resolve(s[2]!)] as const };
+    });
+  return { errors, images, largest };
+};
+
+/** The settings of the IR that the edges read (ir.ts Spec.settings), against the networks and datasets. */
+export const checkSettings = (spec: Spec, images: PhaseCheck['images'] = []): readonly SpecError[] => {
+  const s = spec.settings;
+  const errors: SpecError[] = [];
+  const has = (k: string): boolean => Object.prototype.hasOwnProperty.call(s, k);
+  const intIn = (k: string, max: number): number | null => {
+    const v = s[k];
+    if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 1 && v <= max) return v;
+    errors.push(specError(`settings.${k}`, `must be an integer from 1 to ${max}; got ${show(v, 40)}`));
+    return null;
+  };
+  const datasets = spec.training?.datasets ?? [];
+  if (has('imageSize')) {
+    const size = intIn('imageSize', MAX_IMAGE_SIZE);
+    const told = new Set<string>();
+    if (size !== null)
+      for (const im of images) {
+        const key = `${im.dataset}.${im.field}`;
+        if (told.has(key) || im.hw.every((d) => d === null || d === size)) continue;
+        told.add(key);
+        errors.push(
+          specError('settings.imageSize', `is ${size}, but the objective feeds ${im.dataset} field ${im.field} to networks as ${im.hw.map((d) => d ?? '?').join('x')} images`, 'training images are loaded at imageSize x imageSize: make it the networks\' input size'),
+        );
+      }
+  }
+  if (has('selectedAttrs')) {
+    const v = s['selectedAttrs'];
+    if (!Array.isArray(v) || v.length === 0 || v.some((a) => typeof a !== 'string' || a === '' || a.length > MAX_NAME))
+      errors.push(specError('settings.selectedAttrs', 'must be a non-empty list of attribute names'));
+    else {
+      if (new Set(v).size !== v.length) errors.push(specError('settings.selectedAttrs', 'lists an attribute twice'));
+      for (const d of datasets)
+        for (const f of d.fields)
+          if (f.kind === 'binaryLabels' && f.size !== v.length)
+            errors.push(specError('settings.selectedAttrs', `names ${v.length} attributes, but ${d.name} field ${f.name} has ${f.size} binary labels`, 'each binary label is one selected attribute'));
+    }
+  }
+  if (has('numDomains')) {
+    const k = intIn('numDomains', 2 ** 16);
+    if (k !== null)
+      for (const d of datasets)
+        for (const f of d.fields)
+          if (f.kind === 'domainIndex' && f.size !== k)
+            errors.push(specError('settings.numDomains', `is ${k}, but ${d.name} field ${f.name} has ${f.size} domains`));
+  }
+  if (has('styleDim')) intIn('styleDim', MAX_ELEMENTS);
   return errors;
 };
 
-// ---------------------------------------------------------------------------------------------
-// References
-
-interface RefEnv {
-  readonly spec: Spec;
-  /** Names `data` may read, and what to call them in messages. */
-  readonly data: ReadonlySet<string>;
-  readonly dataWhat: string;
-  /** null: a pipeline, which has no per-iteration random sources. */
-  readonly randoms: ReadonlySet<string> | null;
-  readonly pipeline: boolean;
-}
-
-/** Structural checks of an expression: names that resolve, arguments that match, valid constants. */
-const checkRefs = (env: RefEnv, x: Expr, path: string, errors: SpecError[]): void => {
-  const nets = env.spec.networks;
-  const posInt = (v: number, at: string): void => {
-    if (!isPosInt(v)) errors.push(specError(at, `must be a positive integer; got ${v}`));
-  };
-  const go = (x: Expr, path: string): void => {
-    switch (x.e) {
-      case 'data':
-        if (!env.data.has(x.field)) errors.push(specError(path, `no ${env.dataWhat} '${x.field}'`, `${env.dataWhat}s: ${[...env.data].join(', ')}`));
-        return;
-      case 'random':
-        if (env.randoms === null)
-          errors.push(specError(path, `reads random source '${x.name}', but a pipeline has no per-iteration random sources`, 'make it an input, or a seeded draw'));
-        else if (!env.randoms.has(x.name)) errors.push(specError(path, `random source '${x.name}' is not declared`, 'add it to training.random'));
-        return;
-      case 'call': {
-        const net = nets.find((n) => n.name === x.net);
-        if (!net) {
-          errors.push(specError(path, `calls unknown network '${x.net}'`));
-          return;
-        }
-        const want = inputsOf(net).map((i) => i.name);
-        const got = Object.keys(x.inputs);
-        const missing = want.filter((w) => !got.includes(w));
-        const extra = got.filter((g) => !want.includes(g));
-        if (missing.length + extra.length > 0)
-          errors.push(specError(path, `call of ${x.net}: inputs ${got.join(', ')} do not match its arguments ${want.join(', ')}`));
-        if (!net.outputs.some((o) => o.name === x.output))
-          errors.push(specError(path, `${x.net} has no output '${x.output}'`, `outputs: ${net.outputs.map((o) => o.name).join(', ')}`));
-        if (x.weights === 'ema') {
-          if (env.pipeline) errors.push(specError(path, `calls the EMA copy of ${x.net}; a pipeline runs with the weights it is given`, "use 'live' (a run's EMA copies are what it is given)"));
-          else if (!(env.spec.training?.ema ?? []).some((e) => e.net === x.net)) errors.push(specError(path, `uses the EMA copy of ${x.net}, which is not declared`));
-        }
-        Object.entries(x.inputs).forEach(([k, v]) => go(v, `${path}.${x.net}(${k})`));
-        return;
-      }
-      case 'detach':
-        return go(x.x, path);
-      case 'mix':
-        go(x.a, path);
-        go(x.b, path);
-        return go(x.alpha, path);
-      case 'permute':
-        go(x.x, path);
-        return go(x.perm, path);
-      case 'oneHot':
-        posInt(x.depth, `${path}.depth`);
-        return go(x.x, path);
-      case 'concat':
-        return x.parts.forEach((p, i) => go(p, `${path}.parts.${i}`));
-      case 'fill':
-        posInt(x.width, `${path}.width`);
-        if (x.hot !== null && !(Number.isInteger(x.hot) && x.hot >= 0 && x.hot < x.width))
-          errors.push(specError(path, `hot index ${x.hot} is outside 0..${x.width - 1}`));
-        return;
-      case 'slice':
-        if (!validSlice(x.start, x.end)) errors.push(specError(path, `slice [${x.start}, ${x.end}) is empty or invalid`));
-        return go(x.x, path);
-      case 'draw':
-        posInt(x.count, `${path}.count`);
-        posInt(x.dim, `${path}.dim`);
-        if (!Number.isInteger(x.seed)) errors.push(specError(`${path}.seed`, `must be an integer; got ${x.seed}`));
-        return;
-      case 'indexFill':
-        posInt(x.count, `${path}.count`);
-        if (!(Number.isInteger(x.value) && x.value >= 0)) errors.push(specError(`${path}.value`, `must be a non-negative integer; got ${x.value}`));
-        return;
-      case 'batchMean':
-        return go(x.x, path);
-      case 'choose':
-        if (x.options.length === 0) errors.push(specError(path, 'choose needs at least one option'));
-        go(x.index, path);
-        return x.options.forEach((o, i) => go(o, `${path}.options.${i}`));
-      default:
-        return absurd(x);
-    }
-  };
-  go(x, path);
+/** Validate the objective, schedule and settings against the networks (an inference-only spec has none). */
+export const checkTraining = (spec: Spec): readonly SpecError[] => {
+  const scanned = scanDocument(spec, 'spec');
+  return scanned.length > 0 ? scanned : trainingChecked(spec);
 };
 
-// ---------------------------------------------------------------------------------------------
-// The objective
-
-/** Validate the objective and schedule against the networks (an inference-only spec has none). */
-export const checkTraining = (spec: Spec): readonly SpecError[] => {
+const trainingChecked = (spec: Spec): readonly SpecError[] => {
   const tr = spec.training;
   if (tr === null) return [];
   const errors: SpecError[] = [];
-  const nets = new Set(spec.networks.map((n) => n.name));
-  const randoms = new Set(tr.random.map((r) => r.name));
-  const signatureOf = signatures(spec);
+  const nets = new Map<string, Network>(spec.networks.map((n) => [n.name, n]));
+  const network = networkResolver(spec);
   const posInt = (v: number, path: string): void => {
     if (!isPosInt(v)) errors.push(specError(path, `must be a positive integer; got ${v}`));
   };
@@ -592,41 +855,23 @@ export const checkTraining = (spec: Spec): readonly SpecError[] => {
   posInt(tr.sampleEvery, 'training.sampleEvery');
   posInt(tr.checkpointEvery, 'training.checkpointEvery');
   posInt(tr.logEvery, 'training.logEvery');
+  if (!Number.isSafeInteger(tr.seed)) errors.push(specError('training.seed', `must be an integer; got ${tr.seed}`));
+
+  const unique = (names: readonly string[], what: string, path: string, slash = false): void => {
+    const seen = new Set<string>();
+    names.forEach((n, i) => {
+      const bad = nameProblem(n, slash);
+      if (bad !== null) errors.push(specError(`${path}.${i}`, `${what} name ${bad}`));
+      else if (seen.has(n)) errors.push(specError(`${path}.${i}`, `a second ${what} named '${n}'`));
+      seen.add(n);
+    });
+  };
   if (tr.datasets.length === 0) errors.push(specError('training.datasets', 'declare at least one dataset'));
+  unique(tr.datasets.map((d) => d.name), 'dataset', 'training.datasets');
+  tr.datasets.forEach((d, i) => unique(d.fields.map((f) => f.name), 'field', `training.datasets.${i}(${d.name}).fields`));
+  unique(tr.random.map((r) => r.name), 'random source', 'training.random');
+  unique(tr.phases.map((p) => p.name), 'phase', 'training.phases', true);
   const datasetNames = new Set(tr.datasets.map((d) => d.name));
-
-  /** Fields a phase may read: `Dataset.field` always; bare `field` within its one dataset. */
-  const fieldsOf = (dataset: string | null): ReadonlySet<string> => {
-    const ds = dataset === null ? tr.datasets : tr.datasets.filter((d) => d.name === dataset);
-    const bare = ds.length === 1 ? ds[0]!.fields.map((f) => f.name) : [];
-    return new Set([...bare, ...ds.flatMap((d) => d.fields.map((f) => `${d.name}.${f.name}`))]);
-  };
-
-  const checkTerm = (t: Term, path: string, env: RefEnv): void => {
-    const refs = (x: Expr): void => checkRefs(env, x, path, errors);
-    switch (t.t) {
-      case 'mean':
-        return refs(t.x);
-      case 'bceConst':
-        if (!(t.target >= 0 && t.target <= 1)) errors.push(specError(path, `BCE target ${t.target} is outside [0, 1]`));
-        return refs(t.logits);
-      case 'bceSumPerBatch':
-      case 'softmaxCE':
-        refs(t.logits);
-        return refs(t.labels);
-      case 'l1':
-        refs(t.a);
-        return refs(t.b);
-      case 'gradPenalty':
-        refs(t.of);
-        refs(t.wrt);
-        if (!JSON.stringify(t.of).includes(JSON.stringify(t.wrt)))
-          errors.push(specError(path, 'the penalised output does not depend on the tensor the gradient is taken with respect to'));
-        return;
-      default:
-        return absurd(t);
-    }
-  };
 
   const optimized = new Set<string>();
   tr.optimizers.forEach((o, i) => {
@@ -634,15 +879,24 @@ export const checkTraining = (spec: Spec): readonly SpecError[] => {
     if (!nets.has(o.net)) errors.push(specError(path, `optimizer for unknown network '${o.net}'`));
     if (optimized.has(o.net)) errors.push(specError(path, `a second optimizer for ${o.net}`));
     optimized.add(o.net);
-    errors.push(...checkSchedule(o.lr, `${path}.lr`));
+    errors.push(...checkSchedule(o.lr, `${path}.lr`, { min: 0, max: MAX_LR }));
     if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1)) errors.push(specError(path, 'Adam betas must be in [0, 1)'));
-    if (!(o.eps > 0)) errors.push(specError(path, 'eps must be positive'));
+    if (!(o.eps > 0 && Number.isFinite(o.eps))) errors.push(specError(path, 'eps must be positive and finite'));
+    if (!(o.weightDecay >= 0 && Number.isFinite(o.weightDecay))) errors.push(specError(path, `weight decay ${o.weightDecay} must be finite and not negative`));
   });
   tr.ema.forEach((e, i) => {
     if (!nets.has(e.net)) errors.push(specError(`training.ema.${i}`, `EMA of unknown network '${e.net}'`));
     if (!(e.beta >= 0 && e.beta <= 1)) errors.push(specError(`training.ema.${i}`, `beta ${e.beta} is outside [0, 1]`));
   });
+  tr.random.forEach((r, i) => {
+    if ((r.kind === 'normal' && !isPosInt(r.dim)) || (r.kind === 'domain' && !isPosInt(r.count)))
+      errors.push(specError(`training.random.${i}`, `${r.kind === 'normal' ? 'dim' : 'count'} must be a positive integer`));
+  });
   if (tr.phases.length === 0) errors.push(specError('training.phases', 'declare at least one phase'));
+  // The datasets each step draws a batch of (api/train.ts): each phase's, the first for phases without one.
+  const drawn = new Set(tr.phases.map((p) => p.dataset ?? tr.datasets[0]?.name ?? ''));
+  const images: Array<PhaseCheck['images'][number]> = [];
+  let largest = 0;
   tr.phases.forEach((p) => {
     const path = `training.phases.${p.name}`;
     posInt(p.every, `${path}.every`);
@@ -652,13 +906,14 @@ export const checkTraining = (spec: Spec): readonly SpecError[] => {
     p.updates.forEach((u) => {
       if (!optimized.has(u)) errors.push(specError(path, `updates ${u}, which has no optimizer`));
     });
-    const env: RefEnv = { spec, data: fieldsOf(p.dataset), dataWhat: 'data field', randoms, pipeline: false };
-    p.loss.forEach((w) => {
-      errors.push(...checkSchedule(w.weight, `${path}.${w.name}.weight`));
-      checkTerm(w.term, `${path}.${w.name}`, env);
-    });
-    errors.push(...checkPhaseShapes(tr, p, signatureOf));
+    const r = checkPhase(spec, p, drawn, network);
+    errors.push(...r.errors);
+    images.push(...r.images);
+    largest = Math.max(largest, r.largest);
   });
+  if (isPosInt(tr.batchSize) && largest * tr.batchSize > MAX_ELEMENTS)
+    errors.push(specError('training.batchSize', `${tr.batchSize} samples of ${largest} values each exceed ${MAX_ELEMENTS} (2^31 - 1) in one tensor`, 'use a smaller batch'));
+  errors.push(...checkSettings(spec, images));
   return errors;
 };
 
@@ -677,8 +932,11 @@ export interface PipelineSignature {
   /** Index inputs carry the classes their uses admit (indices must lie in [0, classes)), when bounded. */
   readonly inputs: ReadonlyArray<{ readonly name: string; readonly dtype: DType; readonly shape: readonly number[]; readonly classes: number | null }>;
   readonly outputs: ReadonlyArray<{ readonly name: string; readonly dtype: DType; readonly shape: readonly number[] }>;
-  /** The type of every sub-expression of the outputs, by its JSON text (`JSON.stringify(expr)`). */
-  readonly types: ReadonlyMap<string, ExprType>;
+  /**
+   * The type of any sub-expression of the outputs, found by structure (`exprIds`: a structurally
+   * equal expression has the same type); undefined for an expression not in the pipeline.
+   */
+  readonly typeOf: (x: Expr) => ExprType | undefined;
 }
 
 interface PipelineTyping {
@@ -688,6 +946,10 @@ interface PipelineTyping {
   readonly sig: PipelineSignature | null;
 }
 
+/**
+ * One pipeline through the expression walk: `data(name)` reads input `name` (no dataset), there
+ * are no random sources, calls use the weights the pipeline is given (no EMA copies).
+ */
 const typePipeline = (spec: Spec, p: Pipeline, root: string): PipelineTyping => {
   const errors: SpecError[] = [];
   const u = unifier();
@@ -695,10 +957,12 @@ const typePipeline = (spec: Spec, p: Pipeline, root: string): PipelineTyping => 
     errors.push(specError(path, message, hint));
     return null;
   };
-  const none = (): PipelineTyping => ({ errors, unchecked: [], sig: null });
+  const none = (unchecked: readonly string[] = []): PipelineTyping => ({ errors, unchecked, sig: null });
   const inputs = new Map<string, Val>();
   p.inputs.forEach((i, k) => {
     const at = `${root}.inputs.${i.name || k}`;
+    const bad = nameProblem(i.name);
+    if (bad !== null) return err(at, `input name ${bad}`);
     if (inputs.has(i.name)) return err(at, `input '${i.name}' is declared twice`);
     if (i.dtype === 'index' && i.shape.length !== 0) return err(at, 'a domain index input is one integer per sample: its shape must be []');
     if (!i.shape.every(isPosInt)) return err(at, `input shape (N${i.shape.map((d) => `, ${d}`).join('')}) must hold positive integers`);
@@ -706,20 +970,33 @@ const typePipeline = (spec: Spec, p: Pipeline, root: string): PipelineTyping => 
     return null;
   });
   if (p.outputs.length === 0) err(root, 'has no outputs');
-  const env: RefEnv = { spec, data: new Set(inputs.keys()), dataWhat: 'input', randoms: null, pipeline: true };
   const outNames = new Set<string>();
   for (const o of p.outputs) {
+    const bad = nameProblem(o.name);
+    if (bad !== null) err(`${root}.${o.name}`, `output name ${bad}`);
     if (outNames.has(o.name)) err(`${root}.${o.name}`, `output '${o.name}' is declared twice`);
     if (inputs.has(o.name)) err(`${root}.${o.name}`, `output '${o.name}' has the name of an input`, 'ONNX models name every input and output once');
     outNames.add(o.name);
-    checkRefs(env, o.value, `${root}.${o.name}`, errors);
   }
-  if (errors.length > 0) return none();
-  const sigOf = signatures(spec);
-  const unchecked = networksOf(p).filter((n) => sigOf(n) === null);
-  if (unchecked.length > 0) return { errors, unchecked, sig: null };
 
-  const { infer, memo, limits } = typer({ u, data: (name) => inputs.get(name) ?? null, random: () => null, sigOf, err });
+  const data = (x: DataExpr, path: string): Val | null => {
+    if (x.dataset !== null)
+      return err(path, `reads field '${x.field}' of dataset '${x.dataset}', but a pipeline reads its inputs`, `read the input: data('${x.field}')`);
+    const v = inputs.get(x.field);
+    return v ?? err(path, `no input '${x.field}'`, `inputs: ${[...inputs.keys()].join(', ')}`);
+  };
+  const random = (name: string, path: string): null =>
+    err(path, `reads random source '${name}', but a pipeline has no per-iteration random sources`, 'make it an input, or a seeded draw');
+  const ema = (net: string): readonly [string, string] => [`calls the EMA copy of ${net}; a pipeline runs with the weights it is given`, "use 'live' (a run's EMA copies are what it is given)"];
+  const resolve = networkResolver(spec);
+  const unchecked = new Set<string>();
+  const network: ExprEnv['network'] = (name) => {
+    const r = resolve(name);
+    if (r !== undefined && r.sig === null) unchecked.add(name);
+    return r;
+  };
+  const ids = exprIds();
+  const { infer, memo, limits } = exprWalk({ u, err, data, random, network, ema }, ids);
   const outs = p.outputs.map((o) => {
     const path = `${root}.${o.name}`;
     const v = infer(o.value, path);
@@ -727,13 +1004,14 @@ const typePipeline = (spec: Spec, p: Pipeline, root: string): PipelineTyping => 
     return v;
   });
   if (errors.length > 0) return none();
+  if (unchecked.size > 0) return none([...unchecked]);
   const resolved = (v: Val, path: string): ExprType | null => {
     if (v.k === 'index') return { dtype: 'index', batch: v.batch, shape: [] };
     const shape = v.shape.map((d) => u.resolve(d));
     if (shape.some((d) => d === null)) return err(path, `the shape ${u.show(v)} is not known`);
     return { dtype: 'float32', batch: v.batch, shape: shape as number[] };
   };
-  const types = new Map<string, ExprType>();
+  const types = new Map<number, ExprType>();
   for (const [key, v] of memo) {
     const t = v === null ? null : resolved(v, root);
     if (t !== null) types.set(key, t);
@@ -742,14 +1020,14 @@ const typePipeline = (spec: Spec, p: Pipeline, root: string): PipelineTyping => 
   if (errors.length > 0 || outTypes.some((t) => t === null)) return none();
   return {
     errors,
-    unchecked,
+    unchecked: [],
     sig: {
       inputs: p.inputs.map((i) => {
         const lim = limits.get(inputs.get(i.name)!);
         return { name: i.name, dtype: i.dtype, shape: i.shape, classes: i.dtype === 'index' && lim !== undefined && Number.isFinite(lim) ? lim : null };
       }),
       outputs: p.outputs.map((o, k) => ({ name: o.name, dtype: outTypes[k]!.dtype, shape: outTypes[k]!.shape })),
-      types,
+      typeOf: (x) => types.get(ids.id(x)),
     },
   };
 };
@@ -759,6 +1037,8 @@ const typePipeline = (spec: Spec, p: Pipeline, root: string): PipelineTyping => 
  * named once, references resolving, per-sample shapes and batches agreeing, outputs of the batch N.
  */
 export const checkPipeline = (spec: Spec, p: Pipeline, root = `pipelines.${p.name}`): Result<PipelineSignature> => {
+  const scanned = scanDocument(p, root);
+  if (scanned.length > 0) return E.left(scanned);
   const r = typePipeline(spec, p, root);
   if (r.sig !== null) return E.right(r.sig);
   if (r.errors.length > 0) return E.left(r.errors);
@@ -766,13 +1046,14 @@ export const checkPipeline = (spec: Spec, p: Pipeline, root = `pipelines.${p.nam
 };
 
 /** Every declared pipeline, and their names: distinct, and none a network's (`--net` takes both). */
-export const checkPipelines = (spec: Spec): readonly SpecError[] => {
+const pipelinesChecked = (spec: Spec): readonly SpecError[] => {
   const errors: SpecError[] = [];
   const seen = new Set<string>();
   const nets = new Set(spec.networks.map((n) => n.name));
   for (const p of spec.pipelines) {
     const at = `pipelines.${p.name}`;
-    if (p.name.trim() === '') errors.push(specError('pipelines', 'a pipeline has an empty name'));
+    const bad = nameProblem(p.name);
+    if (bad !== null) errors.push(specError('pipelines', `pipeline name ${bad}`));
     if (seen.has(p.name)) errors.push(specError(at, `duplicate pipeline name '${p.name}'`));
     if (nets.has(p.name)) errors.push(specError(at, `pipeline '${p.name}' has the name of a network`, '`--net NAME` means either: rename the pipeline'));
     seen.add(p.name);
@@ -780,6 +1061,12 @@ export const checkPipelines = (spec: Spec): readonly SpecError[] => {
     errors.push(...typePipeline(spec, p, at).errors);
   }
   return errors;
+};
+
+/** Every declared pipeline (see `pipelinesChecked`), after the document scan. */
+export const checkPipelines = (spec: Spec): readonly SpecError[] => {
+  const scanned = scanDocument(spec, 'spec');
+  return scanned.length > 0 ? scanned : pipelinesChecked(spec);
 };
 
 /**
@@ -801,9 +1088,15 @@ export const checkRunnable = (spec: Spec, name: string): Result<PipelineSignatur
   return checkPipeline(spec, r.pipeline, r.lifted ? name : `pipelines.${name}`);
 };
 
+/**
+ * The whole spec (`names`: only those networks, and no training or pipelines). First the document itself:
+ * nesting deeper than MAX_DEPTH or non-finite numbers stop here (a programmatic IR may hold them).
+ */
 export const checkSpec = (spec: Spec, names?: readonly string[]): Result<ReadonlyMap<string, Inferred>> => {
-  const nets = checkNetworks(spec, names);
-  const rest = names === undefined ? [...checkTraining(spec), ...checkPipelines(spec)] : [];
+  const scanned = scanDocument(spec, 'spec');
+  if (scanned.length > 0) return E.left(scanned);
+  const nets = networksChecked(spec, names);
+  const rest = names === undefined ? [...trainingChecked(spec), ...pipelinesChecked(spec)] : [];
   if (E.isLeft(nets)) return E.left([...nets.left, ...rest]);
   return rest.length > 0 ? E.left(rest) : nets;
 };

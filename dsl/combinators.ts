@@ -11,10 +11,40 @@
  */
 import * as t from 'io-ts';
 
-/** A value in an error message: JSON, cut at 60 characters. */
-export const show = (v: unknown): string => {
-  const s = JSON.stringify(v);
-  return s === undefined ? String(v) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
+/**
+ * A value in an error message: JSON, cut at `max` characters (60). Bounded in time and stack
+ * whatever the value (a 10 MB string, an array nested 10,000 deep): it writes at most `max` + 1
+ * characters and stops.
+ */
+export const show = (v: unknown, max = 60): string => {
+  let out = '';
+  const full = (): boolean => out.length > max;
+  const write = (x: unknown): void => {
+    if (full()) return;
+    if (typeof x === 'string') out += JSON.stringify(x.length > max ? x.slice(0, max + 1) : x);
+    else if (typeof x === 'number' || typeof x === 'boolean' || x === null) out += x === null ? 'null' : typeof x === 'number' && !Number.isFinite(x) ? String(x) : JSON.stringify(x);
+    else if (Array.isArray(x)) {
+      out += '[';
+      for (let i = 0; i < x.length && !full(); i++) {
+        if (i > 0) out += ',';
+        write(x[i]);
+      }
+      out += ']';
+    } else if (typeof x === 'object') {
+      out += '{';
+      let first = true;
+      for (const k in x) {
+        if (full()) break;
+        if (!Object.prototype.hasOwnProperty.call(x, k)) continue;
+        out += `${first ? '' : ','}${JSON.stringify(k.length > max ? k.slice(0, max + 1) : k)}:`;
+        first = false;
+        write((x as Record<string, unknown>)[k]);
+      }
+      out += '}';
+    } else out += String(x);
+  };
+  write(v);
+  return out.length > max ? `${out.slice(0, max - 3)}...` : out;
 };
 
 /** `a positive integer`, `an integer`, `an object`. */
@@ -27,7 +57,11 @@ const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === 'obj
 // ---------------------------------------------------------------------------------------------
 // Numbers
 
-/** An integer codec: `expected number` for other types, `expected <what>` for numbers outside. */
+/**
+ * An integer codec: `expected number` for other types, `expected <what>` for numbers outside.
+ * Integers are safe integers (|v| < 2^53): `1e300` passes `Number.isInteger`, and sizes built
+ * from it become Infinity.
+ */
 export class IntType extends t.Type<number, number, unknown> {
   readonly _tag = 'IntType' as const;
   constructor(
@@ -35,11 +69,14 @@ export class IntType extends t.Type<number, number, unknown> {
     /** The smallest legal value (`null`: any integer). */
     readonly min: number | null,
   ) {
-    const ok = (u: unknown): u is number => typeof u === 'number' && Number.isInteger(u) && (min === null || u >= min);
+    const ok = (u: unknown): u is number => typeof u === 'number' && Number.isSafeInteger(u) && (min === null || u >= min);
     super(
       name,
       ok,
-      (u, c) => (ok(u) ? t.success(u) : t.failure(u, c, `expected ${typeof u === 'number' ? article(name) : 'number'}, got ${show(u)}`)),
+      (u, c) =>
+        ok(u)
+          ? t.success(u)
+          : t.failure(u, c, `expected ${typeof u !== 'number' ? 'number' : Number.isInteger(u) && !Number.isSafeInteger(u) ? `${article(name)} below 2^53` : article(name)}, got ${show(u)}`),
       t.identity,
     );
   }
@@ -130,7 +167,10 @@ export const refs = (): RefsType => new RefsType();
 export type TypeOfProps<P extends t.Props> = { readonly [K in keyof P]: t.TypeOf<P[K]> };
 export type OutputOfProps<P extends t.Props> = { readonly [K in keyof P]: t.OutputOf<P[K]> };
 
-/** An object with exactly the keys of `props`: a missing key or an unknown one is an error at its path. */
+/**
+ * An object with exactly the keys of `props`: a missing key or an unknown one is an error at its
+ * path. Decoding returns the object with its keys in `props` order.
+ */
 export class StrictType<P extends t.Props> extends t.Type<TypeOfProps<P>, OutputOfProps<P>, unknown> {
   readonly _tag = 'StrictType' as const;
   constructor(
@@ -147,7 +187,9 @@ export class StrictType<P extends t.Props> extends t.Type<TypeOfProps<P>, Output
         if (!isRecord(u)) return t.failure(u, c, `expected ${article(`${name} object`)}, got ${show(u)}`);
         const unknown = extra(u);
         const r = inner.validate(u, c);
-        if (unknown.length === 0) return r as t.Validation<TypeOfProps<P>>;
+        // A fresh object in the codec's key order: decoded data is canonical, so two structurally
+        // equal values serialise alike whatever key order their file had.
+        if (unknown.length === 0) return r._tag === 'Left' ? r : t.success(Object.fromEntries(keys.map((k) => [k, (r.right as Record<string, unknown>)[k]])) as TypeOfProps<P>);
         const errs: t.Errors = unknown.map((k) => ({
           value: u[k],
           context: t.appendContext(c, k, t.never, u[k]),
@@ -162,6 +204,38 @@ export class StrictType<P extends t.Props> extends t.Type<TypeOfProps<P>, Output
 
 /** `strict('Phase', { name: t.string, ... })`: the name appears in messages (`Phase takes ...`). */
 export const strict = <P extends t.Props>(name: string, props: P): StrictType<P> => new StrictType(name, props);
+
+/**
+ * A record of `codomain` values by string key, decoded with its keys sorted: two records with the
+ * same entries are the same data whatever order a file wrote them in (a call's inputs: the
+ * training interpreter keys expressions by their JSON text).
+ */
+export class SortedRecordType<C extends t.Mixed> extends t.Type<Readonly<Record<string, t.TypeOf<C>>>, Readonly<Record<string, t.OutputOf<C>>>, unknown> {
+  readonly _tag = 'SortedRecordType' as const;
+  constructor(
+    name: string,
+    readonly codomain: C,
+  ) {
+    super(
+      name,
+      (u): u is Readonly<Record<string, t.TypeOf<C>>> => isRecord(u) && Object.values(u).every((v) => codomain.is(v)),
+      (u, c) => {
+        if (!isRecord(u)) return t.failure(u, c, `expected an object of ${codomain.name}, got ${show(u)}`);
+        const errors: t.Errors = [];
+        const out: Record<string, t.TypeOf<C>> = {};
+        for (const k of Object.keys(u).sort()) {
+          const r = codomain.validate(u[k], t.appendContext(c, k, codomain, u[k]));
+          if (r._tag === 'Left') errors.push(...r.left);
+          else Object.defineProperty(out, k, { value: r.right, enumerable: true, writable: true, configurable: true });
+        }
+        return errors.length > 0 ? t.failures(errors) : t.success(out);
+      },
+      (a) => Object.fromEntries(Object.entries(a).map(([k, v]) => [k, codomain.encode(v)])),
+    );
+  }
+}
+
+export const sortedRecord = <C extends t.Mixed>(name: string, codomain: C): SortedRecordType<C> => new SortedRecordType(name, codomain);
 
 // ---------------------------------------------------------------------------------------------
 // Tagged unions

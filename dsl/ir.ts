@@ -12,7 +12,7 @@
  * No framework, no file system, no closures: interpreters fold over this data.
  */
 import * as t from 'io-ts';
-import { absentAs, int, nonNegInt, pair, posInt, strict, tagged } from './combinators.ts';
+import { absentAs, int, nonNegInt, pair, posInt, sortedRecord, strict, tagged } from './combinators.ts';
 import { DType, NodeCodec } from './ops.ts';
 
 export { DType, NodeCodec, type Node, type NodeOf, type Op } from './ops.ts';
@@ -71,11 +71,21 @@ export interface CallExpr {
   readonly net: string;
   /** Which copy of the weights: the trained ones or the EMA copy. */
   readonly weights: 'live' | 'ema';
+  /** Arguments by the network's input names (decoded with the names sorted). */
   readonly inputs: Readonly<Record<string, Expr>>;
   readonly output: string;
 }
+/**
+ * A field of a training batch: `field` of `dataset`, or (dataset null) of the phase's dataset:
+ * its `dataset`, or the only one the spec declares.
+ */
+export interface DataExpr {
+  readonly e: 'data';
+  readonly field: string;
+  readonly dataset: string | null;
+}
 export type Expr =
-  | { readonly e: 'data'; readonly field: string }
+  | DataExpr
   | { readonly e: 'random'; readonly name: string }
   | CallExpr
   | { readonly e: 'detach'; readonly x: Expr }
@@ -108,13 +118,13 @@ export type Expr =
 
 export const Expr: t.Type<Expr> = t.recursion('Expr', () =>
   tagged('Expr', 'e', {
-    data: strict('data', { e: t.literal('data'), field: t.string }),
+    data: strict('data', { e: t.literal('data'), field: t.string, dataset: t.union([t.string, t.null]) }),
     random: strict('random', { e: t.literal('random'), name: t.string }),
     call: strict('call', {
       e: t.literal('call'),
       net: t.string,
       weights: t.keyof({ live: null, ema: null }),
-      inputs: t.readonly(t.record(t.string, Expr)),
+      inputs: sortedRecord('inputs', Expr),
       output: t.string,
     }),
     detach: strict('detach', { e: t.literal('detach'), x: Expr }),
@@ -159,7 +169,7 @@ export const Term = tagged('Term', 't', {
 export type Term = t.TypeOf<typeof Term>;
 
 export const WeightedTerm = strict('WeightedTerm', {
-  /** Name used in logs (`d/adv_real`). */
+  /** The term's name within its phase: logged as `<phase>/<name>` (`d/loss_real`). */
   name: t.string,
   /** Sign and weight: the loss adds weight(step) * sign * term. */
   sign: t.union([t.literal(1), t.literal(-1)]),
@@ -268,8 +278,21 @@ export type Pipeline = t.TypeOf<typeof Pipeline>;
 export const SettingValue = t.union([t.number, t.string, t.boolean, t.readonlyArray(t.string)]);
 export type SettingValue = t.TypeOf<typeof SettingValue>;
 
+/**
+ * `c | null` as a union (the schema says so) whose errors, for a value that is not null, are
+ * `c`'s alone: a plain t.union would add "expected null" to every mistake inside a training block.
+ */
+const nullOr = <C extends t.Mixed>(c: C): t.UnionType<[C, t.NullC], t.TypeOf<C> | null, t.OutputOf<C> | null, unknown> =>
+  new t.UnionType<[C, t.NullC], t.TypeOf<C> | null, t.OutputOf<C> | null, unknown>(
+    `${c.name} | null`,
+    (u): u is t.TypeOf<C> | null => u === null || c.is(u),
+    (u, ctx) => (u === null ? t.success(null) : c.validate(u, t.appendContext(ctx, '0', c, u))),
+    (a) => (a === null ? null : c.encode(a)),
+    [c, t.null],
+  );
+
 export const Spec = strict('Spec', {
-  format: t.literal('starspec/ir@1'),
+  format: t.literal('starspec/ir@2'),
   name: t.string,
   /**
    * The resolved settings the spec was built from. Not mere metadata: the networks and training
@@ -278,7 +301,8 @@ export const Spec = strict('Spec', {
    * io/datasets, bench), `selectedAttrs` (CelebA attribute names: io/datasets, the tfjs sample
    * grids, cli/translate), `numDomains` (cli/translate's fallback domain count) and `styleDim`
    * (bench inputs). `summary --json` prints them and ONNX export copies them into the model's
-   * metadata. `check` does not validate them against the networks.
+   * metadata. `check` validates the ones the edges read: their types and ranges, and their
+   * agreement with the networks and datasets (`dsl/check.ts` checkSettings).
    */
   settings: t.readonly(t.record(t.string, SettingValue)),
   networks: t.readonlyArray(Network),
@@ -293,11 +317,15 @@ export const Spec = strict('Spec', {
    * and that nothing else is declared; commands that train (`train`, `export-torch`, `data`,
    * the synthetic `evaluate`) refuse it in one line (`trainingOf`).
    */
-  training: t.union([Training, t.null]),
+  training: nullOr(Training),
 });
 export type Spec = t.TypeOf<typeof Spec>;
 
-export const IR_FORMAT = 'starspec/ir@1' as const;
+/**
+ * The IR's format. `starspec/ir@1` (before data fields were structured and loss-term names lost
+ * their `d/` prefix) still decodes: `decodeSpec` upgrades it (codec.ts).
+ */
+export const IR_FORMAT = 'starspec/ir@2' as const;
 
 /** A spec that declares training (not inference-only). */
 export type TrainableSpec = Spec & { readonly training: Training };

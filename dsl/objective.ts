@@ -2,7 +2,8 @@
 import type { CallExpr, Expr, Schedule, Term, WeightedTerm } from './ir.ts';
 import { constant } from './schedule.ts';
 
-export const data = (field: string): Expr => ({ e: 'data', field });
+/** A field of the batch: of `dataset`, or (omitted) of the phase's dataset (its own, or the only one). */
+export const data = (field: string, dataset: string | null = null): Expr => ({ e: 'data', field, dataset });
 export const rand = (name: string): Expr => ({ e: 'random', name });
 export const call = (
   net: string,
@@ -32,6 +33,10 @@ export const gradPenalty = (form: 'wgan-gp' | 'r1', of: Expr, wrt: Expr): Term =
   secondOrder: true,
 });
 
+/**
+ * A weighted loss term. `name` is the term's name within its phase, logged as `<phase>/<name>`
+ * (`loss_real` in phase `d`: `d/loss_real`); it may not contain `/`.
+ */
 export const term = (
   name: string,
   t: Term,

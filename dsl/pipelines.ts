@@ -7,10 +7,9 @@
  * The expression language is the objective's (`dsl/ir.ts` Expr, `dsl/objective.ts`
  * constructors); in a pipeline `data(name)` reads the input `name`.
  */
-import { absurd } from './errors.ts';
 import type { CallExpr, Expr, Network, Pipeline, PipelineInput, Spec } from './ir.ts';
 import { call, data } from './objective.ts';
-import { findNetwork, inputsOf } from './walk.ts';
+import { children, findNetwork, inputsOf } from './walk.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Constructors
@@ -67,35 +66,6 @@ export const runnableNames = (spec: Spec): readonly string[] => [...spec.network
 
 // ---------------------------------------------------------------------------------------------
 // Walking expressions
-
-/** The direct sub-expressions of an expression, in argument order. */
-export const children = (x: Expr): readonly Expr[] => {
-  switch (x.e) {
-    case 'data':
-    case 'random':
-    case 'fill':
-    case 'draw':
-    case 'indexFill':
-      return [];
-    case 'call':
-      return Object.values(x.inputs);
-    case 'detach':
-    case 'oneHot':
-    case 'slice':
-    case 'batchMean':
-      return [x.x];
-    case 'mix':
-      return [x.a, x.b, x.alpha];
-    case 'permute':
-      return [x.x, x.perm];
-    case 'concat':
-      return x.parts;
-    case 'choose':
-      return [x.index, ...x.options];
-    default:
-      return absurd(x);
-  }
-};
 
 /** Every call in the expressions (depth first, arguments before the call). */
 export const callsIn = (xs: readonly Expr[]): readonly CallExpr[] => {

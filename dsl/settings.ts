@@ -4,6 +4,7 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import * as t from 'io-ts';
+import { show } from './combinators.ts';
 import { specError, type Result, type SpecError } from './errors.ts';
 import type { SettingValue, Spec } from './ir.ts';
 
@@ -95,9 +96,11 @@ const ListLike = new t.Type<readonly string[], readonly string[], unknown>(
 const describe = (ty: SettingType): string => {
   switch (ty.kind) {
     case 'int':
-      return `an integer${ty.min !== undefined ? ` >= ${ty.min}` : ''}${ty.max !== undefined ? ` <= ${ty.max}` : ''}`;
-    case 'number':
-      return `a number${ty.min !== undefined ? ` >= ${ty.min}` : ''}${ty.max !== undefined ? ` <= ${ty.max}` : ''}`;
+    case 'number': {
+      const what = ty.kind === 'int' ? 'an integer' : 'a number';
+      if (ty.min !== undefined && ty.max !== undefined) return `${what} from ${ty.min} to ${ty.max}`;
+      return `${what}${ty.min !== undefined ? ` >= ${ty.min}` : ''}${ty.max !== undefined ? ` <= ${ty.max}` : ''}`;
+    }
     case 'bool':
       return 'true or false';
     case 'enum':
@@ -110,7 +113,7 @@ const describe = (ty: SettingType): string => {
 /** Decode one setting value (a `--set` string or a JSON value) to its declared type. */
 export const decodeSetting = (decl: SettingDecl, raw: unknown): Result<SettingValue> => {
   const bad = (why: string): Result<SettingValue> =>
-    E.left([specError(`--set ${decl.key}`, `${JSON.stringify(raw)} is not valid: ${why}`, `${decl.key} is ${describe(decl.type)}`)]);
+    E.left([specError(`--set ${decl.key}`, `${show(raw)} is not valid: ${why}`, `${decl.key} is ${describe(decl.type)}`)]);
   const ty = decl.type;
   switch (ty.kind) {
     case 'int':
@@ -121,6 +124,7 @@ export const decodeSetting = (decl: SettingDecl, raw: unknown): Result<SettingVa
       if (ty.kind === 'int' && !Number.isInteger(v)) return bad('not an integer');
       if (ty.min !== undefined && v < ty.min) return bad(`below the minimum ${ty.min}`);
       if (ty.max !== undefined && v > ty.max) return bad(`above the maximum ${ty.max}`);
+      if (ty.kind === 'int' && !Number.isSafeInteger(v)) return bad('too large an integer (at most 2^53 - 1)');
       return E.right(v);
     }
     case 'bool': {
@@ -176,17 +180,17 @@ export const resolveSettings = (def: SpecDef, overrides: Readonly<Record<string,
       );
     }
   }
-  const s: Record<string, SettingValue> = {};
+  // Every override decoded first: a derived default must never see a setting that failed.
+  const decoded = new Map<string, SettingValue>();
   for (const d of def.settings) {
-    if (Object.prototype.hasOwnProperty.call(overrides, d.key)) {
-      const r = decodeSetting(d, overrides[d.key]);
-      if (E.isLeft(r)) errors.push(...r.left);
-      else s[d.key] = r.right;
-    } else {
-      s[d.key] = typeof d.default === 'function' ? d.default(s) : d.default;
-    }
+    if (!Object.prototype.hasOwnProperty.call(overrides, d.key)) continue;
+    const r = decodeSetting(d, overrides[d.key]);
+    if (E.isLeft(r)) errors.push(...r.left);
+    else decoded.set(d.key, r.right);
   }
   if (errors.length > 0) return E.left(errors);
+  const s: Record<string, SettingValue> = {};
+  for (const d of def.settings) s[d.key] = decoded.has(d.key) ? decoded.get(d.key)! : typeof d.default === 'function' ? d.default(s) : d.default;
   const rules = def.validate?.(s) ?? [];
   return rules.length > 0 ? E.left(rules) : E.right(s);
 };

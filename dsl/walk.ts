@@ -1,5 +1,6 @@
 /** Graph walking shared by interpreters (no interpreter imports another). */
-import type { Network, Node, Ref } from './ir.ts';
+import { absurd } from './errors.ts';
+import type { Expr, Network, Node, Ref } from './ir.ts';
 import { operandsOf } from './ops.ts';
 
 /**
@@ -40,3 +41,38 @@ export const inputsOf = (net: Network): ReadonlyArray<Extract<Node, { op: 'input
 
 export const findNetwork = (nets: readonly Network[], name: string): Network | undefined =>
   nets.find((n) => n.name === name);
+
+/**
+ * The direct sub-expressions of an expression (objective or pipeline), in argument order: a
+ * call's inputs by name, sorted (as decoding orders them), then the other fields as declared.
+ * Every fold that walks expressions (check, pipelines, the interpreters) takes them from here.
+ */
+export const children = (x: Expr): readonly Expr[] => {
+  switch (x.e) {
+    case 'data':
+    case 'random':
+    case 'fill':
+    case 'draw':
+    case 'indexFill':
+      return [];
+    case 'call':
+      return Object.keys(x.inputs)
+        .sort()
+        .map((k) => x.inputs[k]!);
+    case 'detach':
+    case 'oneHot':
+    case 'slice':
+    case 'batchMean':
+      return [x.x];
+    case 'mix':
+      return [x.a, x.b, x.alpha];
+    case 'permute':
+      return [x.x, x.perm];
+    case 'concat':
+      return x.parts;
+    case 'choose':
+      return [x.index, ...x.options];
+    default:
+      return absurd(x);
+  }
+};

@@ -36,7 +36,7 @@ import { num, type SettingDecl, type Settings, type SpecDef } from '../dsl/setti
 export const INCEPTION_MIN_SIZE = 75;
 
 export const settings: readonly SettingDecl[] = [
-  { key: 'imageSize', doc: 'input height and width (FID: 299, as get_eval_loader resizes)', type: { kind: 'int', min: INCEPTION_MIN_SIZE }, default: 299, nets: ['inception'] },
+  { key: 'imageSize', doc: 'input height and width (FID: 299, as get_eval_loader resizes)', type: { kind: 'int', min: INCEPTION_MIN_SIZE, max: 4096 }, default: 299, nets: ['inception'] },
 ];
 
 /** torchvision's BasicConv2d at `path`: conv (no bias), BatchNorm (eps 0.001), ReLU. */

@@ -74,7 +74,7 @@ export const alexnetSides = (size: number): readonly number[] => {
 export const LPIPS_MIN_SIZE = 31;
 
 export const settings: readonly SettingDecl[] = [
-  { key: 'imageSize', doc: 'image height and width (the generated images: img_size)', type: { kind: 'int', min: LPIPS_MIN_SIZE }, default: 256, nets: ['alexnet', 'lpips_heads'] },
+  { key: 'imageSize', doc: 'image height and width (the generated images: img_size)', type: { kind: 'int', min: LPIPS_MIN_SIZE, max: 4096 }, default: 256, nets: ['alexnet', 'lpips_heads'] },
 ];
 
 /** torchvision AlexNet's classifier, which LPIPS does not use. */

@@ -82,34 +82,34 @@ export const createLabels = (attrs: readonly string[], labels: Float32Array, n: 
 export const settings: readonly SettingDecl[] = [
   { key: 'dataset', doc: 'CelebA (binary attributes), RaFD (one-hot expressions) or Both (joint, mask vector)', type: { kind: 'enum', values: ['CelebA', 'RaFD', 'Both'] }, default: 'CelebA', nets: [...G, ...D] },
   { key: 'selectedAttrs', doc: 'CelebA attributes to learn; their number sets cDim for CelebA and Both', type: { kind: 'list', values: CELEBA_ATTRS }, default: ['Black_Hair', 'Blond_Hair', 'Brown_Hair', 'Male', 'Young'], nets: [...G, ...D] },
-  { key: 'imageSize', doc: 'image height and width', type: { kind: 'int', min: 1 }, default: 128, nets: [...G, ...D] },
-  { key: 'cDim', doc: 'label size of the (first) dataset', type: { kind: 'int', min: 1 }, default: (s) => (s['dataset'] === 'RaFD' ? 8 : list(s, 'selectedAttrs').length), nets: [...G, ...D] },
-  { key: 'c2Dim', doc: "RaFD's label size in joint training", type: { kind: 'int', min: 1 }, default: 8, nets: [...G, ...D] },
-  { key: 'gConvDim', doc: 'generator base width', type: { kind: 'int', min: 1 }, default: 64, nets: G },
-  { key: 'dConvDim', doc: 'discriminator base width', type: { kind: 'int', min: 1 }, default: 64, nets: D },
-  { key: 'gRepeatNum', doc: 'generator residual blocks', type: { kind: 'int', min: 0 }, default: 6, nets: G },
-  { key: 'gDownNum', doc: 'generator stride-2 down-sampling (and up-sampling) layers; 2 in the official code', type: { kind: 'int', min: 0 }, default: 2, nets: G },
-  { key: 'gOuterKernel', doc: "kernel size of G's first and last convolutions (odd; 7 in the official code)", type: { kind: 'int', min: 1 }, default: 7, nets: G },
-  { key: 'dRepeatNum', doc: 'discriminator stride-2 convolutions', type: { kind: 'int', min: 1 }, default: 6, nets: D },
+  { key: 'imageSize', doc: 'image height and width', type: { kind: 'int', min: 1, max: 4096 }, default: 128, nets: [...G, ...D] },
+  { key: 'cDim', doc: 'label size of the (first) dataset', type: { kind: 'int', min: 1, max: 1024 }, default: (s) => (s['dataset'] === 'RaFD' ? 8 : list(s, 'selectedAttrs').length), nets: [...G, ...D] },
+  { key: 'c2Dim', doc: "RaFD's label size in joint training", type: { kind: 'int', min: 1, max: 1024 }, default: 8, nets: [...G, ...D] },
+  { key: 'gConvDim', doc: 'generator base width', type: { kind: 'int', min: 1, max: 4096 }, default: 64, nets: G },
+  { key: 'dConvDim', doc: 'discriminator base width', type: { kind: 'int', min: 1, max: 4096 }, default: 64, nets: D },
+  { key: 'gRepeatNum', doc: 'generator residual blocks', type: { kind: 'int', min: 0, max: 64 }, default: 6, nets: G },
+  { key: 'gDownNum', doc: 'generator stride-2 down-sampling (and up-sampling) layers; 2 in the official code', type: { kind: 'int', min: 0, max: 8 }, default: 2, nets: G },
+  { key: 'gOuterKernel', doc: "kernel size of G's first and last convolutions (odd; 7 in the official code)", type: { kind: 'int', min: 1, max: 31 }, default: 7, nets: G },
+  { key: 'dRepeatNum', doc: 'discriminator stride-2 convolutions', type: { kind: 'int', min: 1, max: 12 }, default: 6, nets: D },
   // Training (solver.py defaults)
-  { key: 'batchSize', doc: 'mini-batch size', type: { kind: 'int', min: 1 }, default: 16 },
-  { key: 'iterations', doc: 'training iterations (num_iters)', type: { kind: 'int', min: 1 }, default: 200000 },
-  { key: 'numItersDecay', doc: 'iterations over which the learning rates decay', type: { kind: 'int', min: 0 }, default: 100000 },
-  { key: 'lrUpdateStep', doc: 'learning rates change every this many iterations', type: { kind: 'int', min: 1 }, default: 1000 },
+  { key: 'batchSize', doc: 'mini-batch size', type: { kind: 'int', min: 1, max: 4096 }, default: 16 },
+  { key: 'iterations', doc: 'training iterations (num_iters)', type: { kind: 'int', min: 1, max: 1e9 }, default: 200000 },
+  { key: 'numItersDecay', doc: 'iterations over which the learning rates decay', type: { kind: 'int', min: 0, max: 1e9 }, default: 100000 },
+  { key: 'lrUpdateStep', doc: 'learning rates change every this many iterations', type: { kind: 'int', min: 1, max: 1e9 }, default: 1000 },
   { key: 'lrDecay', doc: "paper: linear to 0; code: the official code's literal decrement (to 99.9%)", type: { kind: 'enum', values: ['paper', 'code'] }, default: 'paper' },
-  { key: 'gLr', doc: 'generator learning rate', type: { kind: 'number', min: 0 }, default: 1e-4 },
-  { key: 'dLr', doc: 'discriminator learning rate', type: { kind: 'number', min: 0 }, default: 1e-4 },
+  { key: 'gLr', doc: 'generator learning rate', type: { kind: 'number', min: 0, max: 1 }, default: 1e-4 },
+  { key: 'dLr', doc: 'discriminator learning rate', type: { kind: 'number', min: 0, max: 1 }, default: 1e-4 },
   { key: 'beta1', doc: 'Adam beta1', type: { kind: 'number', min: 0, max: 1 }, default: 0.5 },
   { key: 'beta2', doc: 'Adam beta2', type: { kind: 'number', min: 0, max: 1 }, default: 0.999 },
-  { key: 'nCritic', doc: 'discriminator updates per generator update', type: { kind: 'int', min: 1 }, default: 5 },
-  { key: 'lambdaCls', doc: 'domain classification weight', type: { kind: 'number', min: 0 }, default: 1 },
-  { key: 'lambdaRec', doc: 'reconstruction weight', type: { kind: 'number', min: 0 }, default: 10 },
-  { key: 'lambdaGp', doc: 'gradient penalty weight', type: { kind: 'number', min: 0 }, default: 10 },
+  { key: 'nCritic', doc: 'discriminator updates per generator update', type: { kind: 'int', min: 1, max: 1000 }, default: 5 },
+  { key: 'lambdaCls', doc: 'domain classification weight', type: { kind: 'number', min: 0, max: 1e6 }, default: 1 },
+  { key: 'lambdaRec', doc: 'reconstruction weight', type: { kind: 'number', min: 0, max: 1e6 }, default: 10 },
+  { key: 'lambdaGp', doc: 'gradient penalty weight', type: { kind: 'number', min: 0, max: 1e6 }, default: 10 },
   { key: 'gEmaBeta', doc: 'decay of an EMA copy of G for sampling and evaluation (as StarGAN v2 keeps); 0 = none, as the official code', type: { kind: 'number', min: 0, max: 1 }, default: 0 },
-  { key: 'seed', doc: 'random seed', type: { kind: 'int' }, default: 1234 },
-  { key: 'logEvery', doc: 'log every N iterations', type: { kind: 'int', min: 1 }, default: 10 },
-  { key: 'sampleEvery', doc: 'sample grid every N iterations', type: { kind: 'int', min: 1 }, default: 1000 },
-  { key: 'checkpointEvery', doc: 'checkpoint every N iterations', type: { kind: 'int', min: 1 }, default: 10000 },
+  { key: 'seed', doc: 'random seed', type: { kind: 'int', min: 0, max: 2 ** 32 - 1 }, default: 1234 },
+  { key: 'logEvery', doc: 'log every N iterations', type: { kind: 'int', min: 1, max: 1e9 }, default: 10 },
+  { key: 'sampleEvery', doc: 'sample grid every N iterations', type: { kind: 'int', min: 1, max: 1e9 }, default: 1000 },
+  { key: 'checkpointEvery', doc: 'checkpoint every N iterations', type: { kind: 'int', min: 1, max: 1e9 }, default: 10000 },
 ];
 
 /** Label widths: what G is conditioned on and what D classifies. */
@@ -228,8 +228,8 @@ const translation = (s: Settings, l: LabelLayout): Pipeline => {
 };
 
 const phasesFor = (s: Settings, l: LabelLayout, joint: boolean): readonly Phase[] => {
-  const x = data(`${l.dataset}.x`);
-  const org = data(`${l.dataset}.label`);
+  const x = data('x', l.dataset);
+  const org = data('label', l.dataset);
   const trg = permute(org, rand(l.perm));
   const alpha = rand(joint ? `alpha.${l.dataset}` : 'alpha');
   const D = (img: Expr, out: string): Expr => call('discriminator', { x: img }, out);
@@ -243,10 +243,10 @@ const phasesFor = (s: Settings, l: LabelLayout, joint: boolean): readonly Phase[
       every: 1,
       dataset: joint ? l.dataset : null,
       loss: [
-        term('d/loss_real', meanOf(D(x, 'out_src')), 1, -1),
-        term('d/loss_fake', meanOf(D(detach(fake), 'out_src'))),
-        term('d/loss_cls', l.cls(D(x, 'out_cls'), org), num(s, 'lambdaCls')),
-        term('d/loss_gp', gradPenalty('wgan-gp', D(xHat, 'out_src'), xHat), num(s, 'lambdaGp')),
+        term('loss_real', meanOf(D(x, 'out_src')), 1, -1),
+        term('loss_fake', meanOf(D(detach(fake), 'out_src'))),
+        term('loss_cls', l.cls(D(x, 'out_cls'), org), num(s, 'lambdaCls')),
+        term('loss_gp', gradPenalty('wgan-gp', D(xHat, 'out_src'), xHat), num(s, 'lambdaGp')),
       ],
       updates: ['discriminator'],
     },
@@ -255,9 +255,9 @@ const phasesFor = (s: Settings, l: LabelLayout, joint: boolean): readonly Phase[
       every: num(s, 'nCritic'),
       dataset: joint ? l.dataset : null,
       loss: [
-        term('g/loss_fake', meanOf(D(fake, 'out_src')), 1, -1),
-        term('g/loss_rec', l1(x, Gx(fake, l.condition(org))), num(s, 'lambdaRec')),
-        term('g/loss_cls', l.cls(D(fake, 'out_cls'), trg), num(s, 'lambdaCls')),
+        term('loss_fake', meanOf(D(fake, 'out_src')), 1, -1),
+        term('loss_rec', l1(x, Gx(fake, l.condition(org))), num(s, 'lambdaRec')),
+        term('loss_cls', l.cls(D(fake, 'out_cls'), trg), num(s, 'lambdaCls')),
       ],
       updates: ['generator'],
     },

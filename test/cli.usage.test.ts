@@ -48,8 +48,8 @@ test('summary --settings lists every setting with its type, default and doc', as
   const r = await starspec('summary', 'stargan-v1', '--settings');
   succeeded(r, 'summary --settings');
   assert.match(r.out, /^stargan-v1: StarGAN/);
-  assert.match(r.out, /\ngDownNum +int >= 0 +2 +generator stride-2 down-sampling/);
-  assert.match(r.out, /\ncDim +int >= 1 +5 \(derived\) +label size/);
+  assert.match(r.out, /\ngDownNum +int 0\.\.8 +2 +generator stride-2 down-sampling/);
+  assert.match(r.out, /\ncDim +int 1\.\.1024 +5 \(derived\) +label size/);
   assert.match(r.out, /\ndataset +CelebA\|RaFD\|Both +CelebA /);
   const rows = r.out.trim().split('\n').slice(3);
   assert.equal(rows.length, starganV1.settings.length);

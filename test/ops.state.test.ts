@@ -121,7 +121,7 @@ const trainingSpec = (): Spec => ({
     seed: 1,
     datasets: [{ name: 'd', fields: [{ name: 'x', kind: 'image', size: 3 }, { name: 'y', kind: 'image', size: 4 }] }],
     random: [],
-    phases: [{ name: 'p', every: 1, dataset: null, loss: [term('p/l1', l1(call('net', { x: data('x') }), data('y')))], updates: ['net'] }],
+    phases: [{ name: 'p', every: 1, dataset: null, loss: [term('l1', l1(call('net', { x: data('x') }), data('y')))], updates: ['net'] }],
     optimizers: [{ net: 'net', kind: 'adam', lr: constant(0.1), beta1: 0.5, beta2: 0.999, eps: 1e-8, weightDecay: 0 }],
     ema: [{ net: 'net', beta: 0.5 }],
     sampleEvery: 1,

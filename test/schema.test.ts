@@ -60,7 +60,7 @@ const CORPUS: ReadonlyArray<readonly [string, unknown, boolean]> = [
   ['IR: a node with a field of the wrong type', edit(V1, (d) => void (d.networks[0].nodes[CONV].kernel = 'seven')), false],
   ['IR: a node missing a field', edit(V1, (d) => void delete d.networks[0].nodes[CONV].padding), false],
   ['IR: an unknown op', edit(V1, (d) => void (d.networks[0].nodes[CONV].op = 'conv3d')), false],
-  ['IR: a wrong format', edit(V1, (d) => void (d.format = 'starspec/ir@2')), false],
+  ['IR: a wrong format', edit(V1, (d) => void (d.format = 'starspec/ir@99')), false],
   ['IR: an unknown schedule kind', edit(V1, (d) => void (d.training.optimizers[0].lr = { kind: 'cosine', value: 1 })), false],
   ['IR: a malformed loss expression', edit(V1, (d) => void (d.training.phases[0].loss[0].term.x = { e: 'data' })), false],
   ['IR: a setting of another type', edit(V1, (d) => void (d.settings.imageSize = { size: 3 })), false],

@@ -69,7 +69,7 @@ const setup = async (name: string, set: Record<string, unknown>): Promise<Setup>
   const env: EvalEnv = {
     nets: trainer.nets,
     params: (net, w) => (w === 'ema' ? state.ema.get(net) : state.params.get(net))!,
-    data: (field) => data.get(field.startsWith(`${ds}.`) ? field.slice(ds.length + 1) : field)!,
+    data: (x) => data.get(x.field)!,
     random: (n) => random.get(n)!,
     batch: trainingOf(s).batchSize,
   };
@@ -104,12 +104,12 @@ const frozen = (env: EvalEnv, phase: Phase): { env: EvalEnv; phase: Phase; dispo
     if (o['e'] === 'detach') {
       const field = `frozen:${JSON.stringify(o['x'])}`;
       if (!values.has(field)) values.set(field, tf.tidy(() => tf.clone(evaluator(env).expr(o['x'] as Expr))));
-      return { e: 'data', field };
+      return { e: 'data', field, dataset: null };
     }
     return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, walk(v)]));
   };
   const p = walk(phase) as Phase;
-  return { env: { ...env, data: (f) => values.get(f) ?? env.data(f) }, phase: p, dispose: () => tf.dispose([...values.values()]) };
+  return { env: { ...env, data: (x) => values.get(x.field) ?? env.data(x) }, phase: p, dispose: () => tf.dispose([...values.values()]) };
 };
 
 interface Directional {
@@ -229,7 +229,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
     test('v1 WGAN-GP: (||grad_xhat D_src(x_hat)|| - 1)^2', async (t) => {
       const s = await setup('stargan-v1', V1);
       try {
-        const ph = onlyTerm(s.spec, 'd', 'd/loss_gp');
+        const ph = onlyTerm(s.spec, 'd', 'loss_gp');
         const lines = [check('all of D', s.env, ph, varsOf(s.state, 'discriminator'), 1, PENALTY)];
         for (const k of ['main.0.weight', 'main.2.weight', 'conv1.weight']) lines.push(check(k, s.env, ph, varsOf(s.state, 'discriminator', [k]), 2, { ...PENALTY, need: 1 }));
         // grad_x D_src is piecewise constant in the biases (they only move LeakyReLU kinks), and
@@ -250,7 +250,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
     test('v2 R1: 0.5 * mean sum (grad_x D(x, y))^2 on real images', async (t) => {
       const s = await setup('stargan-v2', V2);
       try {
-        const ph = onlyTerm(s.spec, 'd_latent', 'd/reg');
+        const ph = onlyTerm(s.spec, 'd_latent', 'reg');
         const lines = [check('all of D', s.env, ph, varsOf(s.state, 'discriminator'), 3, PENALTY)];
         for (const k of ['main.0.weight', 'main.1.conv1.weight', 'main.1.conv2.weight', 'main.3.weight', 'main.5.weight'])
           lines.push(check(k, s.env, ph, varsOf(s.state, 'discriminator', [k]), 4, { ...PENALTY, need: 1 }));
@@ -306,7 +306,7 @@ describe('whole phase losses w.r.t. G / D / F / E parameters (cpu)', () => {
     const s = await setup('stargan-v2', V2);
     try {
       const env: EvalEnv = { ...s.env, random: (n) => s.env.random(n === 'z2' ? 'z' : n) };
-      const ph = onlyTerm(s.spec, 'g_latent', 'g/ds');
+      const ph = onlyTerm(s.spec, 'g_latent', 'ds');
       const { value, grads } = tf.variableGrads(loss(env, ph), [...varsOf(s.state, 'generator'), ...varsOf(s.state, 'mapping_network')]);
       const v = value.dataSync()[0]!;
       const worst = Math.max(...Object.values(grads).map((g) => Math.max(...[...g.dataSync()].map(Math.abs))));

@@ -108,8 +108,8 @@ const load = (c: FxCase): Loaded => {
   const env: EvalEnv = {
     nets: trainer.nets,
     params: (net, w) => (w === 'ema' ? state.ema.get(net) : state.params.get(net))!,
-    // Single-dataset specs: 'CelebA.x' and 'x' name the same field.
-    data: (field) => only.get(field.includes('.') ? field.slice(field.indexOf('.') + 1) : field)!,
+    // Single-dataset specs: every field is the one dataset's.
+    data: (x) => only.get(x.field)!,
     random: (name) => random.get(name)!,
     batch: c.batch,
   };
@@ -252,7 +252,7 @@ describe('training objectives against PyTorch (tools/torch_reference.py)', () =>
           const [name, ref] = Object.entries(c.phases)[0]!;
           const phase = trainingOf(l.spec).phases[0]!;
           for (const w of phase.loss) {
-            const logged = out.losses[`${name}/${w.name.replace(/^[a-z]+\//, '')}`]!;
+            const logged = out.losses[`${name}/${w.name}`]!;
             // Logged with the declared sign, unweighted: for these phases that is the official
             // variable (v1 d_loss_real = -mean(D(x)); v2 loss_real = BCE).
             const want = ref.terms[w.name]!.value;

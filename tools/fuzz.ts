@@ -17,11 +17,15 @@
  *               PyTorch disagreeing with a changed read
  *   internal    an exception, an "unexpected failure" error, an overlong error, or a malformed result
  *   crash       the child process died during the case
+ *   accepted    (spec targets) a document that decodes and checks, every network summarised; for
+ *               spec-train, then trained one step on the synthetic data
  *   hang        the case ran past --case-timeout-ms
  *   memory      the case took the child's peak resident memory past --memory-limit-mb, alone in a
  *               fresh child (a case that does so in a long-running child is rerun alone first)
  *
  * Exit status 1 when any case is corruption, internal, crash, hang or memory.
+ *
+ *   node --import tsx tools/fuzz.ts --target spec-document --count 10000   # issue 14's spec acceptance
  *
  * Adding a target: an entry in TARGETS with a default count and `run(index, seed)` returning a
  * Verdict (test/helpers/arbitraries.ts); cases must be a pure function of (seed, index) so a
@@ -36,6 +40,9 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import * as E from 'fp-ts/lib/Either.js';
 import fc from 'fast-check';
+import { train } from '../api/train.ts';
+import { formatError } from '../dsl/errors.ts';
+import { parameterCount } from '../dsl/params.ts';
 import { checkImage, loadImage } from '../io/images.ts';
 import { readSafetensorsContents } from '../io/safetensors.ts';
 import type { HostTensor, TensorMap } from '../io/tensor.ts';
@@ -56,6 +63,7 @@ import {
   judgeSafetensors,
   mutate,
 } from '../test/helpers/arbitraries.ts';
+import { MAX_LINE, arbSpecDocument, judgeSpecDocument, type SpecVerdict } from '../test/helpers/spec-arbitraries.ts';
 
 const FIXTURES = fileURLToPath(new URL('../../shared/fixtures/torch', import.meta.url));
 
@@ -128,6 +136,13 @@ interface Official {
 
 let imageDirCache: string | undefined;
 const imageDir = (): string => (imageDirCache ??= mkdtempSync(join(tmpdir(), 'starspec-fuzz-images-')));
+let specDirCache: string | undefined;
+const specDir = (): string => (specDirCache ??= mkdtempSync(join(tmpdir(), 'starspec-fuzz-specs-')));
+
+const fromSpecVerdict = (v: SpecVerdict): Pick<CaseResult, 'outcome' | 'message'> => (v.outcome === 'accepted' ? { outcome: 'accepted' } : { outcome: v.outcome, message: v.message });
+
+/** Accepted specs small enough to train one step here (the target hunts crashes, not capacity). */
+const trainable = (v: SpecVerdict): boolean => v.outcome === 'accepted' && v.spec.training !== null && v.spec.training.batchSize <= 8 && v.spec.networks.reduce((a, n) => a + parameterCount(n), 0) <= 2_000_000;
 
 let officialCache: Official[] | undefined;
 /** The small official fixture files (the big ones only repeat their structure). */
@@ -238,6 +253,55 @@ const TARGETS: ReadonlyMap<string, Target> = new Map<string, Target>([
     },
   ],
   [
+    'spec-document',
+    {
+      description: 'spec documents as files (mutated resolved IRs, {extends, set} with hostile settings, cut-short text): resolved, checked, summarised',
+      defaultCount: 10_000,
+      run: async (i, seed) => {
+        const doc = sampleOne(arbSpecDocument, seed, i);
+        const path = join(specDir(), `case-${i}.json`);
+        try {
+          const t0 = performance.now();
+          const v = await judgeSpecDocument(doc, path);
+          const r = fromSpecVerdict(v);
+          return { ...r, format: doc.form, readMs: performance.now() - t0, ...(r.outcome === 'internal' ? { message: `${r.message ?? ''} [${doc.note}]` } : {}) };
+        } finally {
+          rmSync(path, { force: true });
+        }
+      },
+    },
+  ],
+  [
+    'spec-train',
+    {
+      description: 'spec documents as spec-document; each accepted one small enough is then trained one step (synthetic data, cpu, a run directory)',
+      defaultCount: 300,
+      run: async (i, seed) => {
+        const doc = sampleOne(arbSpecDocument, seed, i);
+        const path = join(specDir(), `case-${i}.json`);
+        const out = join(specDir(), `run-${i}`);
+        try {
+          const t0 = performance.now();
+          const v = await judgeSpecDocument(doc, path);
+          if (!trainable(v)) return { ...fromSpecVerdict(v), format: doc.form, readMs: performance.now() - t0 };
+          const r = await train((v as Extract<SpecVerdict, { outcome: 'accepted' }>).spec, { data: 'synthetic', steps: 1, backend: 'cpu', out });
+          const ms = performance.now() - t0;
+          if (E.isRight(r)) return { outcome: 'accepted', format: 'trained', readMs: ms };
+          const lines = r.left.map(formatError);
+          const bad = lines.find((l) => l.length > MAX_LINE || /internal error|is not a function|cannot read propert/i.test(l));
+          return bad === undefined
+            ? { outcome: 'refused', message: lines.join(' | ').slice(0, 300), format: 'train refused', readMs: ms }
+            : { outcome: 'internal', message: `train: ${bad.slice(0, 300)} [${doc.note}]`, format: doc.form, readMs: ms };
+        } catch (e) {
+          return { outcome: 'internal', message: `train threw: ${e instanceof Error ? e.message.slice(0, 300) : String(e)} [${doc.note}]`, format: doc.form };
+        } finally {
+          rmSync(path, { force: true });
+          rmSync(out, { recursive: true, force: true });
+        }
+      },
+    },
+  ],
+  [
     'safetensors-official',
     {
       description: 'mutations of the official fixture safetensors files, 70% in their headers',
@@ -311,7 +375,7 @@ interface Options {
   readonly batch: number;
 }
 
-type Outcome = 'refused' | 'same' | 'changed' | 'corruption' | 'internal' | 'crash' | 'hang' | 'memory';
+type Outcome = 'refused' | 'same' | 'changed' | 'accepted' | 'corruption' | 'internal' | 'crash' | 'hang' | 'memory';
 const BAD: ReadonlySet<Outcome> = new Set(['corruption', 'internal', 'crash', 'hang', 'memory']);
 
 interface Tally {

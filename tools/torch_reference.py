@@ -354,10 +354,10 @@ def v1_case():
     d_phase = {
         'total': f32(d_loss.item()),
         'terms': {
-            'd/loss_real': term(d_loss_real, 1.0, dn),
-            'd/loss_fake': term(d_loss_fake, 1.0, dn),
-            'd/loss_cls': term(d_loss_cls, lambda_cls, dn),
-            'd/loss_gp': term(d_loss_gp, lambda_gp, dn),
+            'loss_real': term(d_loss_real, 1.0, dn),
+            'loss_fake': term(d_loss_fake, 1.0, dn),
+            'loss_cls': term(d_loss_cls, lambda_cls, dn),
+            'loss_gp': term(d_loss_gp, lambda_gp, dn),
         },
     }
 
@@ -373,9 +373,9 @@ def v1_case():
     g_phase = {
         'total': f32(g_loss.item()),
         'terms': {
-            'g/loss_fake': term(g_loss_fake, 1.0, gn),
-            'g/loss_rec': term(g_loss_rec, lambda_rec, gn),
-            'g/loss_cls': term(g_loss_cls, lambda_cls, gn),
+            'loss_fake': term(g_loss_fake, 1.0, gn),
+            'loss_rec': term(g_loss_rec, lambda_rec, gn),
+            'loss_cls': term(g_loss_cls, lambda_cls, gn),
         },
     }
     return {
@@ -443,7 +443,7 @@ def v2_case():
         dn = {'discriminator': D}
         return {
             'total': f32(loss.item()),
-            'terms': {'d/real': term(loss_real, 1.0, dn), 'd/fake': term(loss_fake, 1.0, dn), 'd/reg': term(loss_reg, lambda_reg, dn)},
+            'terms': {'real': term(loss_real, 1.0, dn), 'fake': term(loss_fake, 1.0, dn), 'reg': term(loss_reg, lambda_reg, dn)},
         }
 
     def g_loss(updates, zs=None, refs=None):
@@ -462,10 +462,10 @@ def v2_case():
         return {
             'total': f32(loss.item()),
             'terms': {
-                'g/adv': term(loss_adv, 1.0, un),
-                'g/sty': term(loss_sty, lambda_sty, un),
-                'g/ds': term(loss_ds, -lambda_ds, un),
-                'g/cyc': term(loss_cyc, lambda_cyc, un),
+                'adv': term(loss_adv, 1.0, un),
+                'sty': term(loss_sty, lambda_sty, un),
+                'ds': term(loss_ds, -lambda_ds, un),
+                'cyc': term(loss_cyc, lambda_cyc, un),
             },
         }
 

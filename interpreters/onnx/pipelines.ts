@@ -88,7 +88,7 @@ const key = (x: unknown): string => JSON.stringify(x);
 export const emitPipeline = (g: Graph, plan: Plan, weights: (key: string) => Float32Array | undefined): Result<void> => {
   const errors: SpecError[] = [];
   const p = plan.pipeline;
-  const typeOf = (x: Expr): ExprType => plan.signature.types.get(key(x))!;
+  const typeOf = (x: Expr): ExprType => plan.signature.typeOf(x)!;
   const memo = new Map<string, string>();
   const calls = new Map<string, ReadonlyMap<string, string>>();
   const callCount = new Map<string, number>();

@@ -67,7 +67,7 @@ export const loadPipeline = (spec: Spec, name: string, params: (net: string) => 
       const env: EvalEnv = {
         nets,
         params: (net) => params(net),
-        data: (field) => inputs.get(field)!,
+        data: (x) => inputs.get(x.field)!,
         random: (r) => {
           throw new Error(`tfjs pipeline ${name}: reads random source ${r}`);
         },

@@ -17,9 +17,9 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result, type SpecError } from '../../dsl/errors.ts';
-import type { CallExpr, Expr, Phase, Spec, Term } from '../../dsl/ir.ts';
+import type { CallExpr, DataExpr, Expr, Phase, Spec, Term } from '../../dsl/ir.ts';
 import { trainingOf } from '../../dsl/ir.ts';
-import { inputsOf } from '../../dsl/walk.ts';
+import { children, inputsOf } from '../../dsl/walk.ts';
 import { identifier, indent, namer, pyLit, pyNum, pyStr } from './python.ts';
 
 /** A canonical key: equal for structurally equal expressions whatever their field order. */
@@ -33,44 +33,8 @@ const canon = (x: unknown): string => {
   return JSON.stringify(x);
 };
 
-/** The direct sub-expressions of an expression, and whether each edge is a detach. */
-const children = (x: Expr): ReadonlyArray<readonly [Expr, boolean]> => {
-  switch (x.e) {
-    case 'data':
-    case 'random':
-    case 'fill':
-      return [];
-    case 'call':
-      return Object.values(x.inputs).map((c) => [c, false] as const);
-    case 'detach':
-      return [[x.x, true]];
-    case 'mix':
-      return [
-        [x.a, false],
-        [x.b, false],
-        [x.alpha, false],
-      ];
-    case 'permute':
-      return [
-        [x.x, false],
-        [x.perm, false],
-      ];
-    case 'oneHot':
-    case 'slice':
-      return [[x.x, false]];
-    case 'concat':
-      return x.parts.map((p) => [p, false] as const);
-    case 'draw':
-    case 'indexFill':
-      return [];
-    case 'batchMean':
-      return [[x.x, false]];
-    case 'choose':
-      return [[x.index, false] as const, ...x.options.map((o) => [o, false] as const)];
-    default:
-      return absurd(x);
-  }
-};
+/** The direct sub-expressions of an expression (dsl/walk.ts), and whether each edge is a detach. */
+const edges = (x: Expr): ReadonlyArray<readonly [Expr, boolean]> => children(x).map((c) => [c, x.e === 'detach'] as const);
 
 const termOperands = (t: Term): readonly Expr[] => {
   switch (t.t) {
@@ -92,12 +56,10 @@ const termOperands = (t: Term): readonly Expr[] => {
 
 /** True when no gradient w.r.t. trained weights can flow out of the expression. */
 const gradFree = (x: Expr): boolean =>
-  x.e === 'detach' || ((x.e !== 'call' || x.weights === 'ema') && children(x).every(([c]) => gradFree(c)));
+  x.e === 'detach' || ((x.e !== 'call' || x.weights === 'ema') && edges(x).every(([c]) => gradFree(c)));
 
 interface SpecInfo {
   readonly spec: Spec;
-  /** Datasets whose batches an iteration loads (tfjs: every phase's dataset, or the first). */
-  readonly loaded: ReadonlySet<string>;
   readonly single: string | null;
 }
 
@@ -122,7 +84,7 @@ const phaseFunction = (info: SpecInfo, phase: Phase, fname: string): Result<stri
     let s = subKeys.get(k);
     if (s === undefined) {
       const acc = new Set<string>([k]);
-      for (const [c] of children(x)) for (const ck of contained(c)) acc.add(ck);
+      for (const [c] of edges(x)) for (const ck of contained(c)) acc.add(ck);
       subKeys.set(k, (s = acc));
     }
     return s;
@@ -184,7 +146,7 @@ const phaseFunction = (info: SpecInfo, phase: Phase, fname: string): Result<stri
     if (seen.has(tag) || (!needGraph && seen.has(`true:${mk}`))) return;
     seen.add(tag);
     if (needGraph) graph.add(mk);
-    for (const [c, det] of children(x)) visit(c, scope, needGraph && !det);
+    for (const [c, det] of edges(x)) visit(c, scope, needGraph && !det);
   };
   for (const w of phase.loss) for (const x of termOperands(w.term)) visit(x, gpScopes.get(w.term) ?? phaseScope, true);
 
@@ -197,10 +159,10 @@ const phaseFunction = (info: SpecInfo, phase: Phase, fname: string): Result<stri
   const line = (code: string, noGrad = false): void => {
     lines.push({ code, noGrad });
   };
-  const field = (f: string): [string, string] | null => {
-    const dot = f.indexOf('.');
-    if (dot >= 0 && info.loaded.has(f.slice(0, dot))) return [f.slice(0, dot), f.slice(dot + 1)];
-    return dsName === null ? null : [dsName, f];
+  /** A data field's dataset (its own, or the phase's) and name, as the tfjs trainer reads it. */
+  const field = (x: DataExpr): [string, string] | null => {
+    const ds = x.dataset ?? dsName;
+    return ds === null ? null : [ds, x.field];
   };
   const batchN = (): string => {
     if (batchSize === null) {
@@ -237,9 +199,9 @@ const phaseFunction = (info: SpecInfo, phase: Phase, fname: string): Result<stri
     const v = ((): string => {
       switch (x.e) {
         case 'data': {
-          const f = field(x.field);
+          const f = field(x);
           if (f === null) {
-            errors.push(specError(where, `reads data field '${x.field}' but the phase has no dataset and the field names none`, "qualify it as 'DATASET.field' or give the phase a dataset"));
+            errors.push(specError(where, `reads data field '${x.field}' but the phase has no dataset and the field names none`, "name its dataset, data('field', 'DATASET'), or give the phase a dataset"));
             return 'None';
           }
           return put(f[1], `data[${pyStr(f[0])}][${pyStr(f[1])}]`, true);
@@ -347,7 +309,7 @@ const phaseFunction = (info: SpecInfo, phase: Phase, fname: string): Result<stri
   const results: string[] = [];
   for (const w of phase.loss) {
     const code = term(w.term);
-    const v = names(w.name.replace(/^[a-z]+\//, '') || 'term');
+    const v = names(w.name || 'term');
     line(`${v} = ${code}  # ${w.name}`);
     results.push(`${pyStr(w.name)}: ${v}`);
   }
@@ -378,7 +340,6 @@ export const emitObjective = (spec: Spec): Result<string> => {
   const tr = trainingOf(spec);
   const info: SpecInfo = {
     spec,
-    loaded: new Set(tr.phases.map((p) => p.dataset ?? tr.datasets[0]?.name ?? '')),
     single: tr.datasets.length === 1 ? tr.datasets[0]!.name : null,
   };
   const errors: SpecError[] = [];
@@ -401,7 +362,7 @@ export const emitObjective = (spec: Spec): Result<string> => {
         `'updates': ${pyLit(p.updates)}`,
         `'loss': ${fname}`,
       ].join(', ')},`,
-      `     'terms': [${p.loss.map((w) => `{'name': ${pyStr(w.name)}, 'log': ${pyStr(`${p.name}/${w.name.replace(/^[a-z]+\//, '')}`)}, 'sign': ${w.sign}, 'weight': ${pyLit(w.weight)}}`).join(',\n               ')}]},`,
+      `     'terms': [${p.loss.map((w) => `{'name': ${pyStr(w.name)}, 'log': ${pyStr(`${p.name}/${w.name}`)}, 'sign': ${w.sign}, 'weight': ${pyLit(w.weight)}}`).join(',\n               ')}]},`,
     );
   }
   if (errors.length > 0) return E.left(errors);

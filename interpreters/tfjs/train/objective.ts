@@ -8,7 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { absurd } from '../../../dsl/errors.ts';
-import type { Expr, Phase, Term } from '../../../dsl/ir.ts';
+import type { DataExpr, Expr, Phase, Term } from '../../../dsl/ir.ts';
 import { isConstant } from '../../../dsl/pipelines.ts';
 import { normals } from '../../../dsl/random.ts';
 import { scheduleAt } from '../../../dsl/schedule.ts';
@@ -19,7 +19,7 @@ export interface EvalEnv {
   readonly nets: ReadonlyMap<string, Compiled>;
   readonly params: (net: string, weights: 'live' | 'ema') => ParamStore;
   /** A data field of the phase's batch (images NHWC, labels (N, c), indices (N) int32). */
-  readonly data: (field: string) => tf.Tensor;
+  readonly data: (x: DataExpr) => tf.Tensor;
   readonly random: (name: string) => tf.Tensor;
   readonly batch: number;
   /**
@@ -79,7 +79,7 @@ export const evaluator = (env: EvalEnv, subst?: { readonly key: string; readonly
     const v = ((): tf.Tensor => {
       switch (x.e) {
         case 'data':
-          return env.data(x.field);
+          return env.data(x);
         case 'random':
           return env.random(x.name);
         case 'call': {

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result, type SpecError } from '../../../dsl/errors.ts';
-import type { RandomSource, Spec } from '../../../dsl/ir.ts';
+import type { DataExpr, RandomSource, Spec } from '../../../dsl/ir.ts';
 import { trainingOf } from '../../../dsl/ir.ts';
 import { scheduleAt } from '../../../dsl/schedule.ts';
 import { deriveSeed, rng } from '../../../dsl/random.ts';
@@ -67,11 +67,10 @@ export const makeTrainer = (spec: Spec): Result<Trainer> => {
     for (const phase of tr.phases) {
       if ((state.step + 1) % phase.every !== 0) continue;
       const dsName = phase.dataset ?? single;
-      const data = (field: string): tf.Tensor => {
-        const dot = field.indexOf('.');
-        const [ds, f] = dot >= 0 && batch.has(field.slice(0, dot)) ? [field.slice(0, dot), field.slice(dot + 1)] : [dsName, field];
-        const t = ds === null ? undefined : batch.get(ds)?.get(f);
-        if (!t) throw new Error(`no batch field ${field} for phase ${phase.name}`);
+      const data = (x: DataExpr): tf.Tensor => {
+        const ds = x.dataset ?? dsName;
+        const t = ds === null ? undefined : batch.get(ds)?.get(x.field);
+        if (!t) throw new Error(`no batch field ${x.field} of ${ds ?? 'any dataset'} for phase ${phase.name}`);
         return t;
       };
       const first = [...(dsName ? batch.get(dsName)!.values() : [...batch.values()][0]!.values())][0]!;
@@ -91,12 +90,12 @@ export const makeTrainer = (spec: Spec): Result<Trainer> => {
         return l.total;
       }, vars);
       const total = value.dataSync()[0]!;
-      // Logged as the official code logs them: with their sign (D/loss_real = -mean D(x)), unweighted.
-      for (const [name, t] of terms) {
-        const sign = phase.loss.find((w) => w.name === name)?.sign ?? 1;
-        losses[`${phase.name}/${name.replace(/^[a-z]+\//, '')}`] = sign * t.dataSync()[0]!;
+      // Logged as the official code logs them: with their sign (D/loss_real = -mean D(x)),
+      // unweighted, as `<phase>/<term>`.
+      terms.forEach(([name, t], i) => {
+        losses[`${phase.name}/${name}`] = phase.loss[i]!.sign * t.dataSync()[0]!;
         t.dispose();
-      }
+      });
       losses[`${phase.name}/total`] = total;
       value.dispose();
       if (!Number.isFinite(total)) {
