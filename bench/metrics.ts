@@ -25,7 +25,7 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as E from 'fp-ts/lib/Either.js';
 import { formatError, type Result } from '../dsl/errors.ts';
-import { loadEvalImage, type Rgb8 } from '../io/images.ts';
+import { loadEvalImage, type Resizer, type Rgb8 } from '../io/images.ts';
 import { featureAccumulator, frechetDistance, type FeatureStats, type SqrtmRoute } from '../metrics/fid.ts';
 import { accumulateFeatures, evalFiles, featureSpec, featureWeights, inceptionBatch, INCEPTION_SIZE, listImages, openRunner, type Runner } from '../cli/metrics.ts';
 import { normals } from '../dsl/random.ts';
@@ -127,37 +127,39 @@ const fidTimes = (): void => {
 const resizeCompare = async (orig: string, pil: string): Promise<void> => {
   const files = right(await listImages(orig));
   const pilFiles = files.map((f) => join(pil, relative(orig, f)).replace(/\.(jpe?g|png)$/i, '.png'));
-  let maxDiff = 0;
-  let sum = 0;
-  let count = 0;
-  const hist = new Map<number, number>();
-  for (let s = 0; s < files.length; s += batch) {
-    const e = Math.min(files.length, s + batch);
-    const a = right(await evalFiles(files, imgSize)(s, e));
-    const b = await Promise.all(pilFiles.slice(s, e).map(async (f) => right(await loadEvalImage(f, INCEPTION_SIZE))));
-    a.forEach((im, k) => {
-      for (let i = 0; i < im.data.length; i++) {
-        const d = Math.abs(im.data[i]! - b[k]!.data[i]!);
-        maxDiff = Math.max(maxDiff, d);
-        sum += d;
-        count++;
-        hist.set(d, (hist.get(d) ?? 0) + 1);
-      }
-    });
-  }
-  const share = (k: number): string => (((hist.get(k) ?? 0) / count) * 100).toFixed(2);
-  log(`${files.length} images, sharp vs PIL at 299 (after ${imgSize}): mean |diff| ${(sum / count).toFixed(4)} levels, max ${maxDiff}; equal ${share(0)}%, off by 1 ${share(1)}%, by 2 ${share(2)}%`);
   const r = await openInception('onnx', 2);
-  const feats = async (fs: readonly string[], size: number): Promise<FeatureStats> => right(await accumulateFeatures(r, fs.length, batch, evalFiles(fs, size)));
+  const feats = async (fs: readonly string[], size: number, resizer: Resizer): Promise<FeatureStats> => right(await accumulateFeatures(r, fs.length, batch, evalFiles(fs, size, resizer)));
   const half = Math.floor(files.length / 2);
-  const sa = await feats(files.slice(0, half), imgSize);
-  const sb = await feats(files.slice(half), imgSize);
-  const pa = await feats(pilFiles.slice(0, half), INCEPTION_SIZE);
-  const pb = await feats(pilFiles.slice(half), INCEPTION_SIZE);
-  const same = frechetDistance(sa, pa).fid;
-  const fs = frechetDistance(sa, sb).fid;
+  const pa = await feats(pilFiles.slice(0, half), INCEPTION_SIZE, 'pil');
+  const pb = await feats(pilFiles.slice(half), INCEPTION_SIZE, 'pil');
   const fp = frechetDistance(pa, pb).fid;
-  log(`random-weight Inception: FID(sharp(A), PIL(A)) = ${same.toFixed(4)}; FID(A, B) with sharp ${fs.toFixed(4)}, with PIL ${fp.toFixed(4)} (difference ${(fs - fp).toFixed(4)}, ${((Math.abs(fs - fp) / fp) * 100).toFixed(3)}%); A, B: ${half} + ${files.length - half} images`);
+  for (const resizer of ['sharp', 'pil'] as const) {
+    let maxDiff = 0;
+    let sum = 0;
+    let count = 0;
+    const hist = new Map<number, number>();
+    for (let s = 0; s < files.length; s += batch) {
+      const e = Math.min(files.length, s + batch);
+      const a = right(await evalFiles(files, imgSize, resizer)(s, e));
+      const b = await Promise.all(pilFiles.slice(s, e).map(async (f) => right(await loadEvalImage(f, INCEPTION_SIZE))));
+      a.forEach((im, k) => {
+        for (let i = 0; i < im.data.length; i++) {
+          const d = Math.abs(im.data[i]! - b[k]!.data[i]!);
+          maxDiff = Math.max(maxDiff, d);
+          sum += d;
+          count++;
+          hist.set(d, (hist.get(d) ?? 0) + 1);
+        }
+      });
+    }
+    const share = (k: number): string => (((hist.get(k) ?? 0) / count) * 100).toFixed(2);
+    log(`${files.length} images, starspec's ${resizer} resize vs PIL's at 299 (after ${imgSize}): mean |diff| ${(sum / count).toFixed(4)} levels, max ${maxDiff}; equal ${share(0)}%, off by 1 ${share(1)}%, by 2 ${share(2)}%`);
+    const sa = await feats(files.slice(0, half), imgSize, resizer);
+    const sb = await feats(files.slice(half), imgSize, resizer);
+    const same = frechetDistance(sa, pa).fid;
+    const fs = frechetDistance(sa, sb).fid;
+    log(`  random-weight Inception: FID(${resizer}(A), PIL(A)) = ${same.toFixed(6)}; FID(A, B) with ${resizer} ${fs.toFixed(6)}, with PIL ${fp.toFixed(6)} (difference ${(fs - fp).toExponential(3)}, ${((Math.abs(fs - fp) / fp) * 100).toFixed(4)}%); A, B: ${half} + ${files.length - half} images`);
+  }
   await r.close();
 };
 

@@ -16,7 +16,7 @@ import { networksOf, pipelineOf } from '../dsl/pipelines.ts';
 import { buildSpec } from '../dsl/settings.ts';
 import { findNetwork } from '../dsl/walk.ts';
 import { readSafetensorsFile, readTorchCheckpointFile } from '../io/files.ts';
-import { IMAGE_EXTENSIONS, loadEvalImage, normalizeRgb8, type Rgb8 } from '../io/images.ts';
+import { IMAGE_EXTENSIONS, loadEvalImage, normalizeRgb8, type Resizer, type Rgb8 } from '../io/images.ts';
 import type { HostTensor, TensorMap } from '../io/tensor.ts';
 import { fitWeights, underPrefix, weightsOfNetworks, withPrefix } from '../io/weights.ts';
 import { featureAccumulator, frechetDistance, type FeatureStats, type Fid } from '../metrics/fid.ts';
@@ -219,8 +219,8 @@ export const accumulateFeatures = async (
 };
 
 /** Decode files[start, end) as get_eval_loader(imagenet_normalize=True), several at a time. */
-export const evalFiles = (files: readonly string[], imgSize: number) => async (start: number, end: number): Promise<Result<readonly Rgb8[]>> => {
-  const rs = await Promise.all(files.slice(start, end).map((f) => loadEvalImage(f, imgSize, INCEPTION_SIZE)));
+export const evalFiles = (files: readonly string[], imgSize: number, resizer: Resizer = 'pil') => async (start: number, end: number): Promise<Result<readonly Rgb8[]>> => {
+  const rs = await Promise.all(files.slice(start, end).map((f) => loadEvalImage(f, imgSize, INCEPTION_SIZE, resizer)));
   const bad = rs.filter(E.isLeft).flatMap((r) => r.left);
   return bad.length > 0 ? E.left(bad) : E.right(rs.map((r) => (r as E.Right<Rgb8>).right));
 };

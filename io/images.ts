@@ -11,6 +11,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { stat } from 'node:fs/promises';
 import sharp from 'sharp';
 import { specError, type Result, type SpecError } from '../dsl/errors.ts';
+import { resizeBilinearPil } from './resample.ts';
 
 /**
  * Most pixels (width x height) an input image may have: 8192 x 8192, about 200 MB as RGB bytes and
@@ -265,23 +266,31 @@ const rawRgb8 = async (img: ReturnType<typeof sharp>): Promise<Rgb8> => {
   return { height: info.height, width: info.width, data: out };
 };
 
-/** Resize RGB bytes to size x size, bilinear with antialiasing on downscale (libvips' reduce), as torchvision's Resize([s, s]) on a PIL image. */
-export const resizeRgb8 = async (img: Rgb8, size: number): Promise<Rgb8> =>
+/** Which resize the evaluation transforms use: PIL's bilinear (io/resample.ts, torchvision's on PIL images: the default) or sharp's (libvips linear). */
+export type Resizer = 'pil' | 'sharp';
+
+/** Resize RGB bytes to size x size as torchvision's Resize([s, s]) on a PIL image (or by sharp). */
+export const resizeRgb8 = async (img: Rgb8, size: number, resizer: Resizer = 'pil'): Promise<Rgb8> =>
   img.height === size && img.width === size
     ? img // PIL returns a copy for the same size
-    : rawRgb8(sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } }).resize(size, size, { fit: 'fill', kernel: 'linear' }));
+    : resizer === 'pil'
+      ? { height: size, width: size, data: resizeBilinearPil(img.data, img.width, img.height, size, size) }
+      : rawRgb8(sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } }).resize(size, size, { fit: 'fill', kernel: 'linear' }));
 
 /**
  * The official evaluation loader's transforms up to ToTensor (StarGAN v2 get_eval_loader):
  * decode as RGB, Resize([imgSize, imgSize]), then Resize([outSize, outSize]) (299 for Inception);
  * each step's result is bytes, as PIL's.
  */
-export const loadEvalImage = async (path: string, imgSize: number, outSize: number = imgSize): Promise<Result<Rgb8>> => {
+export const loadEvalImage = async (path: string, imgSize: number, outSize: number = imgSize, resizer: Resizer = 'pil'): Promise<Result<Rgb8>> => {
   try {
     const meta = await input(path).metadata();
     if ((meta.width ?? 0) === 0 || (meta.height ?? 0) === 0) return E.left([specError(path, 'is an empty image', 'remove or replace the file')]);
-    const first = await rawRgb8(input(path).toColourspace('srgb').resize(imgSize, imgSize, { fit: 'fill', kernel: 'linear' }));
-    return E.right(await resizeRgb8(first, outSize));
+    const first =
+      resizer === 'pil'
+        ? await resizeRgb8(await rawRgb8(input(path).toColourspace('srgb')), imgSize, 'pil')
+        : await rawRgb8(input(path).toColourspace('srgb').resize(imgSize, imgSize, { fit: 'fill', kernel: 'linear' }));
+    return E.right(await resizeRgb8(first, outSize, resizer));
   } catch (e) {
     return E.left([specError(path, `cannot decode the image: ${(e as Error).message.split('\n')[0]}`, 'remove or replace the file')]);
   }
