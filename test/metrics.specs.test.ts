@@ -52,3 +52,26 @@ test('--lpips-heads reads a file in the official lpips_weights.ckpt names', asyn
   for (const [k, v] of seeded)
     if (k.startsWith('lpips_heads.')) assert.deepEqual([...(w.right.tensors.get(k)!.data as Float32Array)], [...(v.data as Float32Array)], k);
 });
+
+test('an ir@1 document with pipelines (a run written before ir@2) upgrades them too, inference-only ones included', () => {
+  type Doc = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const legacy = (v: Doc): Doc => {
+    if (Array.isArray(v)) return v.map(legacy);
+    if (!v || typeof v !== 'object') return v;
+    if (v.e === 'data') return { e: 'data', field: v.dataset === null ? v.field : `${v.dataset}.${v.field}` };
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, legacy(x)]));
+  };
+  for (const s of [spec('stargan-v2', { imageSize: 32, numDomains: 2, wHpf: 0 }), spec('lpips', { imageSize: 32 })]) {
+    const old = JSON.parse(encodeSpec(s)) as Doc;
+    old.format = 'starspec/ir@1';
+    old.pipelines = legacy(old.pipelines);
+    if (old.training !== null) {
+      old.training = legacy(old.training);
+      for (const p of old.training.phases) for (const w of p.loss) w.name = `${p.name[0]}/${w.name}`;
+    }
+    assert.ok(s.pipelines.length > 0);
+    const r = decodeSpec(old);
+    assert.ok(E.isRight(r), JSON.stringify(E.isLeft(r) ? r.left.slice(0, 2) : null));
+    assert.equal(encodeSpec(r.right), encodeSpec(s));
+  }
+});
