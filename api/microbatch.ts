@@ -15,7 +15,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { totalmem } from 'node:os';
 import { specError, type Result, type SpecError } from '../dsl/errors.ts';
-import type { Spec } from '../dsl/ir.ts';
+import { trainingOf, type Spec } from '../dsl/ir.ts';
 import { checkMicroBatch } from '../dsl/microbatch.ts';
 import { largestMicroBatch, trainingMemory, WASM_HEAP_BYTES, type PhaseMemory } from '../interpreters/analysis/memory.ts';
 
@@ -79,7 +79,7 @@ const tooBig = (spec: Spec, backend: string, p: PhaseMemory, available: number, 
  * it, or when `recompute` is true.
  */
 export const planMicroBatch = (spec: Spec, backend: string, forced?: number, recompute?: boolean): Result<MicroBatchPlan> => {
-  const batch = spec.training.batchSize;
+  const batch = trainingOf(spec).batchSize;
   const mem = backendMemory(backend);
   const memKind = backend === 'wasm' ? 'wasm' : 'host';
   const budget = mem.bytes === null ? null : mem.bytes * MEMORY_MARGIN;

@@ -155,7 +155,7 @@ const has = (spec: Spec, name: string): boolean => spec.pipelines.some((p) => p.
 
 /** Translate images through the spec's pipelines (v1 `translate_<dataset>`; v2 latent or reference synthesis). */
 export const translate = async (spec: Spec, weights: WeightsSource, request: TranslateRequest, options: TranslateOptions = {}): Promise<Result<HostTensor>> => {
-  const v1 = `translate_${spec.training.datasets[0]?.name ?? ''}`;
+  const v1 = `translate_${spec.training?.datasets[0]?.name ?? ''}`;
   const kind = has(spec, v1) ? 'v1' : has(spec, 'latent_synthesis') && has(spec, 'reference_synthesis') ? 'v2' : null;
   const wanted = 'c' in request ? 'v1' : 'v2';
   if (kind !== wanted)

@@ -241,7 +241,7 @@ const buildLoaded = async (def: SpecDef, overrides: Readonly<Record<string, unkn
     const scanned = scanDocument(built.right, where);
     if (scanned.length > 0) return E.left(scanned);
     const outline = irOutline(built.right);
-    return outline === null ? built : E.left([specError(where, `returned ${outline}, not an IR`, `spec ${def.name}'s build() must return {format, name, settings, networks, training}`)]);
+    return outline === null ? built : E.left([specError(where, `returned ${outline}, not an IR`, `spec ${def.name}'s build() must return {format, name, settings, networks, training (or null: inference only)}`)]);
   } catch (e) {
     return E.left([specError(origin, `build() of spec ${def.name} threw: ${e instanceof Error ? e.message : String(e)}`, 'a SpecDef build must return an IR for any settings that pass their declarations; report impossible combinations in validate')]);
   }
@@ -256,6 +256,7 @@ const irOutline = (u: unknown): string | null => {
   if (!Array.isArray(u['networks']) || !u['networks'].every((n) => isObject(n) && typeof n['name'] === 'string' && Array.isArray(n['nodes']) && Array.isArray(n['outputs'])))
     return 'networks that are not a list of {name, nodes, outputs, ...}';
   const tr = u['training'];
+  if (tr === null) return null; // an inference-only spec (Inception-v3, LPIPS) declares none
   if (!isObject(tr) || !['datasets', 'random', 'phases', 'optimizers', 'ema'].every((k) => Array.isArray(tr[k]))) return 'no training {datasets, random, phases, optimizers, ema, ...}';
   return null;
 };

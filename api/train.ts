@@ -25,10 +25,11 @@ import * as E from 'fp-ts/lib/Either.js';
 import { access, appendFile, mkdir, readdir, readFile, rm, rmdir, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
-import { checkSpec } from '../dsl/check.ts';
+import { checkSpec, requireTraining } from '../dsl/check.ts';
 import { decodeSpec, encodeSpec, parseJson } from '../dsl/codec.ts';
 import { specError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
+import { trainingOf } from '../dsl/ir.ts';
 import { folderProvider, type DatasetCheck } from '../io/datasets/folders.ts';
 import { syntheticProvider, type HostBatch, type Provider } from '../io/datasets/provider.ts';
 import { writeBytesAtomic } from '../io/files.ts';
@@ -187,7 +188,7 @@ const isProvider = (d: TrainOptions['data']): d is Provider => typeof d === 'obj
 
 /** A grid of sample translations from held-out images of the first dataset (interpreters/tfjs/train/sampling.ts). */
 export const sampleGrid = async (spec: Spec, state: TrainState, provider: Provider, n = 8): Promise<Result<Uint8Array>> => {
-  const held = await provider.heldOut(spec.training.datasets[0]!.name, n);
+  const held = await provider.heldOut(trainingOf(spec).datasets[0]!.name, n);
   if (E.isLeft(held)) return held;
   return gridOf(spec, (net) => samplingWeights(state, net), held.right, provider.imageSize);
 };
@@ -296,7 +297,7 @@ const cutLog = async (logPath: string, step: number): Promise<Result<void>> => {
 
 /** Resolve `resume`/`overwrite` against the run directory; clears a replaced run. */
 const prepareRun = async (specIn: Spec, o: TrainOptions, warn: (w: SpecError) => void): Promise<Result<Start>> => {
-  const dataSeed = o.dataSeed ?? specIn.training.seed;
+  const dataSeed = o.dataSeed ?? trainingOf(specIn).seed;
   const from = typeof o.resume === 'object' ? o.resume : null;
   if (o.out === undefined) {
     return o.resume === true
@@ -389,6 +390,8 @@ const givenWeights = (spec: Spec, tensors: TensorMap): Result<ReadonlyMap<string
  * Left naming the step, phase and terms; the last good checkpoint in `out` is kept.
  */
 export const train = async (specIn: Spec, o: TrainOptions): Promise<Result<TrainResult>> => {
+  const trainable = requireTraining(specIn, 'train');
+  if (E.isLeft(trainable)) return trainable;
   const checked = checkSpec(specIn);
   if (E.isLeft(checked)) return checked;
   // The canonical IR (keys in the codecs' order), as a spec file would decode.
@@ -462,7 +465,7 @@ const run = async (start: Start, o: TrainOptions, warn: (w: SpecError) => void, 
     if (E.isLeft(s)) return s;
     state = s.right;
   } else {
-    const s = initState(spec, spec.training.seed, given.right, { moments });
+    const s = initState(spec, trainingOf(spec).seed, given.right, { moments });
     if (E.isLeft(s)) return s;
     state = s.right;
   }
@@ -501,8 +504,8 @@ const run = async (start: Start, o: TrainOptions, warn: (w: SpecError) => void, 
     }
   }
 
-  const total = o.steps ?? spec.training.iterations;
-  const tr = spec.training;
+  const total = o.steps ?? trainingOf(spec).iterations;
+  const tr = trainingOf(spec);
   const datasets = [...new Set(tr.phases.map((p) => p.dataset ?? tr.datasets[0]!.name))];
   const save = async (s: TrainState): Promise<Result<void>> => {
     if (cp === undefined) return E.right(undefined);

@@ -9,6 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import type { Spec } from '../dsl/ir.ts';
+import { trainingOf } from '../dsl/ir.ts';
 import { rng } from '../dsl/random.ts';
 import { selectBackend, shutdownBackend } from '../interpreters/tfjs/backend.ts';
 import { disposeState, initState, type TrainState } from '../interpreters/tfjs/train/state.ts';
@@ -50,7 +51,7 @@ const sample = (step: number): Sample => {
 const freshBatch = (spec: Spec, n: number, step: number): Map<string, Map<string, tf.Tensor>> => {
   const size = Number(spec.settings['imageSize']);
   const r = rng(1000 + step);
-  const ds = spec.training.datasets[0]!;
+  const ds = trainingOf(spec).datasets[0]!;
   const fields = new Map<string, tf.Tensor>();
   for (const f of ds.fields) {
     if (f.kind === 'image') {
@@ -83,7 +84,7 @@ export const runMemoryCheck = async (o: MemoryOptions): Promise<boolean> => {
     const spec = specFor(t.spec, Number(t.set['imageSize']), t.batch, t.set);
     const trainer = makeTrainer(spec);
     if (E.isLeft(trainer)) throw new Error(trainer.left.map((e) => e.message).join('; '));
-    const s0 = initState(spec, spec.training.seed);
+    const s0 = initState(spec, trainingOf(spec).seed);
     if (E.isLeft(s0)) throw new Error(s0.left.map((e) => e.message).join('; '));
     let state: TrainState = s0.right;
     const samples: Sample[] = [sample(0)];
@@ -92,7 +93,7 @@ export const runMemoryCheck = async (o: MemoryOptions): Promise<boolean> => {
     let failure: string | null = null;
     for (let i = 0; i < o.steps; i++) {
       const batch = freshBatch(spec, t.batch, state.step);
-      const random = drawRandom(spec.training.random, spec.training.seed, state.step, t.batch);
+      const random = drawRandom(trainingOf(spec).random, trainingOf(spec).seed, state.step, t.batch);
       const r = trainer.right.step(state, batch, random);
       tf.dispose([...[...batch.values()].flatMap((m) => [...m.values()]), ...random.values()]);
       if (E.isLeft(r)) {

@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
-import type { Spec } from '../dsl/ir.ts';
+import { trainingOf, type Spec } from '../dsl/ir.ts';
 import { rng } from '../dsl/random.ts';
 import { planMicroBatch } from '../api/microbatch.ts';
 import { selectBackend, shutdownBackend } from '../interpreters/tfjs/backend.ts';
@@ -85,7 +85,7 @@ const heapBytes = (): number | null => {
 const batchOf = (spec: Spec, n: number, seed: number): Batch => {
   const size = Number(spec.settings['imageSize']);
   const r = rng(seed);
-  const ds = spec.training.datasets[0]!;
+  const ds = trainingOf(spec).datasets[0]!;
   const f = new Map<string, tf.Tensor>();
   for (const fl of ds.fields) {
     if (fl.kind === 'image') f.set(fl.name, tf.tensor4d(Float32Array.from({ length: n * size * size * 3 }, () => r.next() * 2 - 1), [n, size, size, 3]));
@@ -110,10 +110,10 @@ export const runOfficialCase = async (spec: SpecName, size: number, batch: numbe
   const worst = plan.right.phases.reduce((x, y) => (y.total > x.total ? y : x));
   const trainer = makeTrainer(s);
   if (E.isLeft(trainer)) throw new Error(trainer.left.map((e) => e.message).join('; '));
-  const state = initState(s, s.training.seed, new Map(), { moments: 'host' });
+  const state = initState(s, trainingOf(s).seed, new Map(), { moments: 'host' });
   if (E.isLeft(state)) throw new Error(state.left.map((e) => e.message).join('; '));
   const data = batchOf(s, batch, 7);
-  const random = drawRandom(s.training.random, s.training.seed, 0, batch);
+  const random = drawRandom(trainingOf(s).random, trainingOf(s).seed, 0, batch);
   const est = { microBatch: plan.right.microBatch, recompute: plan.right.recompute, estimateHeapMb: worst.total / MB, estimateTensorsMb: worst.tensors / MB };
   const t0 = performance.now();
   let seconds: number | null = null;

@@ -14,6 +14,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Network, Spec } from '../dsl/ir.ts';
+import { trainingOf } from '../dsl/ir.ts';
 import { inputsOf } from '../dsl/walk.ts';
 import { initParams } from '../dsl/init.ts';
 import { rng } from '../dsl/random.ts';
@@ -208,7 +209,7 @@ const generatorInputs = (spec: Spec, net: Network, batch: number, seed: number):
 const trainBatch = (spec: Spec, batch: number, seed: number): Batch => {
   const size = Number(spec.settings['imageSize']);
   const img = (k: number) => uniformHost([batch, 3, size, size], seed + k);
-  const ds = spec.training.datasets[0]!;
+  const ds = trainingOf(spec).datasets[0]!;
   const host = new Map<string, HostTensor>();
   for (const [k, f] of ds.fields.entries()) {
     if (f.kind === 'image') host.set(f.name, img(k));
@@ -260,7 +261,7 @@ const measureTfjs = async (job: WorkerJob, kind: Kind, batch: number): Promise<M
     let state: TrainState = s0.right;
     const data = trainBatch(spec, batch, seed);
     fn = () => {
-      const random = drawRandom(spec.training.random, spec.training.seed, state.step, batch);
+      const random = drawRandom(trainingOf(spec).random, trainingOf(spec).seed, state.step, batch);
       const r = trainer.right.step(state, data, random);
       tf.dispose([...random.values()]);
       if (E.isLeft(r)) throw new Error(r.left.map((e) => e.message).join('; '));

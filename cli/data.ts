@@ -19,6 +19,7 @@ import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { specError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { Dataset, Spec } from '../dsl/ir.ts';
+import { trainingOf } from '../dsl/ir.ts';
 import { COLOUR_NAMES, V1_ATTRIBUTES, v1Sample, v2Sample } from '../io/datasets/synthetic.ts';
 import { writeBytesAtomic } from '../io/files.ts';
 import { writeImageFile } from '../io/images.ts';
@@ -121,10 +122,10 @@ const writeDataset = async (spec: Spec, ds: Dataset, kind: Kind, classes: number
 export const syntheticDataCommand = async (spec: Spec, out: string, count: number, seedArg: number | undefined, overwrite: boolean): Promise<Result<string>> => {
   const size = Number(spec.settings['imageSize']);
   if (!Number.isInteger(size) || size <= 0) return E.left([specError(spec.name, 'has no imageSize setting', 'the synthetic images are imageSize square')]);
-  const seed = seedArg ?? spec.training.seed;
+  const seed = seedArg ?? trainingOf(spec).seed;
   const kinds: Array<{ ds: Dataset; kind: Kind; classes: number }> = [];
   const errors: SpecError[] = [];
-  for (const ds of spec.training.datasets) {
+  for (const ds of trainingOf(spec).datasets) {
     const k = kindOf(ds);
     if (E.isLeft(k)) errors.push(...k.left);
     else kinds.push({ ds, ...k.right });

@@ -15,6 +15,7 @@ import { dirname, join, resolve } from 'node:path';
 import { SYNTHETIC_FORMAT, SYNTHETIC_MARKER } from './data.ts';
 import { specError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
+import { trainingOf } from '../dsl/ir.ts';
 import { iou, readAttributes, readImage, v1Sample, v2Sample } from '../io/datasets/synthetic.ts';
 import { deriveSeed, rng } from '../dsl/random.ts';
 import { readSafetensorsContentsFile } from '../io/files.ts';
@@ -51,7 +52,7 @@ const mean = (xs: readonly number[]): number => (xs.length === 0 ? NaN : xs.redu
  */
 export const judgeV1 = (spec: Spec, weights: Weights, seed: number, count = 100): Result<Metrics> => {
   const size = Number(spec.settings['imageSize']);
-  const ds = spec.training.datasets[0]!;
+  const ds = trainingOf(spec).datasets[0]!;
   const lw = ds.fields.find((f) => f.name === 'label')!.size;
   if (lw !== 5) return E.left([specError(spec.name, `its labels have ${lw} entries; the synthetic v1 data has 5`)]);
   const attrs = (spec.settings['selectedAttrs'] as readonly string[] | undefined) ?? [];
@@ -88,7 +89,7 @@ export const judgeV1 = (spec: Spec, weights: Weights, seed: number, count = 100)
  */
 export const judgeV2 = (spec: Spec, weights: Weights, seed: number, count = 100): Result<Metrics> => {
   const size = Number(spec.settings['imageSize']);
-  const ds = spec.training.datasets[0]!;
+  const ds = trainingOf(spec).datasets[0]!;
   const k = ds.fields.find((f) => f.name === 'y')!.size;
   const latentDim = spec.pipelines.find((q) => q.name === 'latent_synthesis')?.inputs.find((i) => i.name === 'z')?.shape[0] ?? 0;
   const r = rng(deriveSeed(seed, 'evaluate'));
@@ -174,13 +175,13 @@ export const evaluateRun = async (dir: string, backendName: BackendName, count =
   const backend = await selectBackend(backendName);
   if (E.isLeft(backend)) return backend;
   const s = spec.right;
-  const seed = deriveSeed(dataSeed ?? s.training.seed, 'test');
-  const kind = s.pipelines.some((p) => p.name === 'reference_synthesis') ? 'v2' : s.pipelines.some((p) => p.name === `translate_${s.training.datasets[0]?.name}`) ? 'v1' : null;
+  const seed = deriveSeed(dataSeed ?? trainingOf(s).seed, 'test');
+  const kind = s.pipelines.some((p) => p.name === 'reference_synthesis') ? 'v2' : s.pipelines.some((p) => p.name === `translate_${trainingOf(s).datasets[0]?.name}`) ? 'v1' : null;
   if (kind === null) {
     shutdownBackend();
     return E.left([specError(s.name, 'declares no pipeline this version knows how to evaluate', 'StarGAN v1: translate_<dataset>; StarGAN v2: reference_synthesis and latent_synthesis')]);
   }
-  const names = kind === 'v2' ? ['reference_synthesis', 'latent_synthesis'] : [`translate_${s.training.datasets[0]!.name}`];
+  const names = kind === 'v2' ? ['reference_synthesis', 'latent_synthesis'] : [`translate_${trainingOf(s).datasets[0]!.name}`];
   const stores = new Map<string, ParamStore>();
   const errors: SpecError[] = [];
   for (const name of names) {

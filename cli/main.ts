@@ -8,7 +8,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { SpecExit } from '../api/module.ts';
-import { checkPipeline, checkRunnable, checkSpec } from '../dsl/check.ts';
+import { checkPipeline, checkRunnable, checkSpec, requireTraining } from '../dsl/check.ts';
 import { clip, formatError, specError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { Network, Spec } from '../dsl/ir.ts';
 import { networksOf } from '../dsl/pipelines.ts';
@@ -81,7 +81,7 @@ program
   .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; net?: string; json?: boolean; settings?: boolean; train?: boolean; batch?: string }) => {
     if (o.batch !== undefined && !o.train) die('--batch', 'only goes with --train', 'add --train, or set the batch with --set batchSize=N');
     if (o.train) {
-      const spec0 = ok(await loadChecked(specArg, o.set, undefined, o));
+      const spec0 = ok(requireTraining(ok(await loadChecked(specArg, o.set, undefined, o)), 'summary --train'));
       const batch = o.batch === undefined ? spec0.training.batchSize : Number(o.batch);
       if (!(Number.isInteger(batch) && batch >= 1)) die('--batch', `${o.batch} is not a positive integer`);
       const spec: Spec = { ...spec0, training: { ...spec0.training, batchSize: batch } };
@@ -152,7 +152,7 @@ program
     ok(checkSpec(spec, o.net ? [o.net] : undefined));
     const nets = o.net ? [netOf(spec, o.net)] : spec.networks;
     const counts = nets.map((n) => `${n.name} ${fmtInt(ok(summarize(n)).params)}`).join(', ');
-    process.stdout.write(`OK ${spec.name}: ${counts} parameters${o.net ? '' : `; ${spec.training.phases.length} training phases; ${spec.pipelines.length} pipelines`}\n`);
+    process.stdout.write(`OK ${spec.name}: ${counts} parameters${o.net ? '' : `; ${spec.training === null ? 'inference only' : `${spec.training.phases.length} training phases`}; ${spec.pipelines.length} pipelines`}\n`);
   });
 
 program
@@ -301,15 +301,89 @@ program
     process.stderr.write(`${msg}\n`);
   });
 
+// FID / LPIPS (issue 17): shared options of `fid` and `evaluate --metrics`.
+const positiveInt = (flag: string, v: string, min = 1): number => {
+  const n = Number(v);
+  if (!(Number.isInteger(n) && n >= min)) die(flag, `${v} is not a whole number >= ${min}`);
+  return n;
+};
+const engineOption = (): Option =>
+  new Option('--engine <name>', 'feature networks on onnxruntime-node (onnx) or tfjs; auto: onnx when onnxruntime-node is installed').choices(['auto', 'onnx', 'tfjs']).default('auto');
+const inceptionOption = (): Option =>
+  new Option('--inception <file>', "Inception-v3 weights: torchvision's inception_v3_google-0cc3c7bd.pth, or import-torch's output (default: RANDOM weights, labelled as such)");
+
 program
   .command('evaluate')
-  .description('metrics of a run trained on the synthetic data (target-domain accuracy, content preservation)')
-  .argument('<run dir>', 'the --out directory of `starspec train`')
+  .description('metrics of a run: on the synthetic data target-domain accuracy and content preservation; with --metrics fid,lpips the official StarGAN v2 evaluation')
+  .argument('<run dir>', 'the --out directory of `starspec train`; with --metrics also a weights file (with --spec, --set)')
   .option('--count <n>', 'held-out source images', '100')
   .option('--json', 'print {"metrics": {...}}')
   .addOption(weightsOption('more weights beside the run\'s checkpoint (networks it does not hold)'))
   .addOption(backendOption())
-  .action(async (dir: string, o: { count: string; json?: boolean; weights: string[]; backend: string }) => {
+  .option('--metrics <list>', "fid,lpips: StarGAN v2's metrics/eval.py protocol on --data (instead of the synthetic judges)")
+  .option('--data <val folder>', '--metrics: the validation images, one sub-folder per domain (sorted: domain 0, 1, ...)')
+  .option('--train-data <folder>', "--metrics: FID's real images, one sub-folder per domain (default: the run's training folder, else --data)")
+  .addOption(new Option('--mode <mode>', '--metrics: latent-guided, reference-guided or both').choices(['latent', 'reference', 'both']).default('both'))
+  .option('--outs-per-domain <n>', '--metrics: outputs per source image (num_outs_per_domain)', '10')
+  .option('--batch-size <n>', '--metrics: source images per batch (val_batch_size)', '32')
+  .option('--seed <n>', '--metrics: seed of the latent codes', '777')
+  .option('--spec <spec>', '--metrics with a weights file: the spec (default stargan-v2)')
+  .addOption(setOption())
+  .addOption(inceptionOption())
+  .option('--lpips-alexnet <file>', "--metrics: AlexNet weights: torchvision's alexnet-owt-7be5be79.pth (default: RANDOM weights, labelled as such)")
+  .option('--lpips-heads <file>', "--metrics: the LPIPS heads: the official metrics/lpips_weights.ckpt (default: RANDOM weights, labelled as such)")
+  .addOption(engineOption())
+  .option('--threads <n>', '--metrics: compute threads (onnxruntime intra-op; wasm XNNPACK 1-8)')
+  .option('--keep-images <dir>', '--metrics: also write the generated images (DIR/<mode>/<task>/0001_01.png, as eval.py)')
+  .option('--quiet', 'no progress bar')
+  .action(async (dir: string, o: { count: string; json?: boolean; weights: string[]; backend: string } & Record<string, string | string[] | boolean | undefined>) => {
+    if (o['metrics'] !== undefined) {
+      const list = String(o['metrics']).split(',').map((x) => x.trim()).filter((x) => x !== '');
+      const unknown = list.filter((x) => x !== 'fid' && x !== 'lpips');
+      if (unknown.length > 0 || list.length === 0) die('--metrics', `unknown metric(s) ${unknown.join(', ') || '(none)'}`, 'use fid, lpips or fid,lpips');
+      if (o['data'] === undefined) die('--data', 'is required with --metrics', 'the validation folder: one sub-folder of images per domain');
+      const str = (k: string): string | undefined => (o[k] === undefined ? undefined : String(o[k]));
+      const { evaluateMetrics, renderMetricsTable } = await import('./eval-metrics.ts');
+      const mode = String(o['mode']);
+      const r = ok(
+        await evaluateMetrics(dir, {
+          metrics: new Set(list as Array<'fid' | 'lpips'>),
+          data: String(o['data']),
+          ...(str('trainData') !== undefined ? { trainData: str('trainData')! } : {}),
+          modes: mode === 'both' ? ['latent', 'reference'] : [mode as 'latent'],
+          outsPerDomain: positiveInt('--outs-per-domain', String(o['outsPerDomain']), 2),
+          batchSize: positiveInt('--batch-size', String(o['batchSize'])),
+          seed: positiveInt('--seed', String(o['seed']), 0),
+          weights: o.weights,
+          ...(str('spec') !== undefined ? { spec: str('spec')! } : {}),
+          set: (o['set'] as string[] | undefined) ?? [],
+          ...(str('inception') !== undefined ? { inception: str('inception')! } : {}),
+          ...(str('lpipsAlexnet') !== undefined ? { lpipsAlexnet: str('lpipsAlexnet')! } : {}),
+          ...(str('lpipsHeads') !== undefined ? { lpipsHeads: str('lpipsHeads')! } : {}),
+          engine: String(o['engine']) as 'auto',
+          backend: o.backend as 'auto',
+          ...(str('threads') !== undefined ? { threads: positiveInt('--threads', str('threads')!) } : {}),
+          ...(str('keepImages') !== undefined ? { keepImages: str('keepImages')! } : {}),
+          quiet: o['quiet'] === true || o.json === true,
+        }),
+      );
+      const warn = r.randomWeights ? 'RANDOM-weight feature networks: these values test the pipeline and are NOT comparable with published FID/LPIPS (see README: --inception, --lpips-alexnet, --lpips-heads)' : null;
+      if (o.json)
+        process.stdout.write(
+          `${JSON.stringify({ spec: r.spec, step: r.step, metrics: Object.fromEntries(r.metrics), featureNetworks: r.featureNetworks, randomWeights: r.randomWeights, trainData: r.trainData, ...(r.trainDataNote !== null ? { trainDataNote: r.trainDataNote } : {}), engine: r.engine, generated: r.generated, seconds: r.seconds })}\n`,
+        );
+      else {
+        const nets = Object.entries(r.featureNetworks).map(([k, v]) => `${k}: ${v}`).join('; ');
+        process.stdout.write(
+          `${r.spec} ${dir}${r.step !== null && Number.isFinite(r.step) ? ` (step ${r.step})` : ''}: ${r.generated} generated images, ${r.seconds.toFixed(1)} s (${r.engine})\n` +
+            `${warn !== null ? `  ${warn}\n` : ''}  feature networks: ${nets}\n` +
+            (r.metrics.some(([k]) => k.startsWith('FID')) ? `  FID real images: ${r.trainData}${r.trainDataNote !== null ? ` (${r.trainDataNote})` : ''}\n` : '') +
+            `${renderMetricsTable(r)}\n`,
+        );
+      }
+      if (warn !== null && o.json) process.stderr.write(`starspec: warning: ${warn}\n`);
+      return;
+    }
     const count = Number(o.count);
     if (!(Number.isInteger(count) && count > 0)) die('--count', `${o.count} is not a positive integer`);
     const { evaluateRun } = await import('./evaluate.ts');
@@ -319,6 +393,38 @@ program
       const w = Math.max(...Object.keys(r.metrics).map((k) => k.length));
       process.stdout.write(`${r.spec.name} run ${dir}\n${Object.entries(r.metrics).map(([k, v]) => `  ${k.padEnd(w)}  ${Number.isInteger(v) ? v : v.toFixed(4)}`).join('\n')}\n`);
     }
+  });
+
+program
+  .command('fid')
+  .description("the Frechet Inception Distance of two image folders, as StarGAN v2's metrics/fid.py (calculate_fid_given_paths)")
+  .argument('<A>', 'a folder of images (searched recursively)')
+  .argument('<B>', 'another folder of images')
+  .option('--img-size <px>', 'images are resized to this first, then to 299 (get_eval_loader)', '256')
+  .option('--batch-size <n>', 'images per Inception forward pass', '50')
+  .addOption(inceptionOption())
+  .addOption(engineOption())
+  .addOption(backendOption())
+  .option('--threads <n>', 'compute threads (onnxruntime intra-op; wasm XNNPACK 1-8)')
+  .option('--json', 'print {"fid": ..., ...}')
+  .option('--quiet', 'no progress bar')
+  .action(async (a: string, b: string, o: { imgSize: string; batchSize: string; inception?: string; engine: string; backend: string; threads?: string; json?: boolean; quiet?: boolean }) => {
+    const { fidOfFolders } = await import('./metrics.ts');
+    const r = ok(
+      await fidOfFolders(a, b, {
+        imgSize: positiveInt('--img-size', o.imgSize),
+        batchSize: positiveInt('--batch-size', o.batchSize),
+        ...(o.inception !== undefined ? { inception: o.inception } : {}),
+        engine: o.engine as 'auto',
+        backend: o.backend as 'auto',
+        ...(o.threads !== undefined ? { threads: positiveInt('--threads', o.threads) } : {}),
+        quiet: o.quiet === true || o.json === true,
+      }),
+    );
+    const weights = r.random ? 'RANDOM-weight Inception-v3 (not comparable with published FIDs; pass --inception inception_v3_google-0cc3c7bd.pth)' : `Inception-v3 ${r.inception}`;
+    if (o.json)
+      process.stdout.write(`${JSON.stringify({ fid: r.fid, images: { A: r.counts[0], B: r.counts[1] }, inception: r.inception, randomWeights: r.random, engine: r.engine, parts: { mean: r.meanTerm, trace: r.traceTerm, sqrt: r.sqrtTerm }, route: r.route, seconds: r.seconds })}\n`);
+    else process.stdout.write(`FID ${r.fid.toFixed(4)}  (${a}: ${r.counts[0]} images, ${b}: ${r.counts[1]} images; ${weights}; ${r.engine}, ${r.imagesPerSecond.toFixed(1)} images/s)\n`);
   });
 
 const translateWeights = (): Option =>
@@ -422,6 +528,7 @@ program
   .option('--overwrite', 'replace an export already in --out')
   .action(async (specArg: string, o: { set: string[]; codeSpecs?: boolean; out: string; overwrite?: boolean }) => {
     const spec = ok(await loadSpec(specArg, o.set, o));
+    ok(requireTraining(spec, 'export-torch'));
     ok(checkSpec(spec));
     const { exportTorchCommand } = await import('./export-torch.ts');
     const info = ok(await exportTorchCommand(spec, o.out, o.overwrite ?? false));
@@ -446,6 +553,7 @@ program
     const seed = o.seed === undefined ? undefined : Number(o.seed);
     if (seed !== undefined && !Number.isInteger(seed)) die('--seed', `${o.seed} is not an integer`);
     const spec = ok(await loadSpec(o.spec, o.set, o));
+    ok(requireTraining(spec, 'data synthetic'));
     const { syntheticDataCommand } = await import('./data.ts');
     const info = ok(await syntheticDataCommand(spec, o.out, count, seed, o.overwrite ?? false));
     process.stderr.write(`wrote ${o.out} (${info})\n`);

@@ -5,7 +5,7 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import type { Result } from '../dsl/errors.ts';
-import type { Spec } from '../dsl/ir.ts';
+import { trainingOf, type Spec } from '../dsl/ir.ts';
 import { checkMicroBatch } from '../dsl/microbatch.ts';
 import { renderMemory, trainingMemory, WASM_HEAP_BYTES } from '../interpreters/analysis/memory.ts';
 import { gb, MEMORY_MARGIN, planMicroBatch } from '../api/microbatch.ts';
@@ -16,7 +16,7 @@ export const trainingSummary = (spec: Spec, json: boolean): Result<string> => {
   if (E.isLeft(whole)) return whole;
   const plan = planMicroBatch(spec, 'wasm');
   const coupled = checkMicroBatch(spec);
-  const batch = spec.training.batchSize;
+  const batch = trainingOf(spec).batchSize;
   const budget = WASM_HEAP_BYTES * MEMORY_MARGIN;
   if (json) {
     return E.right(

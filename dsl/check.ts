@@ -18,7 +18,8 @@ import * as E from 'fp-ts/lib/Either.js';
 import { scanDocument } from './codec.ts';
 import { show } from './combinators.ts';
 import { absurd, specError, type Result, type SpecError } from './errors.ts';
-import type { CallExpr, DataExpr, DataField, DType, Expr, Network, Phase, Pipeline, Schedule, Spec, Term } from './ir.ts';
+import type { CallExpr, DataExpr, DataField, DType, Expr, Network, Phase, Pipeline, Schedule, Spec, Term, TrainableSpec } from './ir.ts';
+import { isTrainable, trainingOf } from './ir.ts';
 import { OPERANDS } from './ops.ts';
 import { numel, stateOfNode } from './params.ts';
 import { networksOf, pipelineOf } from './pipelines.ts';
@@ -631,7 +632,7 @@ const checkPhase = (
   drawn: ReadonlySet<string>,
   network: ExprEnv['network'],
 ): PhaseCheck => {
-  const tr = spec.training;
+  const tr = trainingOf(spec); // checkPhase runs for trainable specs only (trainingChecked)
   const errors: SpecError[] = [];
   const u = unifier();
   const err = (path: string, message: string, hint = ''): null => {
@@ -798,7 +799,7 @@ export const checkSettings = (spec: Spec, images: PhaseCheck['images'] = []): re
     errors.push(specError(`settings.${k}`, `must be an integer from 1 to ${max}; got ${show(v, 40)}`));
     return null;
   };
-  const tr = spec.training;
+  const datasets = spec.training?.datasets ?? [];
   if (has('imageSize')) {
     const size = intIn('imageSize', MAX_IMAGE_SIZE);
     const told = new Set<string>();
@@ -818,7 +819,7 @@ export const checkSettings = (spec: Spec, images: PhaseCheck['images'] = []): re
       errors.push(specError('settings.selectedAttrs', 'must be a non-empty list of attribute names'));
     else {
       if (new Set(v).size !== v.length) errors.push(specError('settings.selectedAttrs', 'lists an attribute twice'));
-      for (const d of tr.datasets)
+      for (const d of datasets)
         for (const f of d.fields)
           if (f.kind === 'binaryLabels' && f.size !== v.length)
             errors.push(specError('settings.selectedAttrs', `names ${v.length} attributes, but ${d.name} field ${f.name} has ${f.size} binary labels`, 'each binary label is one selected attribute'));
@@ -827,7 +828,7 @@ export const checkSettings = (spec: Spec, images: PhaseCheck['images'] = []): re
   if (has('numDomains')) {
     const k = intIn('numDomains', 2 ** 16);
     if (k !== null)
-      for (const d of tr.datasets)
+      for (const d of datasets)
         for (const f of d.fields)
           if (f.kind === 'domainIndex' && f.size !== k)
             errors.push(specError('settings.numDomains', `is ${k}, but ${d.name} field ${f.name} has ${f.size} domains`));
@@ -836,7 +837,7 @@ export const checkSettings = (spec: Spec, images: PhaseCheck['images'] = []): re
   return errors;
 };
 
-/** Validate the objective, schedule and settings against the networks. */
+/** Validate the objective, schedule and settings against the networks (an inference-only spec has none). */
 export const checkTraining = (spec: Spec): readonly SpecError[] => {
   const scanned = scanDocument(spec, 'spec');
   return scanned.length > 0 ? scanned : trainingChecked(spec);
@@ -844,6 +845,7 @@ export const checkTraining = (spec: Spec): readonly SpecError[] => {
 
 const trainingChecked = (spec: Spec): readonly SpecError[] => {
   const tr = spec.training;
+  if (tr === null) return [];
   const errors: SpecError[] = [];
   const nets = new Map<string, Network>(spec.networks.map((n) => [n.name, n]));
   const network = networkResolver(spec);
@@ -923,6 +925,7 @@ const trainingChecked = (spec: Spec): readonly SpecError[] => {
  */
 export const checkFrozen = (spec: Spec): readonly SpecError[] => {
   const tr = spec.training;
+  if (tr === null) return [];
   const errors: SpecError[] = [];
   const seen = new Set<string>();
   frozenNets(spec).forEach((f, i) => {
@@ -1122,3 +1125,13 @@ export const checkSpec = (spec: Spec, names?: readonly string[]): Result<Readonl
   return rest.length > 0 ? E.left(rest) : nets;
 };
 export { checkMicroBatch } from './microbatch.ts';
+
+/**
+ * What a command that trains (or needs the training data's layout) asks of a spec: that it
+ * declares training. An inference-only spec (`training: null`: Inception-v3, LPIPS) is refused
+ * in one line naming the command.
+ */
+export const requireTraining = (spec: Spec, what: string): Result<TrainableSpec> =>
+  isTrainable(spec)
+    ? E.right(spec)
+    : E.left([specError(spec.name, `is an inference-only spec (it declares no training), so ${what} cannot use it`, 'its networks and pipelines run, export and evaluate: `starspec run`, `export`, `summary`')]);

@@ -80,8 +80,7 @@ export const scanDocument = (u: unknown, root: string): readonly SpecError[] => 
  */
 const upgradeV1 = (doc: Record<string, unknown>): Record<string, unknown> => {
   const training = doc['training'];
-  if (!isRecord(training)) return { ...doc, format: IR_FORMAT };
-  const datasets = new Set(Array.isArray(training['datasets']) ? training['datasets'].flatMap((d) => (isRecord(d) && typeof d['name'] === 'string' ? [d['name']] : [])) : []);
+  const datasets = new Set(isRecord(training) && Array.isArray(training['datasets']) ? training['datasets'].flatMap((d) => (isRecord(d) && typeof d['name'] === 'string' ? [d['name']] : [])) : []);
   const expr = (x: unknown): unknown => {
     if (Array.isArray(x)) return x.map(expr);
     if (!isRecord(x)) return x;
@@ -94,6 +93,12 @@ const upgradeV1 = (doc: Record<string, unknown>): Record<string, unknown> => {
     }
     return out;
   };
+  // Pipelines read their own inputs: every data reference there is dataset-free.
+  const pipelines = Array.isArray(doc['pipelines'])
+    ? doc['pipelines'].map((q) => (isRecord(q) && Array.isArray(q['outputs']) ? { ...q, outputs: q['outputs'].map((o) => (isRecord(o) ? { ...o, value: expr(o['value']) } : o)) } : q))
+    : doc['pipelines'];
+  const withPipelines = pipelines === undefined ? {} : { pipelines };
+  if (!isRecord(training)) return { ...doc, ...withPipelines, format: IR_FORMAT };
   const phases = Array.isArray(training['phases'])
     ? training['phases'].map((p) =>
         isRecord(p) && Array.isArray(p['loss'])
@@ -101,7 +106,7 @@ const upgradeV1 = (doc: Record<string, unknown>): Record<string, unknown> => {
           : p,
       )
     : training['phases'];
-  return { ...doc, format: IR_FORMAT, training: { ...training, phases } };
+  return { ...doc, ...withPipelines, format: IR_FORMAT, training: { ...training, phases } };
 };
 
 export const decodeSpec = (u: unknown, fileName = 'spec'): Result<Spec> => {

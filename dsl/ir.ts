@@ -294,6 +294,19 @@ export type Pipeline = t.TypeOf<typeof Pipeline>;
 export const SettingValue = t.union([t.number, t.string, t.boolean, t.readonlyArray(t.string)]);
 export type SettingValue = t.TypeOf<typeof SettingValue>;
 
+/**
+ * `c | null` as a union (the schema says so) whose errors, for a value that is not null, are
+ * `c`'s alone: a plain t.union would add "expected null" to every mistake inside a training block.
+ */
+const nullOr = <C extends t.Mixed>(c: C): t.UnionType<[C, t.NullC], t.TypeOf<C> | null, t.OutputOf<C> | null, unknown> =>
+  new t.UnionType<[C, t.NullC], t.TypeOf<C> | null, t.OutputOf<C> | null, unknown>(
+    `${c.name} | null`,
+    (u): u is t.TypeOf<C> | null => u === null || c.is(u),
+    (u, ctx) => (u === null ? t.success(null) : c.validate(u, t.appendContext(ctx, '0', c, u))),
+    (a) => (a === null ? null : c.encode(a)),
+    [c, t.null],
+  );
+
 export const Spec = strict('Spec', {
   format: t.literal('starspec/ir@2'),
   name: t.string,
@@ -314,7 +327,13 @@ export const Spec = strict('Spec', {
    * pipelines existed (a run's spec.json) has none and decodes with [].
    */
   pipelines: absentAs(t.readonlyArray(Pipeline), []),
-  training: Training,
+  /**
+   * The objective and schedule, or `null`: an inference-only spec (a feature extractor such as
+   * Inception-v3 or LPIPS), declared so explicitly. `check` verifies its networks and pipelines
+   * and that nothing else is declared; commands that train (`train`, `export-torch`, `data`,
+   * the synthetic `evaluate`) refuse it in one line (`trainingOf`).
+   */
+  training: nullOr(Training),
 });
 export type Spec = t.TypeOf<typeof Spec>;
 
@@ -323,3 +342,18 @@ export type Spec = t.TypeOf<typeof Spec>;
  * their `d/` prefix) still decodes: `decodeSpec` upgrades it (codec.ts).
  */
 export const IR_FORMAT = 'starspec/ir@2' as const;
+
+/** A spec that declares training (not inference-only). */
+export type TrainableSpec = Spec & { readonly training: Training };
+
+export const isTrainable = (s: Spec): s is TrainableSpec => s.training !== null;
+
+/**
+ * The training of a spec that code past the edges knows to be trainable: every command and API
+ * function that trains refuses an inference-only spec first, as an error value (`api/train.ts`,
+ * `cli/main.ts`). Reaching here with one is a bug, so it throws.
+ */
+export const trainingOf = (s: Spec): Training => {
+  if (s.training === null) throw new Error(`spec ${s.name} is inference-only (it declares no training): refuse it at the edge`);
+  return s.training;
+};

@@ -19,7 +19,7 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result, type SpecError } from './errors.ts';
-import type { Expr, Phase, Spec, Term } from './ir.ts';
+import { trainingOf, type Expr, type Phase, type Spec, type Term } from './ir.ts';
 import { children } from './walk.ts';
 
 /** How an expression's row i depends on the batch. */
@@ -253,7 +253,7 @@ const untapedOf = (phase: Phase): readonly Expr[] => {
 };
 
 /** Every phase's plan, by phase name. */
-export const microBatchPlans = (spec: Spec): ReadonlyMap<string, PhasePlan> => new Map(spec.training.phases.map((p) => [p.name, phasePlan(p)]));
+export const microBatchPlans = (spec: Spec): ReadonlyMap<string, PhasePlan> => new Map(trainingOf(spec).phases.map((p) => [p.name, phasePlan(p)]));
 
 /**
  * The checker's micro-batching check: Right when every phase of the spec can be split into

@@ -46,7 +46,7 @@ export const findNetwork = (nets: readonly Network[], name: string): Network | u
  * The networks training uses with given, fixed weights (`Training.frozen`). A spec module written
  * in JavaScript before the field existed builds its IR without it: none.
  */
-export const frozenNets = (spec: Spec): readonly Frozen[] => spec.training.frozen ?? [];
+export const frozenNets = (spec: Spec): readonly Frozen[] => spec.training?.frozen ?? [];
 
 /** Whether `net` is frozen in training. */
 export const isFrozen = (spec: Spec, net: string): boolean => frozenNets(spec).some((f) => f.net === net);

@@ -11,6 +11,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { stat } from 'node:fs/promises';
 import sharp from 'sharp';
 import { specError, type Result, type SpecError } from '../dsl/errors.ts';
+import { resizeBilinearPil } from './resample.ts';
 
 /**
  * Most pixels (width x height) an input image may have: 8192 x 8192, about 200 MB as RGB bytes and
@@ -247,4 +248,83 @@ const summarize = (bad: readonly BadImage[]): string => {
   const counts = new Map<ImageProblemKind, number>();
   for (const b of bad) counts.set(b.kind, (counts.get(b.kind) ?? 0) + 1);
   return [...counts].map(([k, n]) => `${n} ${k}`).join(', ');
+};
+
+/** An RGB image as bytes, HWC (what PIL holds between torchvision transforms). */
+export interface Rgb8 {
+  readonly height: number;
+  readonly width: number;
+  readonly data: Uint8Array;
+}
+
+const rawRgb8 = async (img: ReturnType<typeof sharp>): Promise<Rgb8> => {
+  const { data, info } = await img.removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  if (info.channels === 3) return { height: info.height, width: info.width, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+  const n = info.width * info.height;
+  const out = new Uint8Array(3 * n);
+  for (let q = 0; q < n; q++) for (let ch = 0; ch < 3; ch++) out[q * 3 + ch] = data[q * info.channels + Math.min(ch, info.channels - 1)]!;
+  return { height: info.height, width: info.width, data: out };
+};
+
+/** Which resize the evaluation transforms use: PIL's bilinear (io/resample.ts, torchvision's on PIL images: the default) or sharp's (libvips linear). */
+export type Resizer = 'pil' | 'sharp';
+
+/** Resize RGB bytes to size x size as torchvision's Resize([s, s]) on a PIL image (or by sharp). */
+export const resizeRgb8 = async (img: Rgb8, size: number, resizer: Resizer = 'pil'): Promise<Rgb8> =>
+  img.height === size && img.width === size
+    ? img // PIL returns a copy for the same size
+    : resizer === 'pil'
+      ? { height: size, width: size, data: resizeBilinearPil(img.data, img.width, img.height, size, size) }
+      : rawRgb8(sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } }).resize(size, size, { fit: 'fill', kernel: 'linear' }));
+
+/**
+ * The official evaluation loader's transforms up to ToTensor (StarGAN v2 get_eval_loader):
+ * decode as RGB, Resize([imgSize, imgSize]), then Resize([outSize, outSize]) (299 for Inception);
+ * each step's result is bytes, as PIL's.
+ */
+export const loadEvalImage = async (path: string, imgSize: number, outSize: number = imgSize, resizer: Resizer = 'pil'): Promise<Result<Rgb8>> => {
+  try {
+    const meta = await input(path).metadata();
+    if ((meta.width ?? 0) === 0 || (meta.height ?? 0) === 0) return E.left([specError(path, 'is an empty image', 'remove or replace the file')]);
+    const first =
+      resizer === 'pil'
+        ? await resizeRgb8(await rawRgb8(input(path).toColourspace('srgb')), imgSize, 'pil')
+        : await rawRgb8(input(path).toColourspace('srgb').resize(imgSize, imgSize, { fit: 'fill', kernel: 'linear' }));
+    return E.right(await resizeRgb8(first, outSize, resizer));
+  } catch (e) {
+    return E.left([specError(path, `cannot decode the image: ${(e as Error).message.split('\n')[0]}`, 'remove or replace the file')]);
+  }
+};
+
+/** CHW float32 from RGB bytes: ToTensor (x / 255) then Normalize(mean, std) per channel, written into `out` at `offset`. */
+export const normalizeRgb8 = (img: Rgb8, mean: readonly number[], std: readonly number[], out: Float32Array, offset = 0): void => {
+  const n = img.width * img.height;
+  for (let ch = 0; ch < 3; ch++) {
+    const m = mean[ch]!;
+    const s = std[ch]!;
+    const base = offset + ch * n;
+    for (let q = 0; q < n; q++) out[base + q] = (img.data[q * 3 + ch]! / 255 - m) / s;
+  }
+};
+
+/** torchvision.utils.save_image's bytes of a CHW image in [-1, 1]: (x + 1) / 2, * 255 + 0.5, clamped, truncated. */
+export const savedImageRgb8 = (chw: Float32Array, height: number, width: number): Rgb8 => {
+  const n = height * width;
+  const out = new Uint8Array(3 * n);
+  for (let ch = 0; ch < 3; ch++)
+    for (let q = 0; q < n; q++) {
+      const v = ((chw[ch * n + q]! + 1) / 2) * 255 + 0.5;
+      out[q * 3 + ch] = v <= 0 ? 0 : v >= 255 ? 255 : Math.floor(v);
+    }
+  return { height, width, data: out };
+};
+
+/** Write RGB bytes as an image file (PNG by extension, as the others). */
+export const writeRgb8File = async (path: string, img: Rgb8): Promise<Result<void>> => {
+  try {
+    await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } }).toFile(path);
+    return E.right(undefined);
+  } catch (e) {
+    return E.left([specError(path, `cannot write the image: ${(e as Error).message.split('\n')[0]}`)]);
+  }
 };

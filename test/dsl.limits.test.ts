@@ -197,7 +197,7 @@ test('decoding is canonical: keys in the codecs order, whatever the file had', (
   // Objects and a call's inputs come back in one order; settings keep theirs (declaration order).
   assert.equal(JSON.stringify(r.right.networks), JSON.stringify(same.right.networks));
   assert.equal(JSON.stringify(r.right.training), JSON.stringify(same.right.training));
-  assert.deepEqual(Object.keys(r.right.training.phases[0]!.loss[0]!.term), ['t', 'logits', 'target']);
+  assert.deepEqual(Object.keys(r.right.training!.phases[0]!.loss[0]!.term), ['t', 'logits', 'target']);
   assert.equal(encodeSpec(same.right), encodeSpec(s));
 });
 

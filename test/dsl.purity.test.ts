@@ -33,6 +33,12 @@ test('dsl/ and specs/ import no framework, no onnx, no file system', () => {
   }
 });
 
+test('metrics/ is pure math: only ml-matrix (linear algebra) and its own modules, no framework, no files', () => {
+  for (const f of tsFiles(join(repoRoot, 'metrics')))
+    for (const i of importsIn(readFileSync(f, 'utf8')))
+      assert.ok(i === 'ml-matrix' || (i.startsWith('./') && !i.includes('..')), `${relative(repoRoot, f)} imports ${i}`);
+});
+
 test('the loss chart (api/plot.ts) is pure: SVG text from numbers, no imports', () => {
   assert.deepEqual(importsIn(readFileSync(join(repoRoot, 'api', 'plot.ts'), 'utf8')), []);
 });

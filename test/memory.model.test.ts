@@ -20,7 +20,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import type { Result } from '../dsl/errors.ts';
 import { formatError } from '../dsl/errors.ts';
-import type { Node } from '../dsl/ir.ts';
+import { trainingOf, type Node } from '../dsl/ir.ts';
 import { recomputeSegments } from '../dsl/recompute.ts';
 import { inferShapes } from '../dsl/shapes.ts';
 import { reachable, refsOf } from '../dsl/walk.ts';
@@ -97,8 +97,9 @@ describe('the memory model', () => {
         ['stargan-v2', { imageSize: 16, baseDim: 16, maxConvDim: 32, styleDim: 8, latentDim: 4, hiddenDim: 16, numDomains: 2, wHpf: 0, batchSize: 2 }, { recompute: true }],
       ] as const) {
         const base = spec(name, set);
-        for (const phase of base.training.phases) {
-          const s = { ...base, training: { ...base.training, phases: [{ ...phase, every: 1 }] } };
+        const btr = trainingOf(base);
+        for (const phase of btr.phases) {
+          const s = { ...base, training: { ...btr, phases: [{ ...phase, every: 1 }] } };
           const tr = s.training;
           const provider = right(syntheticProvider(s, 16, 3));
           const trainer = right(makeTrainer(s));

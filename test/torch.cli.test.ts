@@ -19,6 +19,7 @@ import { describe, test } from 'node:test';
 import * as E from 'fp-ts/lib/Either.js';
 import { scheduleAt } from '../dsl/schedule.ts';
 import type { Spec } from '../dsl/ir.ts';
+import { trainingOf } from '../dsl/ir.ts';
 import { readSafetensorsContents, writeSafetensors } from '../io/safetensors.ts';
 import type { HostTensor, TensorMap } from '../io/tensor.ts';
 import { starspec, succeeded } from './helpers/cli.ts';
@@ -57,13 +58,13 @@ const startRun = (dir: string, exportDir: string, s: Spec, weights: ReadonlyMap<
   writeFileSync(join(dir, 'run.json'), JSON.stringify({ spec: s.name, data: ['(test)'], dataSeed }));
   const t = new Map<string, HostTensor>();
   for (const [net, w] of weights) for (const [k, v] of w) t.set(`${net}.${k}`, v);
-  for (const e of s.training.ema) for (const [k, v] of weights.get(e.net)!) t.set(`ema.${e.net}.${k}`, v);
-  for (const o of s.training.optimizers)
+  for (const e of trainingOf(s).ema) for (const [k, v] of weights.get(e.net)!) t.set(`ema.${e.net}.${k}`, v);
+  for (const o of trainingOf(s).optimizers)
     for (const [k, v] of weights.get(o.net)!) {
       t.set(`adam.${o.net}.m.${k}`, { ...v, data: new Float32Array(v.data.length) });
       t.set(`adam.${o.net}.v.${k}`, { ...v, data: new Float32Array(v.data.length) });
     }
-  const steps = JSON.stringify(Object.fromEntries(s.training.optimizers.map((o) => [o.net, 0])));
+  const steps = JSON.stringify(Object.fromEntries(trainingOf(s).optimizers.map((o) => [o.net, 0])));
   writeFileSync(join(dir, 'checkpoint.safetensors'), writeSafetensors(t, { format: 'starspec/checkpoint@1', step: '0', adam_steps: steps, spec: s.name }));
 };
 
@@ -91,7 +92,7 @@ const compare = (s: Spec, a: TensorMap, b: TensorMap, metadata: Readonly<Record<
   const errs = [...groups].map(([g, keys]) => {
     const isAdam = g.startsWith('adam.');
     const net = isAdam ? g.split('.')[1]! : g.startsWith('ema.') ? g.slice(4) : g;
-    const opt = s.training.optimizers.find((o) => o.net === net);
+    const opt = trainingOf(s).optimizers.find((o) => o.net === net);
     const taken = (JSON.parse(metadata['adam_steps']!) as Record<string, number>)[net] ?? steps;
     const bound = opt ? 2 * taken * scheduleAt(opt.lr, 0) * (1 + 1e-3) : 0;
     const scale = Math.max(...keys.map((k) => Math.max(...Array.from(b.get(k)!.data as Float32Array, Math.abs))));

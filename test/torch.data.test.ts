@@ -18,6 +18,7 @@ import type { HostTensor } from '../io/tensor.ts';
 import { syntheticDataCommand } from '../cli/data.ts';
 import { spec } from './helpers/specs.ts';
 import { harness, noTorch, tempDir } from './torch.helpers.ts';
+import { trainingOf } from '../dsl/ir.ts';
 
 const right = <A>(r: Result<A>): A => {
   if (E.isLeft(r)) throw new Error(r.left.map((e) => `${e.path}: ${e.message}`).join('\n'));
@@ -57,9 +58,9 @@ describe('data.py batches equal starspec\'s folder provider', { skip: noTorch },
       const step = 7;
       const provider = right(await folderProvider(s, c.dirs(dir), c.attrs?.(dir), seed));
       const out = join(tmp, 'batch.safetensors');
-      await harness('batch', { datasets: s.training.datasets, dirs: c.dirs(dir), attrs: c.attrs?.(dir), size: c.set.imageSize, seed, step, n, out, selected: s.settings['selectedAttrs'] ?? [] }, tmp);
+      await harness('batch', { datasets: trainingOf(s).datasets, dirs: c.dirs(dir), attrs: c.attrs?.(dir), size: c.set.imageSize, seed, step, n, out, selected: s.settings['selectedAttrs'] ?? [] }, tmp);
       const py = right(readSafetensors(new Uint8Array(readFileSync(out))));
-      const ds = s.training.datasets[0]!.name;
+      const ds = trainingOf(s).datasets[0]!.name;
       let cropped = 0;
       let worstMean = 0;
       for (const [prefix, b] of [[ds, right(await provider.batch(ds, step, n))], [`heldout.${ds}`, right(await provider.heldOut(ds, n))]] as const) {

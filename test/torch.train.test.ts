@@ -23,6 +23,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import type { Result } from '../dsl/errors.ts';
 import type { Node, Spec } from '../dsl/ir.ts';
+import { trainingOf } from '../dsl/ir.ts';
 import { syntheticProvider } from '../io/datasets/provider.ts';
 import { readSafetensorsContents, writeSafetensors } from '../io/safetensors.ts';
 import type { HostTensor, TensorMap } from '../io/tensor.ts';
@@ -95,7 +96,7 @@ describe('fresh weights and random draws: train.py draws what starspec draws', {
         }
       });
       for (const step of steps) {
-        const r = drawRandom(s.training.random, s.training.seed, step, s.training.batchSize);
+        const r = drawRandom(trainingOf(s).random, trainingOf(s).seed, step, trainingOf(s).batchSize);
         for (const [k, t] of r) assert.deepEqual(Array.from(got.get(`random.${step}.${k}`)!.data, Number), Array.from(t.dataSync(), Number), `draw ${k} of step ${step}`);
         tf.dispose([...r.values()]);
       }
@@ -128,7 +129,7 @@ describe('one training iteration: emitted PyTorch against the tfjs interpreter',
     test(`${name} (small${what}): the same losses, weights, EMA and Adam moments`, async () => {
       right(await selectBackend('cpu'));
       const s = variant(spec(name, set));
-      const tr = s.training;
+      const tr = trainingOf(s);
       const tmp = tempDir(`torch-train-${name}${what ? `-${cases.findIndex((c) => c[2] === what)}` : ''}`);
       const state = right(initState(s, 0, nonTrivialWeights(s, 11)));
       const init = stateToFile(s, state);

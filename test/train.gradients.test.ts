@@ -25,6 +25,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import type { Result } from '../dsl/errors.ts';
 import type { Expr, Phase, Spec } from '../dsl/ir.ts';
+import { trainingOf } from '../dsl/ir.ts';
 import { syntheticProvider } from '../io/datasets/provider.ts';
 import { rng } from '../dsl/random.ts';
 import { selectBackend, shutdownBackend } from '../interpreters/tfjs/backend.ts';
@@ -54,8 +55,8 @@ const setup = async (name: string, set: Record<string, unknown>): Promise<Setup>
   const state = right(initState(s, 11));
   const trainer = right(makeTrainer(s));
   const provider = right(syntheticProvider(s, Number(s.settings['imageSize']), 5));
-  const ds = s.training.datasets[0]!.name;
-  const host = right(await provider.batch(ds, 0, s.training.batchSize));
+  const ds = trainingOf(s).datasets[0]!.name;
+  const host = right(await provider.batch(ds, 0, trainingOf(s).batchSize));
   const data = new Map(
     [...host].map(([k, h]): [string, tf.Tensor] => [
       k,
@@ -64,13 +65,13 @@ const setup = async (name: string, set: Record<string, unknown>): Promise<Setup>
         : tf.tensor(h.data as Float32Array | Int32Array, [...h.shape], h.dtype === 'int32' ? 'int32' : 'float32'),
     ]),
   );
-  const random = drawRandom(s.training.random, s.training.seed, 0, s.training.batchSize);
+  const random = drawRandom(trainingOf(s).random, trainingOf(s).seed, 0, trainingOf(s).batchSize);
   const env: EvalEnv = {
     nets: trainer.nets,
     params: (net, w) => (w === 'ema' ? state.ema.get(net) : state.params.get(net))!,
     data: (x) => data.get(x.field)!,
     random: (n) => random.get(n)!,
-    batch: s.training.batchSize,
+    batch: trainingOf(s).batchSize,
   };
   return {
     spec: s,
@@ -204,7 +205,7 @@ const check = (what: string, env: EvalEnv, phase: Phase, vars: readonly tf.Varia
 };
 
 const onlyTerm = (s: Spec, phase: string, term: string): Phase => {
-  const p = s.training.phases.find((x) => x.name === phase)!;
+  const p = trainingOf(s).phases.find((x) => x.name === phase)!;
   return { ...p, loss: p.loss.filter((w) => w.name === term) };
 };
 
@@ -269,7 +270,7 @@ describe('whole phase losses w.r.t. G / D / F / E parameters (cpu)', () => {
   test('v1: the D phase w.r.t. D, the G phase w.r.t. G', async (t) => {
     const s = await setup('stargan-v1', V1);
     try {
-      const [dp, gp] = [s.spec.training.phases[0]!, s.spec.training.phases[1]!];
+      const [dp, gp] = [trainingOf(s.spec).phases[0]!, trainingOf(s.spec).phases[1]!];
       const lines = [
         check('d: all of D', s.env, dp, varsOf(s.state, 'discriminator'), 5, PENALTY),
         check('d: D main.2, conv1, conv2', s.env, dp, varsOf(s.state, 'discriminator', ['main.2.weight', 'conv1.weight', 'conv2.weight']), 6, PENALTY),
@@ -284,7 +285,7 @@ describe('whole phase losses w.r.t. G / D / F / E parameters (cpu)', () => {
   test('v2: d_latent and d_ref w.r.t. D, g_latent w.r.t. G, F and E, g_ref w.r.t. G', async (t) => {
     const s = await setup('stargan-v2', V2);
     try {
-      const phase = (n: string): Phase => s.spec.training.phases.find((p) => p.name === n)!;
+      const phase = (n: string): Phase => trainingOf(s.spec).phases.find((p) => p.name === n)!;
       const lines = [
         check('d_latent: all of D', s.env, phase('d_latent'), varsOf(s.state, 'discriminator'), 9, PENALTY),
         check('d_ref: all of D', s.env, phase('d_ref'), varsOf(s.state, 'discriminator'), 10, PENALTY),

@@ -15,6 +15,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import type { Result } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
+import { trainingOf } from '../dsl/ir.ts';
 import { syntheticProvider, type HostBatch, type Provider } from '../io/datasets/provider.ts';
 import { readSafetensorsContents, writeSafetensors } from '../io/safetensors.ts';
 import { selectBackend, shutdownBackend } from '../interpreters/tfjs/backend.ts';
@@ -59,7 +60,7 @@ const context = (name: string, set: Record<string, unknown>): Ctx => {
 
 /** The device batch and random draws of iteration `step`, as cli/train.ts makes them. */
 const inputs = async (c: Ctx, step: number): Promise<{ batch: Map<string, Map<string, tf.Tensor>>; random: Map<string, tf.Tensor> }> => {
-  const tr = c.spec.training;
+  const tr = trainingOf(c.spec);
   const batch = new Map<string, Map<string, tf.Tensor>>();
   for (const ds of [...new Set(tr.phases.map((p) => p.dataset ?? tr.datasets[0]!.name))])
     batch.set(ds, toDevice(right(await c.provider.batch(ds, step, tr.batchSize))));
@@ -143,7 +144,7 @@ for (const [label, name, set, n] of [
       assert.equal(ema.length > 0, hasEma);
       for (const k of ema) assert.ok(!want.get(k)!.equals(want.get(k.slice(4))!), `${k} equals the live weights`);
       // Exactly the networks the spec keeps EMA copies of, every parameter of each.
-      const emaNets = new Set(c.spec.training.ema.map((e) => e.net));
+      const emaNets = new Set(trainingOf(c.spec).ema.map((e) => e.net));
       const live = [...want.keys()].filter((k) => emaNets.has(k.split('.')[0]!));
       assert.deepEqual(ema.map((k) => k.slice(4)).sort(), live.sort());
       assert.ok([...want.keys()].some((k) => !k.startsWith('__') && !want.get(k)!.equals(mid.get(k)!)));
@@ -171,7 +172,7 @@ for (const [label, name, set, n] of [
       disposeInputs(x);
       assert.ok(E.isLeft(r), 'the step succeeded');
       const msg = r.left.map((e) => `${e.path}: ${e.message} (${e.hint ?? ''})`).join('\n');
-      const first = c.spec.training.phases[0]!.name;
+      const first = trainingOf(c.spec).phases[0]!.name;
       assert.match(msg, new RegExp(`^step 2: the ${first} loss is NaN \\(non-finite: .*${first}/total\\)`));
       assert.match(msg, /the last good checkpoint is kept/);
       assertSameBytes(snapshot(c, s1), before, 'state after a failed step');

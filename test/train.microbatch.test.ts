@@ -16,7 +16,7 @@ import { after, describe, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import type { Result } from '../dsl/errors.ts';
-import type { Spec } from '../dsl/ir.ts';
+import { trainingOf, type Spec } from '../dsl/ir.ts';
 import { checkMicroBatch, exprKey, phasePlan } from '../dsl/microbatch.ts';
 import { call, data, permute, rand, meanOf, term } from '../dsl/objective.ts';
 import { batchMean, drawNormal } from '../dsl/pipelines.ts';
@@ -53,7 +53,7 @@ interface Run {
 }
 
 const run = async (s: Spec, trainer: Trainer, provider: Provider, steps: number, options: StepOptions = {}, moments: SlotPlace = 'device'): Promise<Run> => {
-  const tr = s.training;
+  const tr = trainingOf(s);
   let state = right(initState(s, tr.seed, new Map(), { moments }));
   const losses: Array<Record<string, number>> = [];
   const tensors: number[] = [];
@@ -109,7 +109,7 @@ after(() => shutdownBackend());
  * iteration. The official eps (1e-8) is kept for the gradients check; for the multi-iteration check
  * eps is 1e-3, where a step is a smooth function of the gradient and weights compare at 1e-5.
  */
-const smoothAdam = (s: Spec): Spec => ({ ...s, training: { ...s.training, optimizers: s.training.optimizers.map((o) => ({ ...o, eps: 1e-3 })) } });
+const smoothAdam = (s: Spec): Spec => ({ ...s, training: { ...trainingOf(s), optimizers: trainingOf(s).optimizers.map((o) => ({ ...o, eps: 1e-3 })) } });
 
 for (const backend of ['cpu', 'wasm'] as const) {
   describe(`micro-batching equals the unsplit run (${backend})`, () => {
@@ -174,13 +174,13 @@ for (const backend of ['cpu', 'wasm'] as const)
 describe('the micro-batching plan', () => {
   test('v1: the permuted labels are computed on the whole batch, the detached fake off the tape', () => {
     const s = spec('stargan-v1', V1);
-    const d = phasePlan(s.training.phases.find((p) => p.name === 'd')!);
+    const d = phasePlan(trainingOf(s).phases.find((p) => p.name === 'd')!);
     assert.deepEqual(d.refusals, []);
     assert.deepEqual(d.wholeBatch.map((x) => x.e), ['permute']);
     // D(detach(G(x, c'))) and the penalty's interpolate share one detached fake.
     assert.equal(d.untaped.length, 1);
     assert.equal(d.untaped[0]!.e, 'detach');
-    const g = phasePlan(s.training.phases.find((p) => p.name === 'g')!);
+    const g = phasePlan(trainingOf(s).phases.find((p) => p.name === 'g')!);
     assert.deepEqual(g.untaped, [], 'the G phase differentiates through its fake: nothing off the tape');
     assert.deepEqual(g.wholeBatch.map(exprKey), d.wholeBatch.map(exprKey));
   });
@@ -188,7 +188,7 @@ describe('the micro-batching plan', () => {
   test('v2: every phase can be chunked; the detached generator calls leave the tape', () => {
     const s = spec('stargan-v2', V2);
     assert.ok(E.isRight(checkMicroBatch(s)));
-    for (const p of s.training.phases) {
+    for (const p of trainingOf(s).phases) {
       const plan = phasePlan(p);
       assert.deepEqual(plan.wholeBatch, [], p.name);
       assert.equal(plan.untaped.length, 1, `${p.name}: one detached generator call`);
@@ -198,9 +198,9 @@ describe('the micro-batching plan', () => {
   test('an objective that permutes a network output is refused, naming the term; an unsplit step still trains it', async () => {
     right(await selectBackend('cpu'));
     const base = spec('stargan-v1', V1);
-    const d = base.training.phases.find((p) => p.name === 'd')!;
+    const d = trainingOf(base).phases.find((p) => p.name === 'd')!;
     const coupled = term('mixed', meanOf(permute(call('discriminator', { x: data('x') }, 'out_src'), rand('perm'))));
-    const s: Spec = { ...base, training: { ...base.training, phases: base.training.phases.map((p) => (p === d ? { ...p, loss: [...p.loss, coupled] } : p)) } };
+    const s: Spec = { ...base, training: { ...trainingOf(base), phases: trainingOf(base).phases.map((p) => (p === d ? { ...p, loss: [...p.loss, coupled] } : p)) } };
     const r = checkMicroBatch(s);
     assert.ok(E.isLeft(r));
     assert.equal(r.left.length, 1);
@@ -211,7 +211,7 @@ describe('the micro-batching plan', () => {
     const split = await (async () => {
       const state = right(initState(s, 1));
       const batch = new Map([['CelebA', toDevice(right(await provider.batch('CelebA', 0, 4)))]]);
-      const random = drawRandom(s.training.random, 1, 0, 4);
+      const random = drawRandom(trainingOf(s).random, 1, 0, 4);
       const out = [trainer.step(state, batch, random, { microBatch: 2 }), trainer.step(state, batch, random)];
       tf.dispose([...batch.get('CelebA')!.values(), ...random.values()]);
       disposeState(state);
@@ -223,10 +223,10 @@ describe('the micro-batching plan', () => {
 
   test('a batch statistic (batchMean over the batch) is refused, naming the term; a mean of constant draws is not', () => {
     const base = spec('stargan-v1', V1);
-    const d = base.training.phases.find((p) => p.name === 'd')!;
+    const d = trainingOf(base).phases.find((p) => p.name === 'd')!;
     const withTerm = (name: string, x: Parameters<typeof meanOf>[0]): Spec => ({
       ...base,
-      training: { ...base.training, phases: base.training.phases.map((p) => (p === d ? { ...p, loss: [...p.loss, term(name, meanOf(x))] } : p)) },
+      training: { ...trainingOf(base), phases: trainingOf(base).phases.map((p) => (p === d ? { ...p, loss: [...p.loss, term(name, meanOf(x))] } : p)) },
     });
     const stat = checkMicroBatch(withTerm('centred', batchMean(data('x'))));
     assert.ok(E.isLeft(stat));

@@ -18,6 +18,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import type { Result } from '../dsl/errors.ts';
 import type { Phase, Spec } from '../dsl/ir.ts';
+import { trainingOf } from '../dsl/ir.ts';
 import type { HostTensor, TensorMap } from '../io/tensor.ts';
 import { selectBackend, shutdownBackend } from '../interpreters/tfjs/backend.ts';
 import { toTorchParam } from '../interpreters/tfjs/params.ts';
@@ -211,14 +212,14 @@ describe('training objectives against PyTorch (tools/torch_reference.py)', () =>
 
       test('the spec declares the reference phases and terms', () => {
         assert.deepEqual(
-          l.spec.training.phases.map((p) => [p.name, p.loss.map((w) => w.name)]),
+          trainingOf(l.spec).phases.map((p) => [p.name, p.loss.map((w) => w.name)]),
           Object.entries(c.phases).map(([p, ph]) => [p, Object.keys(ph.terms)]),
         );
       });
 
       for (const [phaseName, ref] of Object.entries(c.phases)) {
         test(`${phaseName}: every term's value and gradient`, (t) => {
-          const phase = l.spec.training.phases.find((p) => p.name === phaseName)!;
+          const phase = trainingOf(l.spec).phases.find((p) => p.name === phaseName)!;
           const keys = (net: string): string[] => [...l.state.params.get(net)!.keys()];
           const report: string[] = [];
           for (const w of phase.loss) {
@@ -245,11 +246,11 @@ describe('training objectives against PyTorch (tools/torch_reference.py)', () =>
         // copy of the state so the other tests keep the fixture's weights.
         const given = new Map<string, TensorMap>(Object.entries(c.weights).map(([net, w]) => [net, new Map(Object.entries(w).map(([k, t]) => [k, host(t)]))]));
         const state = right(initState(l.spec, 0, given));
-        const first = { ...l.spec, training: { ...l.spec.training, phases: l.spec.training.phases.slice(0, 1) } };
+        const first = { ...l.spec, training: { ...trainingOf(l.spec), phases: trainingOf(l.spec).phases.slice(0, 1) } };
         try {
           const out = right(right(makeTrainer(first)).step(state, l.batch as Batch, l.random));
           const [name, ref] = Object.entries(c.phases)[0]!;
-          const phase = l.spec.training.phases[0]!;
+          const phase = trainingOf(l.spec).phases[0]!;
           for (const w of phase.loss) {
             const logged = out.losses[`${name}/${w.name}`]!;
             // Logged with the declared sign, unweighted: for these phases that is the official

@@ -142,7 +142,7 @@ const specDir = (): string => (specDirCache ??= mkdtempSync(join(tmpdir(), 'star
 const fromSpecVerdict = (v: SpecVerdict): Pick<CaseResult, 'outcome' | 'message'> => (v.outcome === 'accepted' ? { outcome: 'accepted' } : { outcome: v.outcome, message: v.message });
 
 /** Accepted specs small enough to train one step here (the target hunts crashes, not capacity). */
-const trainable = (v: SpecVerdict): boolean => v.outcome === 'accepted' && v.spec.training.batchSize <= 8 && v.spec.networks.reduce((a, n) => a + parameterCount(n), 0) <= 2_000_000;
+const trainable = (v: SpecVerdict): boolean => v.outcome === 'accepted' && v.spec.training !== null && v.spec.training.batchSize <= 8 && v.spec.networks.reduce((a, n) => a + parameterCount(n), 0) <= 2_000_000;
 
 let officialCache: Official[] | undefined;
 /** The small official fixture files (the big ones only repeat their structure). */

@@ -29,7 +29,7 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result } from '../../dsl/errors.ts';
-import type { Expr, Network, Node, Phase, Spec } from '../../dsl/ir.ts';
+import { trainingOf, type Expr, type Network, type Node, type Phase, type Spec } from '../../dsl/ir.ts';
 import { exprKey, operandsOfTerm, phasePlan, termKey } from '../../dsl/microbatch.ts';
 import { numel, paramsOfNode } from '../../dsl/params.ts';
 import { inferShapes } from '../../dsl/shapes.ts';
@@ -281,7 +281,7 @@ export interface MemoryOptions {
 
 /** Per phase, the estimated peak memory of one iteration. */
 export const trainingMemory = (spec: Spec, o: MemoryOptions = {}): Result<readonly PhaseMemory[]> => {
-  const tr = spec.training;
+  const tr = trainingOf(spec);
   const batch = o.batch ?? tr.batchSize;
   const micro = Math.max(1, Math.min(batch, o.microBatch ?? batch));
   const hostMoments = o.hostMoments ?? (o.backend ?? 'wasm') === 'wasm';
@@ -370,7 +370,7 @@ export interface MicroBatchChoice {
  * chunks (16 in chunks of 6 is 3 chunks; 6, 6, 4 costs what 6, 5, 5 does: the largest).
  */
 export const largestMicroBatch = (spec: Spec, available: number, o: Omit<MemoryOptions, 'microBatch'> = {}): Result<MicroBatchChoice> => {
-  const batch = o.batch ?? spec.training.batchSize;
+  const batch = o.batch ?? trainingOf(spec).batchSize;
   let best: { m: number; rows: readonly PhaseMemory[] } | null = null;
   for (let m = batch; m >= 1; m--) {
     const r = trainingMemory(spec, { ...o, microBatch: m });

@@ -13,6 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { encodeSpec } from '../../dsl/codec.ts';
 import type { Result } from '../../dsl/errors.ts';
 import type { Spec } from '../../dsl/ir.ts';
+import { trainingOf } from '../../dsl/ir.ts';
 import { emitModels } from './models.ts';
 import { emitObjective } from './objective.ts';
 
@@ -23,7 +24,7 @@ export { emitObjective } from './objective.ts';
 export const RUNTIME_FILES = ['train.py', 'data.py', 'ops.py', 'draws.py', 'tensorfile.py'] as const;
 
 const readme = (spec: Spec): string => {
-  const tr = spec.training;
+  const tr = trainingOf(spec);
   const data =
     tr.datasets.length > 1
       ? tr.datasets.map((d) => `--data <${d.name} folder>`).join(' ')

@@ -18,6 +18,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result, type SpecError } from '../../dsl/errors.ts';
 import type { CallExpr, DataExpr, Expr, Phase, Spec, Term } from '../../dsl/ir.ts';
+import { trainingOf } from '../../dsl/ir.ts';
 import { children, inputsOf } from '../../dsl/walk.ts';
 import { canon, valueCode, type ExprContext } from './exprs.ts';
 import { identifier, indent, namer, pyLit, pyNum, pyStr } from './python.ts';
@@ -309,7 +310,7 @@ const phaseFunction = (info: SpecInfo, phase: Phase, fname: string): Result<stri
 
 /** The whole objective.py. */
 export const emitObjective = (spec: Spec): Result<string> => {
-  const tr = spec.training;
+  const tr = trainingOf(spec);
   const info: SpecInfo = {
     spec,
     single: tr.datasets.length === 1 ? tr.datasets[0]!.name : null,

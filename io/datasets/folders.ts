@@ -19,6 +19,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { specError, type Result, type SpecError } from '../../dsl/errors.ts';
 import type { Spec } from '../../dsl/ir.ts';
+import { trainingOf } from '../../dsl/ir.ts';
 import { type BadImage, type ImageCheckOptions, IMAGE_EXTENSIONS, badImageErrors, checkImages, loadImage, type ImagePrep } from '../images.ts';
 import { pyRandom } from '../pyrandom.ts';
 import { deriveSeed, rng, type Rng } from '../../dsl/random.ts';
@@ -177,7 +178,7 @@ export const folderProvider = async (
   options: FolderOptions = {},
 ): Promise<Result<Provider>> => {
   const size = Number(spec.settings['imageSize']);
-  const tr = spec.training;
+  const tr = trainingOf(spec);
   const errors: SpecError[] = [];
   if (data.length !== tr.datasets.length)
     return E.left([specError('--data', `${spec.name} trains on ${tr.datasets.length} dataset(s) (${tr.datasets.map((d) => d.name).join(', ')}); give one --data per dataset, in that order`)]);

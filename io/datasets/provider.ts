@@ -6,6 +6,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result } from '../../dsl/errors.ts';
 import type { Dataset, Spec } from '../../dsl/ir.ts';
+import { trainingOf } from '../../dsl/ir.ts';
 import { deriveSeed, rng } from '../../dsl/random.ts';
 import type { BadImage } from '../images.ts';
 import type { HostTensor } from '../tensor.ts';
@@ -41,7 +42,7 @@ const labels = (ls: readonly Float32Array[], width: number): HostTensor => {
 export const syntheticProvider = (spec: Spec, imageSize: number, seed: number): Result<Provider> => {
   const problems: string[] = [];
   const kinds = new Map<string, 'v1' | 'v1cat' | 'v2'>();
-  for (const ds of spec.training.datasets) {
+  for (const ds of trainingOf(spec).datasets) {
     const f = (name: string) => ds.fields.find((x) => x.name === name);
     const kindsOf = ds.fields.map((x) => x.kind).join(',');
     if (f('label')?.kind === 'binaryLabels') {
@@ -60,7 +61,7 @@ export const syntheticProvider = (spec: Spec, imageSize: number, seed: number): 
 
   const domainsOf = (ds: Dataset): number => ds.fields.find((x) => x.name === 'y')?.size ?? 3;
   const make = (dataset: string, stream: string, step: number, n: number): Result<HostBatch> => {
-    const ds = spec.training.datasets.find((d) => d.name === dataset);
+    const ds = trainingOf(spec).datasets.find((d) => d.name === dataset);
     const kind = kinds.get(dataset);
     if (!ds || !kind) return E.left([specError('--data synthetic', `no dataset ${dataset}`)]);
     // Indices into an unbounded stream; the held-out stream uses another seed.

@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result } from '../../../dsl/errors.ts';
 import type { Spec } from '../../../dsl/ir.ts';
+import { trainingOf } from '../../../dsl/ir.ts';
 import { deriveSeed, rng } from '../../../dsl/random.ts';
 import { gridPng } from '../../../io/images.ts';
 import type { HostTensor } from '../../../io/tensor.ts';
@@ -79,7 +80,7 @@ export const repeatSample = (t: HostTensor, j: number, n: number): HostTensor =>
 const gridKind = (spec: Spec): 'v1' | 'v2' | null => {
   const has = (n: string): boolean => spec.pipelines.some((p) => p.name === n);
   if (has('latent_synthesis') && has('reference_synthesis')) return 'v2';
-  if (spec.pipelines.some((p) => p.name === `translate_${spec.training.datasets[0]?.name}`)) return 'v1';
+  if (spec.pipelines.some((p) => p.name === `translate_${spec.training?.datasets[0]?.name}`)) return 'v1';
   return null;
 };
 
@@ -94,7 +95,7 @@ export const sampleGrid = async (spec: Spec, weights: Weights, held: ReadonlyMap
   const scale = Math.max(1, Math.round(96 / size));
   const x = held.get('x')!;
   const n = x.shape[0]!;
-  const ds = spec.training.datasets[0]!;
+  const ds = trainingOf(spec).datasets[0]!;
   if (kind === 'v1') {
     const label = held.get('label')!;
     const name = `translate_${ds.name}`;

@@ -13,6 +13,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result, type SpecError } from '../../../dsl/errors.ts';
 import type { Spec } from '../../../dsl/ir.ts';
 import { frozenNets, isFrozen } from '../../../dsl/walk.ts';
+import { trainingOf } from '../../../dsl/ir.ts';
 import type { HostTensor, TensorMap } from '../../../io/tensor.ts';
 import { initParams } from '../../../dsl/init.ts';
 import { loadParams, toTfParam, toTorchParam } from '../params.ts';
@@ -75,10 +76,10 @@ export const initState = (spec: Spec, seed: number, given: ReadonlyMap<string, T
     else params.set(net.name, r.right);
   }
   if (errors.length > 0) return E.left(errors);
-  const ema = new Map(spec.training.ema.map((e) => [e.net, copyVars(params.get(e.net)!)] as [string, VarStore]));
+  const ema = new Map(trainingOf(spec).ema.map((e) => [e.net, copyVars(params.get(e.net)!)] as [string, VarStore]));
   // Moments for parameters only: used buffers (BatchNorm statistics) are non-trainable variables.
   const optim = new Map(
-    spec.training.optimizers.map((o) => [o.net, { t: 0, slots: new Map([...params.get(o.net)!].filter(([, v]) => v.trainable).map(([k, v]) => [k, adamSlots(v, options.moments)] as [string, AdamSlots])) }] as [string, OptimState]),
+    trainingOf(spec).optimizers.map((o) => [o.net, { t: 0, slots: new Map([...params.get(o.net)!].filter(([, v]) => v.trainable).map(([k, v]) => [k, adamSlots(v, options.moments)] as [string, AdamSlots])) }] as [string, OptimState]),
   );
   return E.right({ step: 0, params, ema, optim });
 };
@@ -165,13 +166,13 @@ export const stateFromFile = (
     if (E.isLeft(r)) errors.push(...r.left);
     else params.set(net.name, r.right);
   }
-  for (const e of spec.training.ema) {
+  for (const e of trainingOf(spec).ema) {
     const r = variables(spec, e.net, under(`ema.${e.net}.`), `${origin} (ema ${e.net})`);
     if (E.isLeft(r)) errors.push(...r.left);
     else ema.set(e.net, r.right);
   }
   const optim = new Map<string, OptimState>();
-  for (const o of spec.training.optimizers) {
+  for (const o of trainingOf(spec).optimizers) {
     const store = params.get(o.net);
     if (!store) continue;
     const m = under(`adam.${o.net}.m.`);

@@ -13,6 +13,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result, type SpecError } from '../../../dsl/errors.ts';
 import type { DataExpr, Phase, RandomSource, Spec } from '../../../dsl/ir.ts';
+import { trainingOf } from '../../../dsl/ir.ts';
 import { scheduleAt } from '../../../dsl/schedule.ts';
 import { deriveSeed, rng } from '../../../dsl/random.ts';
 import { compileNetwork, type Compiled } from '../forward.ts';
@@ -93,7 +94,7 @@ export const makeTrainer = (spec: Spec): Result<Trainer> => {
     else nets.set(n.name, c.right);
   }
   if (errors.length > 0) return E.left(errors);
-  const tr = spec.training;
+  const tr = trainingOf(spec);
   const single = tr.datasets.length === 1 ? tr.datasets[0]!.name : null;
 
   const plans = microBatchPlans(spec);
