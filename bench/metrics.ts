@@ -3,6 +3,7 @@
  *
  *   node --import tsx bench/metrics.ts [--images N] [--batch B] [--img-size S] [--no-torch] [--no-fid-time]
  *   node --import tsx bench/metrics.ts --resize ORIGINALS_DIR PIL_DIR [--img-size S]
+ *   node --import tsx bench/metrics.ts --fid-only
  *
  * Default mode: N synthetic images (`starspec data synthetic`, S px PNGs), then Inception-v3 at
  * 299 (random weights: speed does not depend on them) in images/s
@@ -110,7 +111,7 @@ const randomStats = (seed: number, n: number, dim: number): FeatureStats => {
 
 const fidTimes = (): void => {
   const d = 2048;
-  for (const [na, nb, routes] of [[500, 500, ['features', 'eigen']], [2500, 2500, ['cholesky']]] as const) {
+  for (const [na, nb, routes] of [[500, 500, ['features']], [2500, 2500, ['cholesky']]] as const) {
     const t0 = performance.now();
     const a = randomStats(1, na, d);
     const b = randomStats(2, nb, d);
@@ -165,4 +166,5 @@ const resizeCompare = async (orig: string, pil: string): Promise<void> => {
 
 const ri = args.indexOf('--resize');
 if (ri >= 0) await resizeCompare(args[ri + 1]!, args[ri + 2]!);
+else if (args.includes('--fid-only')) fidTimes();
 else await speed();

@@ -16,11 +16,13 @@
  * - `cholesky`: S1 = L L^T (positive definite: more samples than dimensions), eig(L^T S2 L);
  * - `eigen`: S1 semi-definite: S1^1/2 from its eigendecomposition, eig(S1^1/2 S2 S1^1/2).
  *
- * The symmetric eigendecompositions and the Cholesky factor come from ml-matrix (maintained,
- * pure JavaScript, the JAMA/Mapack algorithms: Householder tridiagonalisation and the QL method);
- * negative round-off eigenvalues count as 0. Pure: no framework, no files.
+ * The Cholesky factor and S1's eigendecomposition (the `eigen` route needs its eigenvectors)
+ * come from ml-matrix (maintained, pure JavaScript, the JAMA algorithms); the final eigenvalues
+ * from eigenvalues.ts (Householder + QL without eigenvectors: ml-matrix always accumulates them,
+ * 357 s at 2048 dims). Negative round-off eigenvalues count as 0. Pure: no framework, no files.
  */
 import { CholeskyDecomposition, EigenvalueDecomposition, Matrix } from 'ml-matrix';
+import { symmetricEigenvalues as eigenvaluesOnly } from './eigenvalues.ts';
 
 /** Streaming mean and covariance of feature rows, in float64. */
 export interface FeatureStats {
@@ -147,9 +149,8 @@ const symmetrize = (a: Float64Array, n: number): Float64Array => {
   return s;
 };
 
-/** The eigenvalues of a symmetric matrix (ml-matrix). */
-const symmetricEigenvalues = (a: Float64Array, n: number): readonly number[] =>
-  new EigenvalueDecomposition(toMatrix(symmetrize(a, n), n), { assumeSymmetric: true }).realEigenvalues;
+/** The eigenvalues of a symmetric matrix (eigenvalues.ts: no eigenvectors). */
+const symmetricEigenvalues = (a: Float64Array, n: number): readonly number[] => [...eigenvaluesOnly(symmetrize(a, n), n)];
 
 /** Sum of square roots of the eigenvalues, negative round-off as 0. */
 const sumSqrt = (eig: readonly number[]): number => eig.reduce((s, v) => s + Math.sqrt(Math.max(v, 0)), 0);
