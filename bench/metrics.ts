@@ -4,6 +4,7 @@
  *   node --import tsx bench/metrics.ts [--images N] [--batch B] [--img-size S] [--no-torch] [--no-fid-time]
  *   node --import tsx bench/metrics.ts --resize ORIGINALS_DIR PIL_DIR [--img-size S]
  *   node --import tsx bench/metrics.ts --fid-only
+ *   node --import tsx bench/metrics.ts --decode-only [--images N]
  *
  * Default mode: N synthetic images (`starspec data synthetic`, S px PNGs), then Inception-v3 at
  * 299 (random weights: speed does not depend on them) in images/s
@@ -61,9 +62,9 @@ const timeIt = async (f: () => Promise<void>): Promise<number> => {
   return (performance.now() - t0) / 1000;
 };
 
-const decodeAll = async (files: readonly string[]): Promise<Rgb8[][]> => {
+const decodeAll = async (files: readonly string[], resizer: Resizer = 'pil'): Promise<Rgb8[][]> => {
   const out: Rgb8[][] = [];
-  for (let s = 0; s < files.length; s += batch) out.push([...right(await evalFiles(files, imgSize)(s, Math.min(files.length, s + batch)))]);
+  for (let s = 0; s < files.length; s += batch) out.push([...right(await evalFiles(files, imgSize, resizer)(s, Math.min(files.length, s + batch)))]);
   return out;
 };
 
@@ -75,8 +76,11 @@ const speed = async (): Promise<void> => {
   if (made.status !== 0) throw new Error(made.stderr);
   const files = right(await listImages(dir)).slice(0, n);
   log(`${files.length} synthetic ${imgSize}px PNGs in ${dir}; Inception-v3 at 299, batch ${batch}, random weights`);
-  const dec = await timeIt(async () => void (await decodeAll(files)));
-  log(`decode + resize (sharp, ${imgSize} then 299, batches of ${batch} in parallel): ${(files.length / dec).toFixed(1)} images/s`);
+  for (const resizer of ['pil', 'sharp'] as const) {
+    const dec = await timeIt(async () => void (await decodeAll(files, resizer)));
+    log(`decode + resize (${resizer === 'pil' ? "PIL's bilinear, io/resample.ts" : "sharp's linear"}, ${imgSize} then 299, batches of ${batch} in parallel): ${(files.length / dec).toFixed(1)} images/s`);
+  }
+  if (args.includes('--decode-only')) return;
   const batches = await decodeAll(files);
   for (const [engine, threads] of [['onnx', 2], ['tfjs', 1], ['tfjs', 2]] as const) {
     const r = await openInception(engine, threads);
