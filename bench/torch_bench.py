@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch side of `npm run bench`: StarGAN v1 and v2 written from the architecture description
 (../shared/reference/STARGAN.md), not copied from the official repositories, timed eagerly on the
-CPU with all cores.
+CPU with all cores. The networks are tools/torch_reference.py's; the iterations are here.
 
 Usage:  python3 bench/torch_bench.py '<json job list>'   (or the list on stdin)
         python3 bench/torch_bench.py --serve    (one job per stdin line, one result per stdout line;
@@ -35,67 +35,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# The networks are the loss-fixture tool's (tools/torch_reference.py, written from the architecture
+# description with the official state_dict names): one PyTorch StarGAN for the bench and the tests.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools'))
+from torch_reference import MappingNetwork, StyleEncoder, V1Discriminator, V1Generator, V2Discriminator, V2Generator  # noqa: E402
+
 
 # ------------------------------------------------------------------------------------------------
 # StarGAN v1
-
-
-class V1Residual(nn.Module):
-    def __init__(self, dim):
-        super().__init__()
-        self.main = nn.Sequential(
-            nn.Conv2d(dim, dim, 3, 1, 1, bias=False),
-            nn.InstanceNorm2d(dim, affine=True, track_running_stats=True),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(dim, dim, 3, 1, 1, bias=False),
-            nn.InstanceNorm2d(dim, affine=True, track_running_stats=True),
-        )
-
-    def forward(self, x):
-        return x + self.main(x)
-
-
-class V1Generator(nn.Module):
-    def __init__(self, conv_dim=64, c_dim=5, repeat_num=6):
-        super().__init__()
-
-        def cbr(cin, cout, k, s, p, transposed=False):
-            conv = (nn.ConvTranspose2d if transposed else nn.Conv2d)(cin, cout, k, s, p, bias=False)
-            return [conv, nn.InstanceNorm2d(cout, affine=True, track_running_stats=True), nn.ReLU(inplace=True)]
-
-        layers = cbr(3 + c_dim, conv_dim, 7, 1, 3)
-        cur = conv_dim
-        for _ in range(2):
-            layers += cbr(cur, cur * 2, 4, 2, 1)
-            cur *= 2
-        layers += [V1Residual(cur) for _ in range(repeat_num)]
-        for _ in range(2):
-            layers += cbr(cur, cur // 2, 4, 2, 1, transposed=True)
-            cur //= 2
-        layers += [nn.Conv2d(cur, 3, 7, 1, 3, bias=False), nn.Tanh()]
-        self.main = nn.Sequential(*layers)
-
-    def forward(self, x, c):
-        c = c.view(c.size(0), c.size(1), 1, 1).expand(-1, -1, x.size(2), x.size(3))
-        return self.main(torch.cat([x, c], dim=1))
-
-
-class V1Discriminator(nn.Module):
-    def __init__(self, image_size=128, conv_dim=64, c_dim=5, repeat_num=6):
-        super().__init__()
-        layers = [nn.Conv2d(3, conv_dim, 4, 2, 1), nn.LeakyReLU(0.01)]
-        cur = conv_dim
-        for _ in range(1, repeat_num):
-            layers += [nn.Conv2d(cur, cur * 2, 4, 2, 1), nn.LeakyReLU(0.01)]
-            cur *= 2
-        k = image_size // 2 ** repeat_num
-        self.main = nn.Sequential(*layers)
-        self.conv1 = nn.Conv2d(cur, 1, 3, 1, 1, bias=False)
-        self.conv2 = nn.Conv2d(cur, c_dim, k, bias=False)
-
-    def forward(self, x):
-        h = self.main(x)
-        return self.conv1(h), self.conv2(h).view(x.size(0), -1)
 
 
 def v1_d_repeat(size):
@@ -160,159 +107,6 @@ def v1_train_step(G, D, g_opt, d_opt, x, label, lambda_cls=1.0, lambda_rec=10.0,
 # StarGAN v2
 
 
-class ResBlk(nn.Module):
-    def __init__(self, dim_in, dim_out, normalize=False, downsample=False):
-        super().__init__()
-        self.normalize = normalize
-        self.downsample = downsample
-        self.learned_sc = dim_in != dim_out
-        self.conv1 = nn.Conv2d(dim_in, dim_in, 3, 1, 1)
-        self.conv2 = nn.Conv2d(dim_in, dim_out, 3, 1, 1)
-        if normalize:
-            self.norm1 = nn.InstanceNorm2d(dim_in, affine=True)
-            self.norm2 = nn.InstanceNorm2d(dim_in, affine=True)
-        if self.learned_sc:
-            self.conv1x1 = nn.Conv2d(dim_in, dim_out, 1, 1, 0, bias=False)
-
-    def forward(self, x):
-        sc = self.conv1x1(x) if self.learned_sc else x
-        if self.downsample:
-            sc = F.avg_pool2d(sc, 2)
-        h = self.norm1(x) if self.normalize else x
-        h = self.conv1(F.leaky_relu(h, 0.2))
-        if self.downsample:
-            h = F.avg_pool2d(h, 2)
-        if self.normalize:
-            h = self.norm2(h)
-        h = self.conv2(F.leaky_relu(h, 0.2))
-        return (sc + h) / math.sqrt(2)
-
-
-class AdaIN(nn.Module):
-    def __init__(self, style_dim, channels):
-        super().__init__()
-        self.norm = nn.InstanceNorm2d(channels, affine=False)
-        self.fc = nn.Linear(style_dim, channels * 2)
-
-    def forward(self, x, s):
-        h = self.fc(s).view(s.size(0), -1, 1, 1)
-        gamma, beta = torch.chunk(h, 2, dim=1)
-        return (1 + gamma) * self.norm(x) + beta
-
-
-class AdainResBlk(nn.Module):
-    def __init__(self, dim_in, dim_out, style_dim=64, w_hpf=0, upsample=False):
-        super().__init__()
-        self.w_hpf = w_hpf
-        self.upsample = upsample
-        self.learned_sc = dim_in != dim_out
-        self.conv1 = nn.Conv2d(dim_in, dim_out, 3, 1, 1)
-        self.conv2 = nn.Conv2d(dim_out, dim_out, 3, 1, 1)
-        self.norm1 = AdaIN(style_dim, dim_in)
-        self.norm2 = AdaIN(style_dim, dim_out)
-        if self.learned_sc:
-            self.conv1x1 = nn.Conv2d(dim_in, dim_out, 1, 1, 0, bias=False)
-
-    def forward(self, x, s):
-        h = F.leaky_relu(self.norm1(x, s), 0.2)
-        if self.upsample:
-            h = F.interpolate(h, scale_factor=2, mode='nearest')
-        h = self.conv1(h)
-        h = self.conv2(F.leaky_relu(self.norm2(h, s), 0.2))
-        if self.w_hpf != 0:
-            return h
-        sc = F.interpolate(x, scale_factor=2, mode='nearest') if self.upsample else x
-        if self.learned_sc:
-            sc = self.conv1x1(sc)
-        return (h + sc) / math.sqrt(2)
-
-
-class V2Generator(nn.Module):
-    def __init__(self, img_size=256, style_dim=64, max_conv_dim=512, w_hpf=0):
-        super().__init__()
-        dim_in = 2 ** 14 // img_size
-        base = dim_in
-        self.from_rgb = nn.Conv2d(3, dim_in, 3, 1, 1)
-        self.encode = nn.ModuleList()
-        self.decode = nn.ModuleList()
-        repeat = int(math.log2(img_size)) - 4 + (1 if w_hpf > 0 else 0)
-        dim_out = dim_in
-        for _ in range(repeat):
-            dim_out = min(dim_in * 2, max_conv_dim)
-            self.encode.append(ResBlk(dim_in, dim_out, normalize=True, downsample=True))
-            self.decode.insert(0, AdainResBlk(dim_out, dim_in, style_dim, w_hpf, upsample=True))
-            dim_in = dim_out
-        for _ in range(2):
-            self.encode.append(ResBlk(dim_out, dim_out, normalize=True))
-            self.decode.insert(0, AdainResBlk(dim_out, dim_out, style_dim, w_hpf))
-        self.to_rgb = nn.Sequential(nn.InstanceNorm2d(base, affine=True), nn.LeakyReLU(0.2), nn.Conv2d(base, 3, 1, 1, 0))
-
-    def forward(self, x, s):
-        h = self.from_rgb(x)
-        for b in self.encode:
-            h = b(h)
-        for b in self.decode:
-            h = b(h, s)
-        return self.to_rgb(h)
-
-
-class MappingNetwork(nn.Module):
-    def __init__(self, latent_dim=16, style_dim=64, num_domains=2, hidden=512):
-        super().__init__()
-        layers = [nn.Linear(latent_dim, hidden), nn.ReLU()]
-        for _ in range(3):
-            layers += [nn.Linear(hidden, hidden), nn.ReLU()]
-        self.shared = nn.Sequential(*layers)
-        self.unshared = nn.ModuleList()
-        for _ in range(num_domains):
-            br = []
-            for _ in range(3):
-                br += [nn.Linear(hidden, hidden), nn.ReLU()]
-            self.unshared.append(nn.Sequential(*br, nn.Linear(hidden, style_dim)))
-
-    def forward(self, z, y):
-        h = self.shared(z)
-        out = torch.stack([b(h) for b in self.unshared], dim=1)
-        return out[torch.arange(y.size(0)), y]
-
-
-def v2_trunk(img_size, max_conv_dim):
-    dim_in = 2 ** 14 // img_size
-    blocks = [nn.Conv2d(3, dim_in, 3, 1, 1)]
-    dim_out = dim_in
-    for _ in range(int(math.log2(img_size)) - 2):
-        dim_out = min(dim_in * 2, max_conv_dim)
-        blocks.append(ResBlk(dim_in, dim_out, downsample=True))
-        dim_in = dim_out
-    blocks += [nn.LeakyReLU(0.2), nn.Conv2d(dim_out, dim_out, 4, 1, 0), nn.LeakyReLU(0.2)]
-    return blocks, dim_out
-
-
-class StyleEncoder(nn.Module):
-    def __init__(self, img_size=256, style_dim=64, num_domains=2, max_conv_dim=512):
-        super().__init__()
-        blocks, dim_out = v2_trunk(img_size, max_conv_dim)
-        self.shared = nn.Sequential(*blocks)
-        self.unshared = nn.ModuleList([nn.Linear(dim_out, style_dim) for _ in range(num_domains)])
-
-    def forward(self, x, y):
-        h = self.shared(x).view(x.size(0), -1)
-        out = torch.stack([l(h) for l in self.unshared], dim=1)
-        return out[torch.arange(y.size(0)), y]
-
-
-class V2Discriminator(nn.Module):
-    def __init__(self, img_size=256, num_domains=2, max_conv_dim=512):
-        super().__init__()
-        blocks, dim_out = v2_trunk(img_size, max_conv_dim)
-        blocks.append(nn.Conv2d(dim_out, num_domains, 1, 1, 0))
-        self.main = nn.Sequential(*blocks)
-
-    def forward(self, x, y):
-        out = self.main(x).view(x.size(0), -1)
-        return out[torch.arange(y.size(0)), y]
-
-
 def he_init(m):
     if isinstance(m, (nn.Conv2d, nn.Linear)):
         nn.init.kaiming_normal_(m.weight, mode='fan_in', nonlinearity='relu')
@@ -321,11 +115,12 @@ def he_init(m):
 
 
 def v2_setup(size, batch, num_domains=2, latent_dim=16, style_dim=64):
+    dim_in = 2 ** 14 // size  # the official widths: 64 at 256 px
     nets = {
-        'G': V2Generator(size, style_dim, 512, 0),
-        'F': MappingNetwork(latent_dim, style_dim, num_domains),
-        'E': StyleEncoder(size, style_dim, num_domains),
-        'D': V2Discriminator(size, num_domains),
+        'G': V2Generator(size, dim_in, 512, style_dim),
+        'F': MappingNetwork(latent_dim, style_dim, num_domains, 512),
+        'E': StyleEncoder(size, dim_in, 512, style_dim, num_domains),
+        'D': V2Discriminator(size, dim_in, 512, num_domains),
     }
     for n in nets.values():
         n.apply(he_init)

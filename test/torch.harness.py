@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Test side of test/torch.*.test.ts: runs code that `starspec export-torch` wrote, with real PyTorch.
 
-    torch.harness.py forward JOBS.json   each job loads a network of an emitted models.py, loads
+    torch.harness.py forward JOBS.json   each job loads a network (or pipeline) of an emitted models.py, loads
                                          weights into it with load_state_dict(strict=True) (a
                                          safetensors file, or a torch.save checkpoint read by
                                          torch.load, optionally one entry of a nested one), runs it on
@@ -46,7 +46,7 @@ def forward(jobs):
             if path not in cache:
                 cache[path] = load_module(path, f'models_{len(cache)}')
             models = cache[path]
-            net = models.NETWORKS[job['net']]()
+            net = {**models.NETWORKS, **getattr(models, 'PIPELINES', {})}[job['net']]()  # a network or a pipeline
             if 'checkpoint' in job:
                 sd = torch.load(job['checkpoint'], map_location='cpu')
                 for k in job.get('nested', []):

@@ -148,31 +148,9 @@ describe('starspec train / evaluate', { concurrency: true }, () => {
     assert.ok(m['latent_domain_accuracy']! >= 0 && m['latent_domain_accuracy']! <= 1);
   });
 
-  test('Ctrl-C (SIGINT) writes a checkpoint and exits with 130', async () => {
-    const dir = join(tmp, 'sigint');
-    const logPath = join(dir, 'log.jsonl');
-    let timer: NodeJS.Timeout | undefined;
-    const r = await starspec(['train', 'stargan-v1', '--data', 'synthetic', '--out', dir, '--steps', '100000', '--backend', 'cpu', '--quiet', ...V1], (kill) => {
-      // Interrupt once the first step is logged (the run is then past start-up).
-      const started = Date.now();
-      timer = setInterval(() => {
-        if ((existsSync(logPath) && readFileSync(logPath, 'utf8').includes('\n')) || Date.now() - started > 60_000) {
-          clearInterval(timer);
-          kill('SIGINT');
-        }
-      }, 50);
-    });
-    clearInterval(timer);
-    assert.equal(r.code, 130, `exit ${r.code} (${r.signal}): ${r.err}`);
-    assert.match(r.err, /interrupted at step \d+; checkpoint written/);
-    const cp = checkpoint(dir);
-    assert.ok(cp.step > 0 && cp.step < 100000, `checkpoint step ${cp.step}`);
-    assert.ok(cp.finite);
-    assert.equal(log(dir).at(-1)!.step, cp.step);
-  });
-
-  for (const [sig, code] of [['SIGTERM', 143], ['SIGHUP', 129]] as const)
-    test(`${sig} behaves like Ctrl-C: a checkpoint, then exit ${code}`, async () => {
+  // Ctrl-C, and the signals that mean the same (a terminal closed, a job stopped).
+  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const)
+    test(`${sig} writes a checkpoint, then exits ${code}`, async () => {
       const dir = join(tmp, sig);
       const logPath = join(dir, 'log.jsonl');
       let timer: NodeJS.Timeout | undefined;
@@ -187,9 +165,10 @@ describe('starspec train / evaluate', { concurrency: true }, () => {
       });
       clearInterval(timer);
       assert.equal(r.code, code, `exit ${r.code} (${r.signal}): ${r.err}`);
-      assert.match(r.err, new RegExp(`interrupted \\(${sig}\\) at step \\d+; checkpoint written`));
+      // Ctrl-C is named as the user knows it; the others by their signal.
+      assert.match(r.err, sig === 'SIGINT' ? /interrupted at step \d+; checkpoint written/ : new RegExp(`interrupted \\(${sig}\\) at step \\d+; checkpoint written`));
       const cp = checkpoint(dir);
-      assert.ok(cp.step > 0 && cp.finite, `checkpoint step ${cp.step}`);
+      assert.ok(cp.step > 0 && cp.step < 100000 && cp.finite, `checkpoint step ${cp.step}`);
       assert.equal(log(dir).at(-1)!.step, cp.step);
     });
 

@@ -2,7 +2,7 @@
  * The PyTorch interpreter: a spec as a standalone PyTorch project (plain Python, no starspec
  * dependency) that trains on one process or many under torchrun.
  *
- *   models.py       one nn.Module per network (and per StarGAN v2 deployment pipeline)   written here
+ *   models.py       one nn.Module per network and per declared pipeline                  written here
  *   objective.py    the phases' loss terms as code, and the schedule as tables           written here
  *   spec.json       the resolved IR, copied into every run directory (as `starspec train` does)
  *   train.py, data.py, ops.py, draws.py, tensorfile.py   the fixed runtime (py/), the same for every spec

@@ -19,10 +19,11 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result, type SpecError } from '../../dsl/errors.ts';
-import type { Network, Node, Spec } from '../../dsl/ir.ts';
+import type { Expr, Network, Node, Pipeline, Spec } from '../../dsl/ir.ts';
 import { buffersOfNode, ignoredKeys, parameterCount, parameters, stateDict } from '../../dsl/params.ts';
-import { inputsOf, reachable } from '../../dsl/walk.ts';
-import { PIPELINES } from './pipelines.ts';
+import { findNetwork, inputsOf, reachable } from '../../dsl/walk.ts';
+import { callsIn, isConstant, networksOf } from '../../dsl/pipelines.ts';
+import { canon, valueCode, type ExprContext } from './exprs.ts';
 import { className, identifier, indent, namer, pyNum, pyStr, pyTuple } from './python.ts';
 
 /** The fixed part of models.py: containers, the two norm modules, and the network base class. */
@@ -441,60 +442,165 @@ const networkClass = (net: Network, cls: string, specName: string): Result<NetCo
   return E.right({ cls, lines });
 };
 
-/** Deployment pipelines whose networks the spec has (StarGAN v2: latent and reference synthesis). */
-const pipelineClasses = (spec: Spec, classes: ReadonlyMap<string, string>): string[] => {
-  const out: string[] = [];
-  for (const p of PIPELINES) {
-    const nets = p.stages.map((s) => spec.networks.find((n) => n.name === s.net));
-    if (nets.some((n) => n === undefined)) continue;
-    const fits = p.stages.every((s, k) => {
-      const ins = inputsOf(nets[k]!).map((i) => i.name);
-      return ins.length === Object.keys(s.feed).length && ins.every((i) => s.feed[i] !== undefined);
-    });
-    if (!fits) continue;
-    const members = [...new Set(p.stages.map((s) => s.net))];
-    const attr = (net: string): string => (identifier(net) === net ? `self.${net}` : `self._modules[${pyStr(net)}]`);
-    const body: string[] = [];
-    const stageVars = p.stages.map((s, k) => nets[k]!.outputs.map((o) => identifier(`${o.name}_${k}`)));
-    p.stages.forEach((s, k) => {
-      const feed = inputsOf(nets[k]!).map((i) => {
-        const src = s.feed[i.name]!;
-        return src.from === 'graph' ? identifier(src.name) : stageVars[src.stage]![nets[src.stage]!.outputs.findIndex((o) => o.name === src.output)]!;
-      });
-      body.push(`${stageVars[k]!.join(', ')} = ${attr(s.net)}(${feed.join(', ')})`);
-    });
-    const results = p.outputs.map((o) => stageVars[o.stage]![nets[o.stage]!.outputs.findIndex((x) => x.name === o.output)]!);
-    body.push(`return ${results.join(', ')}`);
-    out.push(
-      '',
-      '',
-      `class ${className(p.name)}(nn.Module):`,
-      `    """${p.doc}. state_dict keys carry each network's \`NAME.\` prefix, as starspec's multi-network weights files do."""`,
-      '',
-      `    inputs = ${pyTuple(p.inputs.map(pyStr))}`,
-      `    outputs = ${pyTuple(p.outputs.map((o) => pyStr(o.name)))}`,
-      '',
-      `    def __init__(self, ${members.map((m) => `${identifier(m)}=None`).join(', ')}):`,
-      '        super().__init__()',
-      ...members.map((m) => `        self.add_module(${pyStr(m)}, ${identifier(m)} if ${identifier(m)} is not None else ${classes.get(m)}())`),
-      '',
-      `    def forward(self, ${p.inputs.map(identifier).join(', ')}):`,
-      ...indent(body, 2),
-    );
-  }
-  return out;
+/**
+ * One declared pipeline (dsl/pipelines.ts) as a module: its networks as members (state_dict keys
+ * carry each network's `NAME.` prefix, as starspec's multi-network weights files do), its inputs in
+ * declared order, its outputs as a tuple. A fold over the pipeline's expressions, written as the
+ * objective's are (interpreters/torch/exprs.ts); structurally equal expressions are computed once.
+ * What depends only on the weights (dsl/pipelines.ts `isConstant`: StarGAN v2's truncation target,
+ * the mean style of 10,000 seeded codes) is computed once per set of weights and kept, as the tfjs
+ * and ONNX folds keep it.
+ */
+const pipelineClass = (spec: Spec, p: Pipeline, cls: string, classes: ReadonlyMap<string, string>): Result<string[]> => {
+  const errors: SpecError[] = [];
+  const where = `pipelines.${p.name}`;
+  const members = networksOf(p);
+  const names = namer(['self', 'kept', 'torch', 'nn', 'F', 'ops', ...PRELUDE_NAMES]);
+  const args = new Map(p.inputs.map((i) => [i.name, names(i.name)] as const));
+  const first = args.get(p.inputs[0]?.name ?? '') ?? 'None';
+  const attr = (net: string): string => (identifier(net) === net ? `self.${net}` : `self._modules[${pyStr(net)}]`);
+
+  /** A body of straight-line code with its own memo (forward, or the constants method). */
+  const body = (ctx: ExprContext, constant: (x: Expr) => string | null) => {
+    const lines: string[] = [];
+    const memo = new Map<string, string>();
+    const calls = new Map<string, readonly string[]>();
+    const put = (hint: string, code: string): string => {
+      const v = names(hint);
+      lines.push(`${v} = ${code}`);
+      return v;
+    };
+    const emit = (x: Expr): string => {
+      const k = canon(x);
+      const hit = memo.get(k);
+      if (hit !== undefined) return hit;
+      const v = constant(x) ?? ((): string => {
+        switch (x.e) {
+          case 'data': {
+            const a = args.get(x.field);
+            if (a !== undefined) return a;
+            errors.push(specError(where, `reads '${x.field}', which is not one of its inputs (${p.inputs.map((i) => i.name).join(', ')})`));
+            return 'None';
+          }
+          case 'random':
+            errors.push(specError(where, `reads random source '${x.name}', but a pipeline has no per-iteration random sources`, 'draw seeded values with drawNormal'));
+            return 'None';
+          case 'call': {
+            const net = findNetwork(spec.networks, x.net);
+            const outIndex = net?.outputs.findIndex((o) => o.name === x.output) ?? -1;
+            if (net === undefined || outIndex < 0) {
+              errors.push(specError(where, net === undefined ? `calls network '${x.net}', which the spec does not have` : `uses output '${x.output}' of ${x.net}, which has ${net.outputs.map((o) => o.name).join(', ')}`));
+              return 'None';
+            }
+            const ck = canon({ ...x, output: '' });
+            let outs = calls.get(ck);
+            if (outs === undefined) {
+              const feed = inputsOf(net).map((i) => {
+                const a = x.inputs[i.name];
+                if (a !== undefined) return emit(a);
+                errors.push(specError(where, `calls ${x.net} without its input '${i.name}'`));
+                return 'None';
+              });
+              const vs = net.outputs.length === 1 ? [names(net.name)] : net.outputs.map((o) => names(`${net.name}_${o.name}`));
+              lines.push(`${vs.join(', ')} = ${attr(net.name)}(${feed.join(', ')})`);
+              calls.set(ck, (outs = vs));
+            }
+            return outs[outIndex]!;
+          }
+          default: {
+            const [hint, code] = valueCode(x, emit, ctx);
+            return put(hint, code);
+          }
+        }
+      })();
+      memo.set(k, v);
+      return v;
+    };
+    return { lines, emit };
+  };
+
+  // The constants: maximal weight-only sub-expressions that compute something (a call inside).
+  const device = 'self._device()';
+  const held = body({ fill: () => 'None', placed: (code) => `${code}.to(${device})` }, () => null);
+  const constants: string[] = [];
+  const constantIndex = new Map<string, number>();
+  const worthKeeping = (x: Expr): boolean => isConstant(x) && callsIn([x]).length > 0;
+  const forward = body(
+    {
+      fill: (width, hot) => `ops.fill_on(${first}.size(0), ${width}, ${hot === null ? 'None' : hot}, ${first}.device)`,
+      placed: (code) => `${code}.to(${first}.device)`,
+    },
+    (x) => {
+      if (!worthKeeping(x)) return null;
+      const k = canon(x);
+      let i = constantIndex.get(k);
+      if (i === undefined) {
+        constantIndex.set(k, (i = constants.length));
+        constants.push(held.emit(x));
+      }
+      return `kept[${i}]`;
+    },
+  );
+  const results = p.outputs.map((o) => forward.emit(o.value));
+  if (errors.length > 0) return E.left(errors);
+  const indexInputs = p.inputs.filter((i) => i.dtype === 'index').map((i) => pyStr(i.name));
+  return E.right([
+    '',
+    '',
+    `class ${cls}(nn.Module):`,
+    `    """Pipeline ${p.name}: ${p.doc}.`,
+    '',
+    "    state_dict keys carry each network's `NAME.` prefix, as starspec's multi-network weights files do."
+      + (constants.length > 0 ? '\n    What depends only on the weights is computed once per set of weights (_constants)."""' : '"""'),
+    '',
+    `    inputs = ${pyTuple(p.inputs.map((i) => pyStr(i.name)))}`,
+    `    index_inputs = ${pyTuple(indexInputs)}`,
+    `    outputs = ${pyTuple(p.outputs.map((o) => pyStr(o.name)))}`,
+    '',
+    `    def __init__(self, ${members.map((m) => `${identifier(m)}=None`).join(', ')}):`,
+    '        super().__init__()',
+    ...members.map((m) => `        self.add_module(${pyStr(m)}, ${identifier(m)} if ${identifier(m)} is not None else ${classes.get(m)}())`),
+    ...(constants.length === 0
+      ? []
+      : [
+          '        self._kept = (None, ())',
+          '',
+          '    def _device(self):',
+          '        return next(iter([*self.parameters(), *self.buffers()]), torch.empty(0)).device',
+          '',
+          '    def _constants(self):',
+          '        """The weight-only values, recomputed when a parameter or buffer changes (load_state_dict, training)."""',
+          '        key = tuple((t.data_ptr(), t._version) for t in [*self.parameters(), *self.buffers()])',
+          '        if self._kept[0] != key:',
+          '            with torch.no_grad():',
+          ...indent(held.lines, 4),
+          `            self._kept = (key, ${pyTuple(constants)})`,
+          '        return self._kept[1]',
+        ]),
+    '',
+    `    def forward(self, ${p.inputs.map((i) => args.get(i.name)!).join(', ')}):`,
+    ...(constants.length > 0 ? ['        kept = self._constants()'] : []),
+    ...indent(forward.lines, 2),
+    `        return ${results.length === 1 ? results[0]! : results.join(', ')}`,
+  ]);
 };
 
 /** The whole models.py. */
 export const emitModels = (spec: Spec): Result<string> => {
   const errors: SpecError[] = [];
-  const clsNames = namer([...PRELUDE_NAMES, 'NETWORKS', 'PARAMETERS', 'BUFFERS', ...PIPELINES.map((p) => className(p.name))]);
+  const clsNames = namer([...PRELUDE_NAMES, 'ops', 'NETWORKS', 'PIPELINES', 'PARAMETERS', 'BUFFERS']);
   const classes = new Map(spec.networks.map((n) => [n.name, clsNames(className(n.name))] as const));
+  const pipelineClasses = new Map(spec.pipelines.map((p) => [p.name, clsNames(className(p.name))] as const));
   const code: string[] = [];
   for (const net of spec.networks) {
     const r = networkClass(net, classes.get(net.name)!, spec.name);
     if (E.isLeft(r)) errors.push(...r.left);
     else code.push('', '', ...r.right.lines);
+  }
+  for (const p of spec.pipelines) {
+    const r = pipelineClass(spec, p, pipelineClasses.get(p.name)!, classes);
+    if (E.isLeft(r)) errors.push(...r.left);
+    else code.push(...r.right);
   }
   if (errors.length > 0) return E.left(errors);
   const table = (name: string, rows: (n: Network) => readonly string[]): string[] => [
@@ -513,13 +619,18 @@ export const emitModels = (spec: Spec): Result<string> => {
     "checkpoints and starspec's weights files. Instance norms always use instance statistics; batch norms",
     'always run as in eval mode (their running statistics are loaded, never updated).',
     '"""',
-    PRELUDE.trimEnd(),
+    (code.some((l) => l.includes('ops.'))
+      ? PRELUDE.replace('import torch.nn.functional as F\n', "import torch.nn.functional as F\n\nimport ops  # the export's ops.py: the expression helpers the pipelines use\n")
+      : PRELUDE
+    ).trimEnd(),
     ...code,
-    ...pipelineClasses(spec, classes),
     '',
     '',
     '# Every network of the spec by name.',
     `NETWORKS = {${spec.networks.map((n) => `${pyStr(n.name)}: ${classes.get(n.name)}`).join(', ')}}`,
+    '',
+    "# Every declared pipeline by name (the spec's inference paths: run --net, export --net).",
+    `PIPELINES = {${spec.pipelines.map((p) => `${pyStr(p.name)}: ${pipelineClasses.get(p.name)}`).join(', ')}}`,
     '',
     "# Each network's parameters in spec order (PyTorch's parameters(): trained, optimised, averaged by",
     "# EMA): (state_dict key, shape, role, fan-in). Roles and fan-ins decide fresh values (train.py's",

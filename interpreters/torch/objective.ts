@@ -20,18 +20,8 @@ import { absurd, specError, type Result, type SpecError } from '../../dsl/errors
 import type { CallExpr, DataExpr, Expr, Phase, Spec, Term } from '../../dsl/ir.ts';
 import { trainingOf } from '../../dsl/ir.ts';
 import { children, inputsOf } from '../../dsl/walk.ts';
+import { canon, valueCode, type ExprContext } from './exprs.ts';
 import { identifier, indent, namer, pyLit, pyNum, pyStr } from './python.ts';
-
-/** A canonical key: equal for structurally equal expressions whatever their field order. */
-const canon = (x: unknown): string => {
-  if (Array.isArray(x)) return `[${x.map(canon).join(',')}]`;
-  if (x !== null && typeof x === 'object')
-    return `{${Object.keys(x)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canon((x as Record<string, unknown>)[k])}`)
-      .join(',')}}`;
-  return JSON.stringify(x);
-};
 
 /** The direct sub-expressions of an expression (dsl/walk.ts), and whether each edge is a detach. */
 const edges = (x: Expr): ReadonlyArray<readonly [Expr, boolean]> => children(x).map((c) => [c, x.e === 'detach'] as const);
@@ -173,6 +163,11 @@ const phaseFunction = (info: SpecInfo, phase: Phase, fname: string): Result<stri
     return batchSize;
   };
 
+  const phaseContext: ExprContext = {
+    fill: (width, hot) => `ops.fill(${batchN()}, ${width}, ${hot === null ? 'None' : hot}, data)`,
+    placed: (code) => code,
+  };
+
   const emit = (x: Expr, scope: Scope): string => {
     const k = keyOf(x);
     const sub = scope.get(k);
@@ -210,32 +205,10 @@ const phaseFunction = (info: SpecInfo, phase: Phase, fname: string): Result<stri
           return put(`rand_${x.name}`, `rand[${pyStr(x.name)}]`, true);
         case 'call':
           return emitCall(x, scope, noGrad);
-        case 'detach':
-          return put(`${emit(x.x, scope)}_detached`, `${emit(x.x, scope)}.detach()`);
-        case 'mix':
-          return put('mix', `ops.mix(${emit(x.a, scope)}, ${emit(x.b, scope)}, ${emit(x.alpha, scope)})`);
-        case 'permute':
-          return put(`${emit(x.x, scope)}_permuted`, `ops.permute(${emit(x.x, scope)}, ${emit(x.perm, scope)})`);
-        case 'oneHot':
-          return put('one_hot', `ops.one_hot(${emit(x.x, scope)}, ${x.depth})`);
-        case 'concat':
-          return put('concat', `torch.cat([${x.parts.map((p) => emit(p, scope)).join(', ')}], dim=1)`);
-        case 'fill':
-          return put(x.hot === null ? 'zeros' : 'mask', `ops.fill(${batchN()}, ${x.width}, ${x.hot === null ? 'None' : x.hot}, data)`);
-        case 'slice':
-          return put('sliced', `${emit(x.x, scope)}[:, ${x.start}:${x.end}]`);
-        // Pipeline expressions (dsl/pipelines.ts): a seeded draw, constant indices, batch means, a
-        // per-sample choice among rows.
-        case 'draw':
-          return put('drawn', `ops.draw_normal(${x.seed}, ${x.count}, ${x.dim})`);
-        case 'indexFill':
-          return put('indices', `ops.index_fill(${x.count}, ${x.value})`);
-        case 'batchMean':
-          return put('batch_mean', `${emit(x.x, scope)}.mean(0, keepdim=True)`);
-        case 'choose':
-          return put('chosen', `ops.choose(${emit(x.index, scope)}, [${x.options.map((o) => emit(o, scope)).join(', ')}])`);
-        default:
-          return absurd(x);
+        default: {
+          const [hint, code] = valueCode(x, (c) => emit(c, scope), phaseContext);
+          return put(hint, code);
+        }
       }
     })();
     memo.set(mk, v);

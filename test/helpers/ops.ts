@@ -204,7 +204,7 @@ export const referencedOps = (): ReadonlySet<string> =>
   new Set((JSON.parse(readFileSync(FIXTURE, 'utf8')) as { cases: readonly RawCase[] }).cases.flatMap((c) => (c.op !== undefined ? [c.op] : [])));
 
 /** A spec holding one network (for the ONNX exporter, which exports a spec's network). */
-export const specOf = (net: Network): Spec => ({ ...spec('stargan-v1', {}), format: IR_FORMAT, name: 'ops', networks: [net] });
+export const specOf = (net: Network): Spec => ({ ...spec('stargan-v1', {}), format: IR_FORMAT, name: 'ops', networks: [net], pipelines: [] });
 
 /**
  * Compare an output with the reference: max abs error, NaN matching NaN (and infinities equal),

@@ -67,8 +67,12 @@ def choose(index, options):
 
 
 def fill(n, width, hot, data):
-    """A constant (n, width) block: zeros, or one-hot at column `hot` (a dataset mask)."""
-    device = next(iter(next(iter(data.values())).values())).device
+    """A constant (n, width) block: zeros, or one-hot at column `hot` (a dataset mask), on the batch's device."""
+    return fill_on(n, width, hot, next(iter(next(iter(data.values())).values())).device)
+
+
+def fill_on(n, width, hot, device):
+    """fill on a given device (a pipeline's: its first input's)."""
     out = torch.zeros(n, width, device=device)
     if hot is not None:
         out[:, hot] = 1
