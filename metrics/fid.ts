@@ -103,8 +103,11 @@ export const featureStats = (data: ArrayLike<number>, n: number, dim: number): F
 // ---------------------------------------------------------------------------------------------
 // Dense float64 helpers (row-major)
 
-/** C = A B, A (m x k), B (k x n). */
-const matmul = (a: Float64Array, b: Float64Array, m: number, k: number, n: number): Float64Array => {
+/**
+ * C = A B, A (m x k), B (k x n); zeros of A are skipped (an upper-triangular A costs half), and a
+ * lower-triangular B (`bLower`) is read only on and below its diagonal (half again).
+ */
+const matmul = (a: Float64Array, b: Float64Array, m: number, k: number, n: number, bLower = false): Float64Array => {
   const c = new Float64Array(m * n);
   for (let i = 0; i < m; i++) {
     const ci = i * n;
@@ -112,7 +115,8 @@ const matmul = (a: Float64Array, b: Float64Array, m: number, k: number, n: numbe
       const v = a[i * k + p]!;
       if (v === 0) continue;
       const bp = p * n;
-      for (let j = 0; j < n; j++) c[ci + j]! += v * b[bp + j]!;
+      const end = bLower ? Math.min(n, p + 1) : n;
+      for (let j = 0; j < end; j++) c[ci + j]! += v * b[bp + j]!;
     }
   }
   return c;
@@ -186,7 +190,7 @@ export const traceSqrtProduct = (a: FeatureStats, b: FeatureStats, route?: Sqrtm
     const chol = new CholeskyDecomposition(toMatrix(a.cov, d));
     if (chol.isPositiveDefinite()) {
       const l = fromMatrix(chol.lowerTriangularMatrix);
-      const m = matmul(transpose(l, d, d), matmul(b.cov, l, d, d, d), d, d, d);
+      const m = matmul(transpose(l, d, d), matmul(b.cov, l, d, d, d, true), d, d, d);
       return { value: sumSqrt(symmetricEigenvalues(m, d)), route: 'cholesky' };
     }
     if (route === 'cholesky') throw new Error('traceSqrtProduct: S1 is not positive definite');
