@@ -3,6 +3,8 @@
  *
  *   node --import tsx bench/metrics.ts [--images N] [--batch B] [--img-size S] [--no-torch] [--no-fid-time]
  *   node --import tsx bench/metrics.ts --resize ORIGINALS_DIR PIL_DIR [--img-size S]
+ *   node --import tsx bench/metrics.ts --fid-only
+ *   node --import tsx bench/metrics.ts --decode-only [--images N]
  *
  * Default mode: N synthetic images (`starspec data synthetic`, S px PNGs), then Inception-v3 at
  * 299 (random weights: speed does not depend on them) in images/s
@@ -60,9 +62,9 @@ const timeIt = async (f: () => Promise<void>): Promise<number> => {
   return (performance.now() - t0) / 1000;
 };
 
-const decodeAll = async (files: readonly string[]): Promise<Rgb8[][]> => {
+const decodeAll = async (files: readonly string[], resizer: Resizer = 'pil'): Promise<Rgb8[][]> => {
   const out: Rgb8[][] = [];
-  for (let s = 0; s < files.length; s += batch) out.push([...right(await evalFiles(files, imgSize)(s, Math.min(files.length, s + batch)))]);
+  for (let s = 0; s < files.length; s += batch) out.push([...right(await evalFiles(files, imgSize, resizer)(s, Math.min(files.length, s + batch)))]);
   return out;
 };
 
@@ -74,8 +76,11 @@ const speed = async (): Promise<void> => {
   if (made.status !== 0) throw new Error(made.stderr);
   const files = right(await listImages(dir)).slice(0, n);
   log(`${files.length} synthetic ${imgSize}px PNGs in ${dir}; Inception-v3 at 299, batch ${batch}, random weights`);
-  const dec = await timeIt(async () => void (await decodeAll(files)));
-  log(`decode + resize (sharp, ${imgSize} then 299, batches of ${batch} in parallel): ${(files.length / dec).toFixed(1)} images/s`);
+  for (const resizer of ['pil', 'sharp'] as const) {
+    const dec = await timeIt(async () => void (await decodeAll(files, resizer)));
+    log(`decode + resize (${resizer === 'pil' ? "PIL's bilinear, io/resample.ts" : "sharp's linear"}, ${imgSize} then 299, batches of ${batch} in parallel): ${(files.length / dec).toFixed(1)} images/s`);
+  }
+  if (args.includes('--decode-only')) return;
   const batches = await decodeAll(files);
   for (const [engine, threads] of [['onnx', 2], ['tfjs', 1], ['tfjs', 2]] as const) {
     const r = await openInception(engine, threads);
@@ -110,7 +115,7 @@ const randomStats = (seed: number, n: number, dim: number): FeatureStats => {
 
 const fidTimes = (): void => {
   const d = 2048;
-  for (const [na, nb, routes] of [[500, 500, ['features', 'eigen']], [2500, 2500, ['cholesky']]] as const) {
+  for (const [na, nb, routes] of [[500, 500, ['features']], [2500, 2500, ['cholesky']]] as const) {
     const t0 = performance.now();
     const a = randomStats(1, na, d);
     const b = randomStats(2, nb, d);
@@ -165,4 +170,5 @@ const resizeCompare = async (orig: string, pil: string): Promise<void> => {
 
 const ri = args.indexOf('--resize');
 if (ri >= 0) await resizeCompare(args[ri + 1]!, args[ri + 2]!);
+else if (args.includes('--fid-only')) fidTimes();
 else await speed();

@@ -6,7 +6,8 @@
  * domain and each other domain as source (task `src2trg`): every source image (batches of
  * --batch-size, get_eval_loader at img_size in [-1, 1]) is translated --outs-per-domain times,
  * latent-guided with fresh z per output or reference-guided with the next batch of target-domain
- * references (drop_last, cycling, cut to the batch); LPIPS of the batch is
+ * references (drop_last, cycling, cut to the batch, continuing across the target's sources as
+ * eval.py's iter_ref does); LPIPS of the batch is
  * calculate_lpips_given_images over the outputs (metrics/lpips.ts), the task's the mean over its
  * batches. The outputs, as torchvision's save_image would write them (bytes), are resized to 299
  * and go through Inception; FID of the task is against the real images of the target domain in
@@ -219,6 +220,7 @@ export const evaluateMetrics = async (target: string, o: EvalMetricsOptions): Pr
       const inputsOf = new Set(pipelineOf(spec, names[mode])!.pipeline.inputs.map((i) => i.name));
       const lp: Array<readonly [string, number]> = [];
       const fid: Array<readonly [string, number]> = [];
+      const refCursor = new Map<string, number>();
       for (const [ti, task] of tasks.entries()) {
         const src = files.get(task.src)!;
         // reference mode: batches of the target domain's images, drop_last, cycled
@@ -232,7 +234,8 @@ export const evaluateMetrics = async (target: string, o: EvalMetricsOptions): Pr
           if (E.isLeft(all)) return all;
           refImgs = batchOf(all.right, size);
         }
-        let refNext = 0;
+        // eval.py's iter_ref lives for a target domain: it carries on across that target's sources.
+        let refNext = refCursor.get(task.trg) ?? 0;
         const fake = featureAccumulator(2048);
         const lpValues: number[] = [];
         const keep = o.keepImages !== undefined ? join(o.keepImages, mode, task.name) : null;
@@ -283,6 +286,7 @@ export const evaluateMetrics = async (target: string, o: EvalMetricsOptions): Pr
             lpValues.push(groupLpips(perPair));
           }
         }
+        refCursor.set(task.trg, refNext);
         if (lpips !== null) lp.push([task.name, taskLpips(lpValues)]);
         if (inception !== null) {
           let real = realStats.get(task.trg);

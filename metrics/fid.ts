@@ -16,11 +16,13 @@
  * - `cholesky`: S1 = L L^T (positive definite: more samples than dimensions), eig(L^T S2 L);
  * - `eigen`: S1 semi-definite: S1^1/2 from its eigendecomposition, eig(S1^1/2 S2 S1^1/2).
  *
- * The symmetric eigendecompositions and the Cholesky factor come from ml-matrix (maintained,
- * pure JavaScript, the JAMA/Mapack algorithms: Householder tridiagonalisation and the QL method);
- * negative round-off eigenvalues count as 0. Pure: no framework, no files.
+ * The Cholesky factor and S1's eigendecomposition (the `eigen` route needs its eigenvectors)
+ * come from ml-matrix (maintained, pure JavaScript, the JAMA algorithms); the final eigenvalues
+ * from eigenvalues.ts (Householder + QL without eigenvectors: ml-matrix always accumulates them,
+ * 357 s at 2048 dims). Negative round-off eigenvalues count as 0. Pure: no framework, no files.
  */
 import { CholeskyDecomposition, EigenvalueDecomposition, Matrix } from 'ml-matrix';
+import { symmetricEigenvalues as eigenvaluesOnly } from './eigenvalues.ts';
 
 /** Streaming mean and covariance of feature rows, in float64. */
 export interface FeatureStats {
@@ -101,8 +103,11 @@ export const featureStats = (data: ArrayLike<number>, n: number, dim: number): F
 // ---------------------------------------------------------------------------------------------
 // Dense float64 helpers (row-major)
 
-/** C = A B, A (m x k), B (k x n). */
-const matmul = (a: Float64Array, b: Float64Array, m: number, k: number, n: number): Float64Array => {
+/**
+ * C = A B, A (m x k), B (k x n); zeros of A are skipped (an upper-triangular A costs half), and a
+ * lower-triangular B (`bLower`) is read only on and below its diagonal (half again).
+ */
+const matmul = (a: Float64Array, b: Float64Array, m: number, k: number, n: number, bLower = false): Float64Array => {
   const c = new Float64Array(m * n);
   for (let i = 0; i < m; i++) {
     const ci = i * n;
@@ -110,7 +115,8 @@ const matmul = (a: Float64Array, b: Float64Array, m: number, k: number, n: numbe
       const v = a[i * k + p]!;
       if (v === 0) continue;
       const bp = p * n;
-      for (let j = 0; j < n; j++) c[ci + j]! += v * b[bp + j]!;
+      const end = bLower ? Math.min(n, p + 1) : n;
+      for (let j = 0; j < end; j++) c[ci + j]! += v * b[bp + j]!;
     }
   }
   return c;
@@ -147,9 +153,8 @@ const symmetrize = (a: Float64Array, n: number): Float64Array => {
   return s;
 };
 
-/** The eigenvalues of a symmetric matrix (ml-matrix). */
-const symmetricEigenvalues = (a: Float64Array, n: number): readonly number[] =>
-  new EigenvalueDecomposition(toMatrix(symmetrize(a, n), n), { assumeSymmetric: true }).realEigenvalues;
+/** The eigenvalues of a symmetric matrix (eigenvalues.ts: no eigenvectors). */
+const symmetricEigenvalues = (a: Float64Array, n: number): readonly number[] => [...eigenvaluesOnly(symmetrize(a, n), n)];
 
 /** Sum of square roots of the eigenvalues, negative round-off as 0. */
 const sumSqrt = (eig: readonly number[]): number => eig.reduce((s, v) => s + Math.sqrt(Math.max(v, 0)), 0);
@@ -185,7 +190,7 @@ export const traceSqrtProduct = (a: FeatureStats, b: FeatureStats, route?: Sqrtm
     const chol = new CholeskyDecomposition(toMatrix(a.cov, d));
     if (chol.isPositiveDefinite()) {
       const l = fromMatrix(chol.lowerTriangularMatrix);
-      const m = matmul(transpose(l, d, d), matmul(b.cov, l, d, d, d), d, d, d);
+      const m = matmul(transpose(l, d, d), matmul(b.cov, l, d, d, d, true), d, d, d);
       return { value: sumSqrt(symmetricEigenvalues(m, d)), route: 'cholesky' };
     }
     if (route === 'cholesky') throw new Error('traceSqrtProduct: S1 is not positive definite');

@@ -168,3 +168,28 @@ describe('metrics reference: the Frechet distance against scipy.linalg.sqrtm', (
     assert.ok(relErr(st.mean, one.mean) < 1e-12 && relErr(st.cov, one.cov) < 1e-12);
   });
 });
+
+describe('metrics/eigenvalues.ts against ml-matrix', () => {
+  for (const n of [1, 2, 7, 60, 200])
+    test(`random symmetric ${n} x ${n} (and a rank-deficient Gram matrix): the same eigenvalues`, async () => {
+      const { EigenvalueDecomposition, Matrix } = await import('ml-matrix');
+      const { symmetricEigenvalues } = await import('../metrics/eigenvalues.ts');
+      const { normals } = await import('../dsl/random.ts');
+      const z = normals(n, n, n);
+      const sym = new Float64Array(n * n);
+      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) sym[i * n + j] = z[i * n + j]! + z[j * n + i]!;
+      // G = B B^T with B n x (n/2): half the eigenvalues are 0
+      const k = Math.max(1, n >> 1);
+      const gram = new Float64Array(n * n);
+      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) gram[i * n + j]! += z[i * n + p]! * z[j * n + p]!;
+      for (const m of [sym, gram]) {
+        const mm = new Matrix(n, n);
+        for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) mm.set(i, j, m[i * n + j]!);
+        const want = [...new EigenvalueDecomposition(mm, { assumeSymmetric: true }).realEigenvalues].sort((a, b) => a - b);
+        const got = [...symmetricEigenvalues(m, n)].sort((a, b) => a - b);
+        const scale = Math.max(...want.map(Math.abs));
+        const err = Math.max(...got.map((g, i) => Math.abs(g - want[i]!))) / scale;
+        assert.ok(err < 1e-12, `n ${n}: relative error ${err}`);
+      }
+    });
+});
