@@ -236,9 +236,9 @@ describe('CelebA-HQ parity (tfjs)', { skip: !haveFixtures && 'no fixtures' }, ()
 });
 
 /**
- * The exported generator lists x and s (the official names) and holds its masks as inputs with a
- * zero default (an overridable initializer), which onnxruntime-node cannot feed: the masked
- * generator is checked through a pipeline taking the four as required inputs.
+ * The exported generator takes x and s (the official names; its optional masks are zeros, the
+ * official masks=None): the masked generator is checked through a pipeline taking the four as
+ * required inputs.
  */
 const withMaskedGenerator = (spec: Spec): Spec => {
   const size = CELEBA_SET.imageSize;

@@ -13,7 +13,7 @@ import { formatError, type Result, type SpecError } from '../dsl/errors.ts';
 import type { Spec } from '../dsl/ir.ts';
 import { parameters } from '../dsl/params.ts';
 import { buildSpec } from '../dsl/settings.ts';
-import { findNetwork, reachable } from '../dsl/walk.ts';
+import { findNetwork, inputsOf, reachable } from '../dsl/walk.ts';
 import { normals } from '../dsl/random.ts';
 import { paramsOfNode } from '../dsl/params.ts';
 import { readSafetensors } from '../io/safetensors.ts';
@@ -172,6 +172,7 @@ describe('exportableNets', () => {
       'mapping_network',
       'style_encoder',
       'discriminator',
+      'fan',
       'latent_synthesis',
       'reference_synthesis',
       'latent_synthesis_truncated',
@@ -314,7 +315,9 @@ describe('StarGAN v2 pipelines', () => {
     await checkPipelines(specFor('stargan-v2', FIXTURE_V2), prefixedFixtureWeights(), 11);
   });
   it('... and with random weights, 3 domains and wHpf 1', async () => {
-    const spec = specFor('stargan-v2', { imageSize: 32, styleDim: 8, maxConvDim: 32, wHpf: 1, latentDim: 4, numDomains: 3, hiddenDim: 32 });
+    // 16 px: the wHpf 1 generator without mask skips (from 32 px the pipelines run the FAN for
+    // masks; fan.parity.test.ts checks those against the official code).
+    const spec = specFor('stargan-v2', { imageSize: 16, styleDim: 8, maxConvDim: 32, wHpf: 1, latentDim: 4, numDomains: 3, hiddenDim: 32 });
     await checkPipelines(spec, randomWeights(spec, ['generator', 'mapping_network', 'style_encoder'], 12, true), 13);
   });
   it('a v1 spec declares no v2 pipelines: a clear error listing what it has', () => {
@@ -503,12 +506,15 @@ describe('the exported file', () => {
     const net = findNetwork(hpfSpec.networks, 'generator')!;
     const live = reachable(net);
     const used = net.nodes.filter((_, i) => live[i]).flatMap(paramsOfNode).map((p) => p.key);
+    // Besides them: the used buffer hpf.filter (the kernel the official forward reads) and the
+    // zero defaults of the optional mask inputs (masks=None).
+    const read = [...used, 'hpf.filter', ...inputsOf(net).filter((i) => i.optional).map((i) => i.name)];
     const unused = parameters(net).map((p) => p.key).filter((k) => !used.includes(k));
     assert.ok(unused.length > 0 && unused.every((k) => k.includes('conv1x1')), `unused: ${unused}`);
     assert.ok(unused.every((k) => hpfWeights.has(k)), 'the weights file holds them');
     const m = decode(right(exportOnnx(hpfSpec, 'generator', hpfWeights)));
     const inits = m.inits.map((t) => t.name).filter((n) => !n.startsWith('const.'));
-    assert.deepEqual([...inits].sort(), [...used].sort(), 'initializers are exactly the reachable parameters');
+    assert.deepEqual([...inits].sort(), [...new Set(read)].sort(), 'initializers are exactly the reachable parameters, the used buffer and the mask defaults');
     const unusedPaths = unused.map((k) => k.replace(/\.weight$/, ''));
     assert.ok(!m.nodes.some((n) => unusedPaths.includes(n.name)), 'no node for an unused module');
     assert.ok(m.nodes.some((n) => n.name === 'encode.0.conv1x1'), 'the used conv1x1 are there');

@@ -130,10 +130,23 @@ describe('tfjs parity on the cpu backend', { skip: !haveFixtures && 'no fixtures
   }
 
   /** The network with its image input resized (fully convolutional networks only). */
-  const resized = (n: Network, size: number): Network => ({
-    ...n,
-    nodes: n.nodes.map((node) => (node.op === 'input' && node.name === 'x' ? { ...node, shape: [3, size, size] } : node)),
-  });
+  const resized = (n: Network, size: number): Network => {
+    const x = n.nodes.find((node) => node.op === 'input' && node.name === 'x');
+    const from = x !== undefined && x.op === 'input' ? x.shape[1]! : size;
+    return {
+      ...n,
+      nodes: n.nodes.map((node) => {
+        if (node.op === 'input' && node.name === 'x') return { ...node, shape: [3, size, size] };
+        // The wHpf > 0 generator's mask skips resize the masks to the features' size, as the
+        // official F.interpolate(mask, size=x.size(2)) does; with the masks left out they add 0.
+        if (node.op === 'resizeBilinear' && /^skip_\d+\.mask$/.test(node.path) && typeof node.size === 'number')
+          return { ...node, size: (node.size * size) / from };
+        if (node.op === 'resizeBilinear' && /^skip_\d+\.mask$/.test(node.path) && Array.isArray(node.size))
+          return { ...node, size: [(node.size[0]! * size) / from, (node.size[1]! * size) / from] as [number, number] };
+        return node;
+      }),
+    };
+  };
   /** The first sample, its top-left size x size corner (instance norm is per sample). */
   const crop = (x: HostTensor, size: number): tf.Tensor =>
     tf.tidy(() => tf.slice(tf.tensor(x.data as Float32Array, [...x.shape]), [0, 0, 0, 0], [1, x.shape[1]!, size, size]));

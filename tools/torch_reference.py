@@ -158,9 +158,9 @@ class AdaIN(nn.Module):
 
 
 class AdainResBlk(nn.Module):
-    def __init__(self, dim_in, dim_out, style_dim, upsample=False):
+    def __init__(self, dim_in, dim_out, style_dim, upsample=False, w_hpf=0):
         super().__init__()
-        self.upsample, self.learned_sc = upsample, dim_in != dim_out
+        self.upsample, self.learned_sc, self.w_hpf = upsample, dim_in != dim_out, w_hpf
         self.conv1 = nn.Conv2d(dim_in, dim_out, 3, 1, 1)
         self.conv2 = nn.Conv2d(dim_out, dim_out, 3, 1, 1)
         self.norm1 = AdaIN(style_dim, dim_in)
@@ -168,15 +168,17 @@ class AdainResBlk(nn.Module):
         if self.learned_sc:
             self.conv1x1 = nn.Conv2d(dim_in, dim_out, 1, 1, 0, bias=False)
 
-    def forward(self, x, s):  # w_hpf == 0: residual and shortcut, averaged
-        sc = F.interpolate(x, scale_factor=2, mode='nearest') if self.upsample else x
-        if self.learned_sc:
-            sc = self.conv1x1(sc)
+    def forward(self, x, s):  # w_hpf == 0: residual and shortcut, averaged; else the residual alone
         h = F.leaky_relu(self.norm1(x, s), 0.2)
         if self.upsample:
             h = F.interpolate(h, scale_factor=2, mode='nearest')
         h = self.conv1(h)
         h = self.conv2(F.leaky_relu(self.norm2(h, s), 0.2))
+        if self.w_hpf > 0:
+            return h
+        sc = F.interpolate(x, scale_factor=2, mode='nearest') if self.upsample else x
+        if self.learned_sc:
+            sc = self.conv1x1(sc)
         return (h + sc) / math.sqrt(2)
 
 
@@ -203,6 +205,194 @@ class V2Generator(nn.Module):
         for b in self.decode:
             h = b(h, s)
         return self.to_rgb(h)
+
+
+class HighPass(nn.Module):
+    """A registered 3x3 kernel (-1 around 8, divided by w_hpf) applied to each channel alone."""
+
+    def __init__(self, w_hpf):
+        super().__init__()
+        k = -torch.ones(3, 3)
+        k[1, 1] = 8.0
+        self.register_buffer('filter', k / w_hpf)
+
+    def forward(self, x):
+        c = x.size(1)
+        return F.conv2d(x, self.filter.view(1, 1, 3, 3).expand(c, 1, 3, 3), padding=1, groups=c)
+
+
+class V2GeneratorMasks(nn.Module):
+    """STARGAN.md's generator with w_hpf > 0: one more down/up-sampling pair, decoder blocks
+    without shortcuts, and with masks the encoder's inputs at 32, 64 and 128 pixels, masked
+    (mask0 at 32, mask1 above, bilinearly resized) and high-passed, added after the decoder block
+    that returns to that size."""
+
+    def __init__(self, img_size, dim_in, max_conv_dim, style_dim, w_hpf):
+        super().__init__()
+        self.from_rgb = nn.Conv2d(3, dim_in, 3, 1, 1)
+        self.encode, self.decode = nn.ModuleList(), nn.ModuleList()
+        base, dim_out = dim_in, dim_in
+        for _ in range(int(np.log2(img_size)) - 4 + 1):
+            dim_out = min(dim_in * 2, max_conv_dim)
+            self.encode.append(ResBlk(dim_in, dim_out, normalize=True, downsample=True))
+            self.decode.insert(0, AdainResBlk(dim_out, dim_in, style_dim, upsample=True, w_hpf=w_hpf))
+            dim_in = dim_out
+        for _ in range(2):
+            self.encode.append(ResBlk(dim_out, dim_out, normalize=True))
+            self.decode.insert(0, AdainResBlk(dim_out, dim_out, style_dim, w_hpf=w_hpf))
+        self.to_rgb = nn.Sequential(nn.InstanceNorm2d(base, affine=True), nn.LeakyReLU(0.2), nn.Conv2d(base, 3, 1, 1, 0))
+        self.hpf = HighPass(w_hpf)
+
+    def forward(self, x, s, masks):
+        h = self.from_rgb(x)
+        saved = {}
+        for b in self.encode:
+            if h.size(2) in (32, 64, 128):
+                saved[h.size(2)] = h
+            h = b(h)
+        for b in self.decode:
+            h = b(h, s)
+            size = h.size(2)
+            if size in (32, 64, 128):
+                m = F.interpolate(masks[0] if size == 32 else masks[1], size=size, mode='bilinear', align_corners=False)
+                h = h + self.hpf(m * saved[size])
+        return self.to_rgb(h)
+
+
+# The FAN landmark network (core/wing.py, num_modules 1, 98 landmarks) with BatchNorm in eval mode,
+# written from its description in STARGAN.md and the official module names; its weights come from
+# ../shared/fixtures/torch/v2_fan (never trained: the objective only reads its masks).
+
+
+def coordinates(h, w, with_r):
+    """AddCoordsTh's channels: the row coordinate (varying along the height), the column one, each
+    in [-1, 1], and with_r their radius over its maximum."""
+    xx = (torch.arange(h, dtype=torch.float32).view(h, 1).expand(h, w) / (h - 1)) * 2 - 1
+    yy = (torch.arange(w, dtype=torch.float32).view(1, w).expand(h, w) / (w - 1)) * 2 - 1
+    chans = [xx, yy]
+    if with_r:
+        rr = torch.sqrt(xx ** 2 + yy ** 2)
+        chans.append(rr / rr.max())
+    return torch.stack(chans)
+
+
+class CoordConv(nn.Module):
+    def __init__(self, cin, cout, **kw):
+        super().__init__()
+        self.conv = nn.Conv2d(cin + 3, cout, **kw)
+
+    def forward(self, x):
+        c = coordinates(x.size(2), x.size(3), True).to(x.dtype).unsqueeze(0).expand(x.size(0), -1, -1, -1)
+        return self.conv(torch.cat([x, c], 1))
+
+
+class FanBlock(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout // 2, 3, 1, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(cout // 2), nn.Conv2d(cout // 2, cout // 4, 3, 1, 1, bias=False)
+        self.bn3, self.conv3 = nn.BatchNorm2d(cout // 4), nn.Conv2d(cout // 4, cout // 4, 3, 1, 1, bias=False)
+        self.downsample = None if cin == cout else nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, cout, 1, 1, bias=False))
+
+    def forward(self, x):
+        a = self.conv1(F.relu(self.bn1(x)))
+        b = self.conv2(F.relu(self.bn2(a)))
+        c = self.conv3(F.relu(self.bn3(b)))
+        return torch.cat([a, b, c], 1) + (x if self.downsample is None else self.downsample(x))
+
+
+class Hourglass(nn.Module):
+    def __init__(self, depth):
+        super().__init__()
+        self.depth = depth
+        self.coordconv = CoordConv(256, 256, kernel_size=1)
+        for level in range(depth, 0, -1):
+            for name in ('b1_', 'b2_', 'b3_') + (('b2_plus_',) if level == 1 else ()):
+                self.add_module(name + str(level), FanBlock(256, 256))
+
+    def level(self, n, x):
+        up = self._modules['b1_%d' % n](x)
+        low = self._modules['b2_%d' % n](F.avg_pool2d(x, 2))
+        low = self.level(n - 1, low) if n > 1 else self._modules['b2_plus_1'](low)
+        return up + F.interpolate(self._modules['b3_%d' % n](low), scale_factor=2, mode='nearest')
+
+    def forward(self, x):
+        return self.level(self.depth, self.coordconv(x))
+
+
+class Fan(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = CoordConv(3, 64, kernel_size=7, stride=2, padding=3)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.conv2, self.conv3, self.conv4 = FanBlock(64, 128), FanBlock(128, 128), FanBlock(128, 256)
+        self.m0 = Hourglass(4)
+        self.top_m_0 = FanBlock(256, 256)
+        self.conv_last0 = nn.Conv2d(256, 256, 1)
+        self.bn_end0 = nn.BatchNorm2d(256)
+        self.l0 = nn.Conv2d(256, 99, 1)
+
+    def forward(self, x01):
+        h = F.relu(self.bn1(self.conv1(x01)))
+        h = self.conv4(self.conv3(F.avg_pool2d(self.conv2(h), 2)))
+        h = self.top_m_0(self.m0(h))
+        return self.l0(F.relu(self.bn_end0(self.conv_last0(h))))
+
+    @torch.no_grad()
+    def masks(self, x):
+        """get_heatmap(x) then preprocess: the two masks (N, 1, 256, 256)."""
+        x = F.interpolate(x, size=256, mode='bilinear', align_corners=False)
+        hm = self(x * 0.5 + 0.5)[:, :98]
+        hm = F.interpolate(hm, scale_factor=4, mode='bilinear', align_corners=True)
+        return landmark_masks(hm)
+
+
+def landmark_masks(hm):
+    """preprocess (STARGAN.md): truncation at 0.1, per-channel min-max normalisation, per-part row
+    shifts (rolls) and powers, zeroed channels, the two channel sums, NaN to 0 (the second mask
+    where the cleaned first one is NaN, i.e. nowhere), clamp to [0, 1]."""
+    x = torch.where(hm < 0.1, torch.zeros_like(hm), hm)
+    n, c, h, w = x.shape
+    flat = x.reshape(n * c, -1)
+    lo, hi = flat.min(1, keepdim=True)[0], flat.max(1, keepdim=True)[0]
+    x = ((flat - lo) / (hi - lo + 1e-6)).reshape(n, c, h, w).clone()
+    sw = h // 256
+
+    def roll(t, k):  # row r of the result is row (r + k) mod H of t
+        return torch.roll(t, -k, dims=2)
+
+    for (a, b), k, p in (((8, 25), 0, 3), ((33, 51), -7 * sw, 2), ((55, 60), 8 * sw, 4), ((77, 82), -8 * sw, 4), ((83, 88), 8 * sw, 4), ((88, 96), -2 * sw, 3)):
+        x[:, a:b] = roll(x[:, a:b], k) ** p
+    x[:, list(range(0, 8)) + list(range(25, 33)) + [33, 46, 76, 82]] = 0
+    x[:, 52:55] = roll(x[:, 52:55], 4 * sw)
+    x[:, 51:55] = x[:, 51:55] ** 1
+    eyes = x[:, 60:76] ** 1
+    x[:, 60:76] = roll(eyes, -8) ** 3 + roll(eyes, -24)
+    x2 = x.clone()
+    x2[:, 8:25] = 0
+    x2[:, 76:96] = 0
+    x2[:, 33:51] = 0
+    m, m2 = x.sum(1, keepdim=True), x2.sum(1, keepdim=True)
+    m = torch.where(m != m, torch.zeros_like(m), m)
+    # The official `x2[x != x] = 0` reads the first mask after its NaNs were zeroed: a no-op.
+    m2 = torch.where(m != m, torch.zeros_like(m2), m2)
+    return m.clamp(0, 1), m2.clamp(0, 1)
+
+
+def read_safetensors(path):
+    """{name: float32 tensor} of a safetensors file (8-byte header length, JSON header, data)."""
+    with open(path, 'rb') as f:
+        raw = f.read()
+    n = int.from_bytes(raw[:8], 'little')
+    header = json.loads(raw[8:8 + n])
+    out = {}
+    for k, v in header.items():
+        if k == '__metadata__':
+            continue
+        a, b = v['data_offsets']
+        assert v['dtype'] == 'F32', (k, v['dtype'])
+        out[k] = torch.from_numpy(np.frombuffer(raw[8 + n + a:8 + n + b], dtype='<f4').reshape(v['shape']).copy())
+    return out
 
 
 def pick(out, y):
@@ -390,27 +580,42 @@ def v1_case():
 
 
 # ------------------------------------------------------------------------------------------------
-# StarGAN v2: core/solver.py compute_d_loss / compute_g_loss (w_hpf = 0, so no FAN masks)
+# StarGAN v2: core/solver.py compute_d_loss / compute_g_loss; with w_hpf > 0 the generator takes
+# the FAN's masks: of the real image for the fakes (D and G phases), of the fake for the cycle
+# reconstruction, computed without gradient (get_heatmap runs under no_grad).
+
+FAN_WEIGHTS = os.path.join(ROOT, '..', 'shared', 'fixtures', 'torch', 'v2_fan', 'weights.safetensors')
 
 
-def v2_case():
+def v2_case(w_hpf=0):
     # 32x32: the smallest size whose generator has a down/up-sampling block pair (log2(32) - 4 = 1;
     # at 16 the official Generator would not even build with w_hpf = 0: its bottleneck loop reads
     # dim_out, which only the down-sampling loop defines).
-    S, B, K = 32, 4, 2
+    # With masks: 64x64 (skips at 32, using mask0, and at 64, using mask1), batch 1 (the FAN runs at
+    # 256 x 256 whatever the image size, and the masks used are stored).
+    S, B, K = (32, 4, 2) if w_hpf == 0 else (64, 1, 2)
     base, max_conv, style_dim, latent_dim, hidden = 4, 8, 4, 4, 8
     settings = {'imageSize': S, 'baseDim': base, 'maxConvDim': max_conv, 'styleDim': style_dim, 'latentDim': latent_dim,
-                'hiddenDim': hidden, 'numDomains': K, 'wHpf': 0, 'batchSize': B}
+                'hiddenDim': hidden, 'numDomains': K, 'wHpf': w_hpf, 'batchSize': B}
     lambda_reg, lambda_sty, lambda_ds, lambda_cyc = 1.0, 1.0, 1.0, 1.0
-    gen = torch.Generator().manual_seed(777)
+    gen = torch.Generator().manual_seed(777 + w_hpf)
     nets = {
-        'generator': V2Generator(S, base, max_conv, style_dim),
+        'generator': V2Generator(S, base, max_conv, style_dim) if w_hpf == 0 else V2GeneratorMasks(S, base, max_conv, style_dim, w_hpf),
         'mapping_network': MappingNetwork(latent_dim, style_dim, K, hidden),
         'style_encoder': StyleEncoder(S, base, max_conv, style_dim, K),
         'discriminator': V2Discriminator(S, base, max_conv, K),
     }
     weights = {n: randomize(m, gen) for n, m in nets.items()}
-    G, Fm, E, D = nets['generator'], nets['mapping_network'], nets['style_encoder'], nets['discriminator']
+    G0, Fm, E, D = nets['generator'], nets['mapping_network'], nets['style_encoder'], nets['discriminator']
+    if w_hpf == 0:
+        G = lambda x, s, masks=None: G0(x, s)  # noqa: E731
+        fan_masks = lambda x: None  # noqa: E731
+    else:
+        fan = Fan().eval()
+        fan.load_state_dict(read_safetensors(FAN_WEIGHTS), strict=True)
+        G = G0
+        # The FAN in float32, as the official code runs it; the masks then in float64.
+        fan_masks = lambda x: tuple(m.to(DT) for m in fan.masks(x.detach().to(torch.float32)))  # noqa: E731
 
     img = lambda: torch.tanh(1.5 * torch.randn(B, 3, S, S, generator=gen)).to(torch.float32)
     x_real, x_ref, x_ref2 = img(), img(), img()
@@ -436,7 +641,7 @@ def v2_case():
         loss_reg = r1_reg(out, x)
         with torch.no_grad():
             s_trg = Fm(z, y_trg) if z is not None else E(ref, y_trg)
-            x_fake = G(x_real, s_trg)
+            x_fake = G(x_real, s_trg, fan_masks(x_real))
         out = D(x_fake, y_trg)
         loss_fake = adv_loss(out, 0)
         loss = loss_real + loss_fake + lambda_reg * loss_reg
@@ -447,15 +652,21 @@ def v2_case():
         }
 
     def g_loss(updates, zs=None, refs=None):
+        masks = fan_masks(x_real)
+        if masks is not None:
+            used['real'] = {'mask0': enc(masks[0]), 'mask1': enc(masks[1])}
         s_trg = Fm(zs[0], y_trg) if zs is not None else E(refs[0], y_trg)
-        x_fake = G(x_real, s_trg)
+        x_fake = G(x_real, s_trg, masks)
         loss_adv = adv_loss(D(x_fake, y_trg), 1)
         loss_sty = torch.mean(torch.abs(E(x_fake, y_trg) - s_trg))
         s_trg2 = Fm(zs[1], y_trg) if zs is not None else E(refs[1], y_trg)
-        x_fake2 = G(x_real, s_trg2).detach()
+        x_fake2 = G(x_real, s_trg2, masks).detach()
         loss_ds = torch.mean(torch.abs(x_fake - x_fake2))
         s_org = E(x_real, y_org)
-        x_rec = G(x_fake, s_org)
+        cycle = fan_masks(x_fake)
+        if cycle is not None:
+            used[updates_name(updates)] = {'mask0': enc(cycle[0]), 'mask1': enc(cycle[1])}
+        x_rec = G(x_fake, s_org, cycle)
         loss_cyc = torch.mean(torch.abs(x_rec - x_real))
         loss = loss_adv + lambda_sty * loss_sty - lambda_ds * loss_ds + lambda_cyc * loss_cyc
         un = {n: nets[n] for n in updates}
@@ -469,6 +680,12 @@ def v2_case():
             },
         }
 
+    # The masks the objective used: of x (every phase) and of each G phase's fake (its cycle term).
+    # The test can give them to the objective in place of its own FAN's, whose float32 rounding
+    # flips mask pixels at the 0.1 truncation threshold (a heatmap change of 2e-5, as between two
+    # float32 implementations, moves these gradients by up to 5%).
+    used = {}
+    updates_name = lambda u: 'g_latent' if len(u) > 1 else 'g_ref'  # noqa: E731
     phases = {
         'd_latent': d_loss(z=z_trg),
         'd_ref': d_loss(ref=x_ref),
@@ -480,9 +697,12 @@ def v2_case():
         'settings': settings,
         'batch': B,
         'weights': weights,
+        # Frozen networks' weights, by file under ../shared/fixtures/torch (too large to store here).
+        **({} if w_hpf == 0 else {'frozen': {'fan': 'v2_fan/weights.safetensors'}}),
         'data': {'images': inputs},
         'random': random,
         'phases': phases,
+        **({} if w_hpf == 0 else {'masks': used}),
     }
 
 
@@ -491,7 +711,7 @@ def main():
     fixture = {
         'format': 'starspec/torch-losses@1',
         'generator': 'tools/torch_reference.py (torch %s, float64 compute, float32 storage)' % torch.__version__,
-        'cases': [v1_case(), v2_case()],
+        'cases': [v1_case(), v2_case()] + ([v2_case(w_hpf=1)] if os.path.exists(FAN_WEIGHTS) else []),
     }
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     text = json.dumps(fixture, separators=(',', ':'))

@@ -56,9 +56,10 @@ const assemble = (
   if (E.isLeft(emitted)) return emitted;
 
   const { nodes, initializers: emittedInits } = g.finish();
-  // An optional input (the CelebA-HQ generator's masks) is an overridable initializer: zeros of
-  // (1, ...shape) unless fed (broadcast over the batch: the masks multiply features), so a model
-  // runs without it as the official code does with masks=None.
+  // An optional input (the CelebA-HQ generator's masks) is not a model input: it is zeros of
+  // (1, ...shape) (broadcast over the batch: the masks multiply features), the official
+  // masks=None, so the exported generator takes the official x and s. (onnxruntime-node cannot
+  // feed an overridable initializer; the CelebA-HQ pipelines compute the masks inside.)
   const defaults = sig.inputs
     .filter((i) => i.optional)
     .map((i) => floatTensor(i.name, [1, ...i.shape], new Float32Array(i.shape.reduce((a, b) => a * b, 1))));
@@ -68,7 +69,7 @@ const assemble = (
     docString: `${spec.name} ${plan.name}`,
     node: nodes,
     initializer: initializers,
-    input: sig.inputs.map((i) => batchedValueInfo(i.name, i.dtype === 'index' ? INT64 : FLOAT, i.shape)),
+    input: sig.inputs.filter((i) => !i.optional).map((i) => batchedValueInfo(i.name, i.dtype === 'index' ? INT64 : FLOAT, i.shape)),
     output: sig.outputs.map((o) => batchedValueInfo(o.name, o.dtype === 'index' ? INT64 : FLOAT, o.shape)),
   };
   const problems = graphProblems(graph);

@@ -7,6 +7,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { specError, type Result, type SpecError } from '../../dsl/errors.ts';
 import type { Spec } from '../../dsl/ir.ts';
 import { ignoredKeys, stateDict } from '../../dsl/params.ts';
+import { isFrozen } from '../../dsl/walk.ts';
 import { isFloatDType, toFloat32, type TensorMap } from '../../io/tensor.ts';
 import type { PlanNetwork } from './pipelines.ts';
 
@@ -27,7 +28,9 @@ export const checkWeights = (
   const out = new Map<string, Float32Array>();
   const expected = new Set<string>();
   const ignored = new Set<string>();
-  for (const s of stages) {
+  // Frozen networks (StarGAN v2's FAN, from its own file) last: a file's own networks' problems first.
+  const ordered = [...stages.filter((s) => !isFrozen(spec, s.net.name)), ...stages.filter((s) => isFrozen(spec, s.net.name))];
+  for (const s of ordered) {
     const p = s.weightPrefix;
     for (const k of ignoredKeys(s.net)) ignored.add(`${p}${k}`);
     for (const param of stateDict(s.net)) {

@@ -19,7 +19,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result, type SpecError } from '../../dsl/errors.ts';
 import type { CallExpr, DataExpr, Expr, Phase, Spec, Term } from '../../dsl/ir.ts';
 import { trainingOf } from '../../dsl/ir.ts';
-import { children, inputsOf } from '../../dsl/walk.ts';
+import { children, frozenNets, inputsOf } from '../../dsl/walk.ts';
 import { canon, valueCode, type ExprContext } from './exprs.ts';
 import { identifier, indent, namer, pyLit, pyNum, pyStr } from './python.ts';
 
@@ -316,7 +316,7 @@ export const emitObjective = (spec: Spec): Result<string> => {
     single: tr.datasets.length === 1 ? tr.datasets[0]!.name : null,
   };
   const errors: SpecError[] = [];
-  const fnames = namer(['torch', 'F', 'ops', 'SPEC', 'PHASES', 'RANDOM', 'OPTIMIZERS', 'EMA', 'DATASETS', 'schedule_at']);
+  const fnames = namer(['torch', 'F', 'ops', 'SPEC', 'FROZEN', 'PHASES', 'RANDOM', 'OPTIMIZERS', 'EMA', 'DATASETS', 'schedule_at']);
   const fns: string[] = [];
   const table: string[] = [];
   for (const p of tr.phases) {
@@ -353,6 +353,8 @@ export const emitObjective = (spec: Spec): Result<string> => {
     'import ops',
     '',
     `SPEC = ${pyStr(spec.name)}`,
+    "# Networks trained with given, fixed weights (train.py --weights; never initialised, optimised or averaged): where they come from.",
+    `FROZEN = {${frozenNets(spec).map((f) => `${pyStr(f.net)}: ${pyStr(f.source)}`).join(', ')}}`,
     `BATCH_SIZE = ${tr.batchSize}`,
     `ITERATIONS = ${tr.iterations}`,
     `SEED = ${pyNum(tr.seed)}`,

@@ -165,6 +165,29 @@ class Trainer:
         for net in self.ema:
             self.ema[net].load_state_dict(self.nets[net].state_dict())
 
+    def load_frozen(self, paths):
+        """The frozen networks' weights (objective.FROZEN: StarGAN v2's FAN with wHpf > 0) from
+        --weights files: NAME.-prefixed keys, or one network's own names. Required: a frozen
+        network is never initialised freshly. Checkpoints then hold them (state_tensors)."""
+        given = {}
+        for path in paths:
+            try:
+                tensors, _ = tensorfile.read(path)
+            except (OSError, tensorfile.TensorFileError) as e:
+                raise TrainError(str(e)) from None
+            for net in objective.FROZEN:
+                pre = f'{net}.'
+                own = {k[len(pre):]: v for k, v in tensors.items() if k.startswith(pre)}
+                if not own and len(objective.FROZEN) == 1 and not any('.' in k and k.split('.')[0] in models.NETWORKS for k in tensors):
+                    own = dict(tensors)
+                if own:
+                    given.setdefault(net, {}).update(own)
+        for net, source in objective.FROZEN.items():
+            if net not in given:
+                raise TrainError(f"--weights: {objective.SPEC} trains with network '{net}' frozen (its given weights are never trained), and no weights for it were given (give {source})")
+            self.set_weights(net, given[net], f'--weights ({net})')
+            self.nets[net].requires_grad_(False)
+
     # Checkpoints ------------------------------------------------------------------------------
     def state_tensors(self):
         """starspec's stateToFile: NAME.key, ema.NAME.key (parameters and used buffers),
@@ -419,6 +442,7 @@ def parse(argv):
     ap.add_argument('--threads', type=int, help='CPU threads per process (default: the cores shared among local processes)')
     ap.add_argument('--time-limit', type=float, help='stop with a checkpoint after this many minutes')
     ap.add_argument('--quiet', action='store_true', help='no progress lines')
+    ap.add_argument('--weights', action='append', help="a frozen network's weights (StarGAN v2's fan from wing.ckpt when wHpf > 0; NAME.-prefixed or its own names; repeatable)")
     return ap.parse_args(argv)
 
 
@@ -505,6 +529,7 @@ def run(args, device, rank, world):
         trainer.load(cp)
     else:
         trainer.init_fresh(objective.SEED)
+        trainer.load_frozen(args.weights or [])
         if rank == 0:
             os.makedirs(os.path.join(out, 'samples'), exist_ok=True)
             record = {
