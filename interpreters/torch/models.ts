@@ -521,6 +521,7 @@ const pipelineClass = (spec: Spec, p: Pipeline, cls: string, classes: ReadonlyMa
               const feed = inputsOf(net).map((i) => {
                 const a = x.inputs[i.name];
                 if (a !== undefined) return emit(a);
+                if (i.optional === true) return 'None'; // an optional argument left out: zeros
                 errors.push(specError(where, `calls ${x.net} without its input '${i.name}'`));
                 return 'None';
               });

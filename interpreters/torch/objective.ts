@@ -231,6 +231,7 @@ const phaseFunction = (info: SpecInfo, phase: Phase, fname: string): Result<stri
     if (outs === undefined) {
       const args = inputsOf(net).map((i) => {
         const a = x.inputs[i.name];
+        if (a === undefined && i.optional === true) return 'None'; // an optional argument left out: zeros
         if (a === undefined) {
           errors.push(specError(where, `calls ${x.net} without its input '${i.name}'`));
           return 'None';
