@@ -191,6 +191,20 @@ describe('the micro-batch planner', () => {
     assert.ok(!isOutOfMemory(new Error('no batch field x for phase d')), 'not an OOM');
   });
 
+  test('a resumed run keeps the micro-batch it started with (run.json records it)', async () => {
+    const s = spec('stargan-v1', { imageSize: 16, gConvDim: 4, gRepeatNum: 1, dConvDim: 4, dRepeatNum: 3, batchSize: 2, nCritic: 1, sampleEvery: 100 });
+    const out = mkdtempSync(join(tmpdir(), 'starspec-mb-resume-'));
+    const first = right(await train(s, { data: 'synthetic', steps: 1, out, backend: 'cpu', microBatch: 1 }));
+    assert.equal(first.microBatch, 1);
+    assert.equal((JSON.parse(readFileSync(join(out, 'run.json'), 'utf8')) as { microBatch?: unknown }).microBatch, 1);
+    // Unforced, batch 2 fits host memory whole: the resumed run must still split it as before.
+    assert.equal(right(planMicroBatch(s, 'cpu')).microBatch, 2);
+    const resumed = right(await train(s, { data: 'synthetic', steps: 2, out, resume: true, backend: 'cpu' }));
+    assert.equal(resumed.step, 2);
+    assert.equal(resumed.microBatch, 1);
+    right(await selectBackend('cpu'));
+  });
+
   test('an out-of-memory in the middle of a run: one line, the last good checkpoint kept', async () => {
     const s = spec('stargan-v1', { imageSize: 16, gConvDim: 4, gRepeatNum: 1, dConvDim: 4, dRepeatNum: 3, batchSize: 2, nCritic: 1, checkpointEvery: 1, sampleEvery: 100, logEvery: 1 });
     const out = mkdtempSync(join(tmpdir(), 'starspec-oom-'));
