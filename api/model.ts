@@ -2,7 +2,6 @@
  * Networks as things to call, and translations: the library side of `starspec run` and
  * `translate`, on the tfjs interpreter.
  */
-import * as tf from '@tensorflow/tfjs-core';
 import * as E from 'fp-ts/lib/Either.js';
 import type { PipelineSignature } from '../dsl/check.ts';
 import { specError, type Result } from '../dsl/errors.ts';
@@ -15,7 +14,7 @@ import { withPrefix } from '../io/weights.ts';
 import { selectBackend, type BackendInfo, type BackendName } from '../interpreters/tfjs/backend.ts';
 import { disposeParams, exportParams, type ParamStore } from '../interpreters/tfjs/params.ts';
 import { checkPipelineInputs, loadPipeline } from '../interpreters/tfjs/pipeline.ts';
-import { loadPipelineParams } from '../interpreters/tfjs/run.ts';
+import { applyLoaded, loadPipelineParams } from '../interpreters/tfjs/run.ts';
 import { weightsFrom, type WeightsSource } from './weights.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -53,11 +52,6 @@ export interface Model {
   readonly dispose: () => void;
 }
 
-const toTensor = (t: HostTensor, index: boolean): tf.Tensor =>
-  index
-    ? tf.tensor(Int32Array.from(toFloat32(t)), [...t.shape], 'int32')
-    : tf.tensor(t.dtype === 'float32' ? (t.data as Float32Array).slice() : toFloat32(t), [...t.shape], 'float32');
-
 /**
  * Compile network or pipeline `name` of `spec` (`run --net` takes the same names) on a tfjs
  * backend with given or fresh weights.
@@ -85,26 +79,7 @@ export const compile = async (spec: Spec, name: string, options: CompileOptions 
     const inputs: TensorMap = given instanceof Map ? given : new Map(Object.entries(given));
     const ok = checkPipelineInputs(p.signature, what, inputs);
     if (E.isLeft(ok)) return ok;
-    const xs: Record<string, tf.Tensor> = {};
-    let outs: Record<string, tf.Tensor> = {};
-    try {
-      for (const i of p.pipeline.inputs) {
-        const t = inputs.get(i.name);
-        if (t !== undefined) xs[i.name] = toTensor(t, i.dtype === 'index'); // an optional one left out: zeros
-      }
-      outs = p.apply(xs);
-      const result = new Map<string, HostTensor>();
-      for (const o of p.pipeline.outputs) {
-        const t = outs[o.name]!;
-        const data = await t.data();
-        result.set(o.name, t.dtype === 'int32' ? { dtype: 'int32', shape: [...t.shape], data: data as Int32Array } : { dtype: 'float32', shape: [...t.shape], data: data as Float32Array });
-      }
-      return E.right(result);
-    } catch (e) {
-      return E.left([specError(`${spec.name}/${name}`, `forward pass failed on backend '${tf.getBackend()}': ${e instanceof Error ? e.message : String(e)}`)]);
-    } finally {
-      tf.dispose([...Object.values(xs), ...Object.values(outs)]);
-    }
+    return applyLoaded(p, inputs, `${spec.name}/${name}`);
   };
   const weights = (): TensorMap => {
     if (live === null) return new Map();

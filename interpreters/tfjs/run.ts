@@ -104,12 +104,26 @@ export const runPipeline = async (spec: Spec, name: string, weights: TensorMap, 
     return E.left([...(E.isLeft(stores) ? stores.left : []), ...(checked !== null && E.isLeft(checked) ? checked.left : [])]);
   }
   const p = loaded.right;
+  try {
+    return await applyLoaded(p, inputs, `${spec.name}/${name}`);
+  } finally {
+    p.dispose();
+    for (const s of stores.right.values()) disposeParams(s);
+  }
+};
+
+/**
+ * One evaluation of a loaded pipeline whose inputs were checked (`checkPipelineInputs`): host
+ * tensors in (an optional input left out means zeros), host tensors out by output name. The
+ * tensors made here are disposed; the pipeline and its weights are the caller's.
+ */
+export const applyLoaded = async (p: LoadedPipeline, inputs: TensorMap, where: string): Promise<Result<TensorMap>> => {
   const given: Record<string, tf.Tensor> = {};
   let outputs: Record<string, tf.Tensor> = {};
   try {
     for (const i of p.pipeline.inputs) {
       const t = inputs.get(i.name);
-      if (t !== undefined) given[i.name] = toTensor(t, i.dtype === 'index'); // an optional one left out: zeros
+      if (t !== undefined) given[i.name] = toTensor(t, i.dtype === 'index');
     }
     outputs = p.apply(given);
     const result = new Map<string, HostTensor>();
@@ -120,12 +134,9 @@ export const runPipeline = async (spec: Spec, name: string, weights: TensorMap, 
     }
     return E.right(result);
   } catch (e) {
-    return E.left([specError(`${spec.name}/${name}`, `forward pass failed on backend '${tf.getBackend()}': ${e instanceof Error ? e.message : String(e)}`)]);
+    return E.left([specError(where, `forward pass failed on backend '${tf.getBackend()}': ${e instanceof Error ? e.message : String(e)}`)]);
   } finally {
-    Object.values(given).forEach((t) => t.dispose());
-    Object.values(outputs).forEach((t) => t.dispose());
-    p.dispose();
-    for (const s of stores.right.values()) disposeParams(s);
+    tf.dispose([...Object.values(given), ...Object.values(outputs)]);
   }
 };
 
