@@ -20,7 +20,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result, type SpecError } from './errors.ts';
 import { trainingOf, type Expr, type Phase, type Spec, type Term } from './ir.ts';
-import { children } from './walk.ts';
+import { children, operandsOfTerm } from './walk.ts';
 
 /** How an expression's row i depends on the batch. */
 export type Rows =
@@ -60,24 +60,6 @@ const ownRows = (x: Expr): Rows => {
 /** Whether x depends on the batch (its data, random draws or batch-shaped fills), not only on constants. */
 const batchShaped = (x: Expr): boolean => x.e === 'data' || x.e === 'random' || x.e === 'fill' || children(x).some(batchShaped);
 
-/** The operands of a term (for a penalty: the penalised output and the variable). */
-export const operandsOfTerm = (t: Term): readonly Expr[] => {
-  switch (t.t) {
-    case 'mean':
-      return [t.x];
-    case 'bceConst':
-      return [t.logits];
-    case 'bceSumPerBatch':
-    case 'softmaxCE':
-      return [t.logits, t.labels];
-    case 'l1':
-      return [t.a, t.b];
-    case 'gradPenalty':
-      return [t.of, t.wrt];
-    default:
-      return absurd(t);
-  }
-};
 
 /**
  * How a term reduces over the batch. Every term of the IR is a mean over the batch of a

@@ -1,6 +1,6 @@
 /** Graph walking shared by interpreters (no interpreter imports another). */
 import { absurd } from './errors.ts';
-import type { Expr, Frozen, Network, Node, Ref, Spec } from './ir.ts';
+import type { Expr, Frozen, Network, Node, Ref, Spec, Term } from './ir.ts';
 import { operandsOf } from './ops.ts';
 
 /**
@@ -83,5 +83,24 @@ export const children = (x: Expr): readonly Expr[] => {
       return [x.index, ...x.options];
     default:
       return absurd(x);
+  }
+};
+
+/** The operands of a term (for a penalty: the penalised output and the variable). */
+export const operandsOfTerm = (t: Term): readonly Expr[] => {
+  switch (t.t) {
+    case 'mean':
+      return [t.x];
+    case 'bceConst':
+      return [t.logits];
+    case 'bceSumPerBatch':
+    case 'softmaxCE':
+      return [t.logits, t.labels];
+    case 'l1':
+      return [t.a, t.b];
+    case 'gradPenalty':
+      return [t.of, t.wrt];
+    default:
+      return absurd(t);
   }
 };

@@ -30,11 +30,11 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result } from '../../dsl/errors.ts';
 import { trainingOf, type Expr, type Network, type Node, type Phase, type Spec } from '../../dsl/ir.ts';
-import { exprKey, operandsOfTerm, phasePlan, termKey } from '../../dsl/microbatch.ts';
+import { exprKey, phasePlan, termKey } from '../../dsl/microbatch.ts';
 import { numel, paramsOfNode } from '../../dsl/params.ts';
 import { inferShapes } from '../../dsl/shapes.ts';
 import { recomputeSegments } from '../../dsl/recompute.ts';
-import { children, reachable, refsOf } from '../../dsl/walk.ts';
+import { children, operandsOfTerm, reachable, refsOf } from '../../dsl/walk.ts';
 
 const F32 = 4;
 

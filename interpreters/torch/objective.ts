@@ -19,30 +19,15 @@ import * as E from 'fp-ts/lib/Either.js';
 import { absurd, specError, type Result, type SpecError } from '../../dsl/errors.ts';
 import type { CallExpr, DataExpr, Expr, Phase, Spec, Term } from '../../dsl/ir.ts';
 import { trainingOf } from '../../dsl/ir.ts';
-import { children, frozenNets, inputsOf } from '../../dsl/walk.ts';
+import { children, frozenNets, inputsOf, operandsOfTerm } from '../../dsl/walk.ts';
 import { canon, valueCode, type ExprContext } from './exprs.ts';
 import { identifier, indent, namer, pyLit, pyNum, pyStr } from './python.ts';
 
 /** The direct sub-expressions of an expression (dsl/walk.ts), and whether each edge is a detach. */
 const edges = (x: Expr): ReadonlyArray<readonly [Expr, boolean]> => children(x).map((c) => [c, x.e === 'detach'] as const);
 
-const termOperands = (t: Term): readonly Expr[] => {
-  switch (t.t) {
-    case 'mean':
-      return [t.x];
-    case 'bceConst':
-      return [t.logits];
-    case 'bceSumPerBatch':
-    case 'softmaxCE':
-      return [t.logits, t.labels];
-    case 'l1':
-      return [t.a, t.b];
-    case 'gradPenalty':
-      return [t.of];
-    default:
-      return absurd(t);
-  }
-};
+/** What the graph flows from: a penalty's variable is a leaf (below), not an operand. */
+const termOperands = (t: Term): readonly Expr[] => (t.t === 'gradPenalty' ? [t.of] : operandsOfTerm(t));
 
 /** True when no gradient w.r.t. trained weights can flow out of the expression. */
 const gradFree = (x: Expr): boolean =>
