@@ -313,14 +313,7 @@ export const compileNetwork = (net: Network): Result<Compiled> => {
         });
         return run(store, {}, options, { segment: g, seed })['out']!;
       };
-      const engine = tf.engine() as unknown as {
-        runKernelFunc: (a: {
-          forwardFunc: (b: unknown, save: (ts: tf.Tensor[]) => void) => tf.Tensor;
-          backwardsFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => Record<string, () => tf.Tensor>;
-          inputs: Record<string, tf.Tensor>;
-        }) => tf.Tensor;
-      };
-      return engine.runKernelFunc({
+      return L.runKernelFunc({
         forwardFunc: (_b, save) => {
           save([...names.map((k) => ins[k]!), ...fixed.values()]);
           return forward(names.map((k) => ins[k]!));

@@ -69,6 +69,18 @@ export const instanceNorm = (x: tf.Tensor4D, eps: number): tf.Tensor4D =>
   });
 
 /**
+ * tfjs's engine entry for a kernel with its own forward, saved tensors and gradient (not in its
+ * public types): first-order instance norm here, recomputed segments in forward.ts.
+ */
+export interface KernelFunc {
+  readonly forwardFunc: (b: unknown, save: (ts: tf.Tensor[]) => void) => tf.Tensor;
+  readonly backwardsFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => Record<string, () => tf.Tensor>;
+  readonly inputs: Record<string, tf.Tensor>;
+}
+export const runKernelFunc = (k: KernelFunc): tf.Tensor =>
+  (tf.engine() as unknown as { runKernelFunc: (a: KernelFunc) => tf.Tensor }).runKernelFunc(k);
+
+/**
  * The same instance normalisation as one op with its gradient written out, for calls no gradient
  * of a gradient is taken through (`firstOrder` in forward.ts): its forward runs untaped and the
  * tape keeps only its output, where the composed form keeps 10 tensors of x's size per element
@@ -77,14 +89,7 @@ export const instanceNorm = (x: tf.Tensor4D, eps: number): tf.Tensor4D =>
  * Not twice differentiable: the saved s does not depend on x on the tape.
  */
 export const instanceNormFirstOrder = (x: tf.Tensor4D, eps: number): tf.Tensor4D => {
-  const engine = tf.engine() as unknown as {
-    runKernelFunc: (a: {
-      forwardFunc: (b: unknown, save: (ts: tf.Tensor[]) => void) => tf.Tensor;
-      backwardsFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => Record<string, () => tf.Tensor>;
-      inputs: Record<string, tf.Tensor>;
-    }) => tf.Tensor;
-  };
-  return engine.runKernelFunc({
+  return runKernelFunc({
     forwardFunc: (_b, save) => {
       const [y, s] = tf.tidy(() => {
         const { mean, variance } = tf.moments(x, [1, 2], true);
