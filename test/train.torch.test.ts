@@ -258,11 +258,11 @@ describe('training objectives against PyTorch (tools/torch_reference.py)', () =>
     // its FAN calls, which checks which masks go where exactly (the FAN's own parity is
     // fan.parity.test.ts); a last test runs its own FAN (at 256 x 256, ~9 GMACs per image: wasm).
     const masked = c.frozen !== undefined;
-    // Open: with the reference's masks every value agrees within 3e-6 and every gradient within
-    // 1e-4 except g_ref's cycle term, 2.4e-2 relative (on cpu and wasm alike; PyTorch's own float32
-    // run agrees with its float64 one within 3e-5 there). Not explained yet: bounded, reported.
-    // The case runs on wasm (its last tests run the FAN at 256 x 256, ~9 GMACs per image).
-    const gradTolOf = (phase: string): number => (masked && phase === 'g_ref' ? 5e-2 : TOL);
+    // The case runs on wasm (its last tests run the FAN at 256 x 256, ~9 GMACs per image). Its seed
+    // keeps every kink input the gradients pass (ReLU, LeakyReLU, abs) at least 5e-6 of its
+    // tensor's scale from the kink (tools/torch_reference.py `well_conditioned`): closer, float32
+    // rounding may take the other side, and one LeakyReLU element taken the other way moves this
+    // 64 x 64 generator's gradients by 2% (the previous seed's g_ref cycle term did exactly that).
     describe(`${c.spec}${masked ? ' with wHpf 1 and FAN masks' : ''}`, { skip: masked && !haveFixtures && 'no ../shared fixtures (the FAN weights)' }, () => {
       let l: Loaded;
       before(async () => {
@@ -292,14 +292,14 @@ describe('training objectives against PyTorch (tools/torch_reference.py)', () =>
             const got = evaluate(l, { ...phase, loss: [w] });
             const e = relErr(got.value, r.coef * r.value);
             assert.ok(e <= TOL, `${phaseName} ${w.name}: ${got.value} vs torch ${r.coef} * ${r.value} (relative error ${e.toExponential(2)})`);
-            const ge = compareGrads(`${phaseName} ${w.name}`, got.grads, [r], phase.updates, keys, gradTolOf(phaseName));
+            const ge = compareGrads(`${phaseName} ${w.name}`, got.grads, [r], phase.updates, keys);
             report.push(`${w.name} value ${e.toExponential(1)} grad ${ge.toExponential(1)}`);
           }
           // The whole phase: memoized shared calls (D(x), G(x, c')) and the weighted sum.
           const all = evaluate(l, phase);
           const e = relErr(all.value, ref.total);
           assert.ok(e <= TOL, `${phaseName} total: ${all.value} vs torch ${ref.total}`);
-          const ge = compareGrads(`${phaseName} total`, all.grads, Object.values(ref.terms), phase.updates, keys, gradTolOf(phaseName));
+          const ge = compareGrads(`${phaseName} total`, all.grads, Object.values(ref.terms), phase.updates, keys);
           report.push(`total value ${e.toExponential(1)} grad ${ge.toExponential(1)}`);
           t.diagnostic(report.join('; '));
         });

@@ -494,6 +494,49 @@ def grads_of(value, nets):
     return out
 
 
+class KinkMargin:
+    """While active, records the inputs of the kinks a gradient passes through (ReLU, LeakyReLU and
+    abs, on tensors that require grad): `margin` is the smallest |x| / rms(x) over them. An input
+    that close to a kink is one whose side float32 rounding may flip (the reference's float64 and
+    the tested float32 then differentiate different pieces: one LeakyReLU element flipped moves
+    a 64 x 64 generator's gradients by 2%)."""
+
+    def __enter__(self):
+        self.margin = math.inf
+        self.saved = (F.relu, F.leaky_relu, torch.abs, nn.ReLU.forward, nn.LeakyReLU.forward)
+        relu, leaky, absolute, relu_fwd, leaky_fwd = self.saved
+
+        def seen(x):
+            if x.requires_grad:
+                rms = x.detach().pow(2).mean().sqrt().clamp_min(1e-30)
+                self.margin = min(self.margin, (x.detach().abs() / rms).min().item())
+            return x
+
+        F.relu = lambda x, *a, **k: relu(seen(x), *a, **k)
+        F.leaky_relu = lambda x, *a, **k: leaky(seen(x), *a, **k)
+        torch.abs = lambda x, *a, **k: absolute(seen(x), *a, **k)
+        nn.ReLU.forward = lambda m, x: relu_fwd(m, seen(x))
+        nn.LeakyReLU.forward = lambda m, x: leaky_fwd(m, seen(x))
+        return self
+
+    def __exit__(self, *exc):
+        F.relu, F.leaky_relu, torch.abs, nn.ReLU.forward, nn.LeakyReLU.forward = self.saved
+        return False
+
+
+def well_conditioned(make, seeds, margin):
+    """The case `make(seed)` of the first seed whose kink margin is at least `margin`."""
+    best = 0.0
+    for seed in seeds:
+        with KinkMargin() as k:
+            case = make(seed)
+        if k.margin >= margin:
+            print('  seed %d: kink margin %.2e' % (seed, k.margin))
+            return case
+        best = max(best, k.margin)
+    raise SystemExit('no seed in %s has a kink margin of %.0e (best %.2e)' % (seeds, margin, best))
+
+
 def term(value, coef, nets):
     return {'value': f32(value.item()), 'coef': coef, 'grads': grads_of(value, nets)}
 
@@ -587,7 +630,7 @@ def v1_case():
 FAN_WEIGHTS = os.path.join(ROOT, '..', 'shared', 'fixtures', 'torch', 'v2_fan', 'weights.safetensors')
 
 
-def v2_case(w_hpf=0):
+def v2_case(w_hpf=0, seed=None):
     # 32x32: the smallest size whose generator has a down/up-sampling block pair (log2(32) - 4 = 1;
     # at 16 the official Generator would not even build with w_hpf = 0: its bottleneck loop reads
     # dim_out, which only the down-sampling loop defines).
@@ -598,7 +641,7 @@ def v2_case(w_hpf=0):
     settings = {'imageSize': S, 'baseDim': base, 'maxConvDim': max_conv, 'styleDim': style_dim, 'latentDim': latent_dim,
                 'hiddenDim': hidden, 'numDomains': K, 'wHpf': w_hpf, 'batchSize': B}
     lambda_reg, lambda_sty, lambda_ds, lambda_cyc = 1.0, 1.0, 1.0, 1.0
-    gen = torch.Generator().manual_seed(777 + w_hpf)
+    gen = torch.Generator().manual_seed(777 + w_hpf if seed is None else seed)
     nets = {
         'generator': V2Generator(S, base, max_conv, style_dim) if w_hpf == 0 else V2GeneratorMasks(S, base, max_conv, style_dim, w_hpf),
         'mapping_network': MappingNetwork(latent_dim, style_dim, K, hidden),
@@ -711,7 +754,11 @@ def main():
     fixture = {
         'format': 'starspec/torch-losses@1',
         'generator': 'tools/torch_reference.py (torch %s, float64 compute, float32 storage)' % torch.__version__,
-        'cases': [v1_case(), v2_case()] + ([v2_case(w_hpf=1)] if os.path.exists(FAN_WEIGHTS) else []),
+        # The CelebA-HQ case's 64 x 64 generator adds the unnormalised encoder features of its own
+        # output (values up to ~15 with random weights) before to_rgb's instance norm, so float32
+        # errors there reach ~1e-5 of the activations' scale: its seed is the first from 778
+        # whose kink inputs all lie at least 5e-6 of their tensor's RMS from the kink.
+        'cases': [v1_case(), v2_case()] + ([well_conditioned(lambda seed: v2_case(w_hpf=1, seed=seed), range(778, 978), 5e-6)] if os.path.exists(FAN_WEIGHTS) else []),
     }
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     text = json.dumps(fixture, separators=(',', ':'))
