@@ -10,11 +10,11 @@ import * as E from 'fp-ts/lib/Either.js';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { specError, type Result, type SpecError } from '../dsl/errors.ts';
-import type { Spec } from '../dsl/ir.ts';
+import type { Network, Spec } from '../dsl/ir.ts';
 import { readSafetensorsContentsFile } from '../io/files.ts';
 import type { TensorMap } from '../io/tensor.ts';
 import { parameters } from '../dsl/params.ts';
-import type { Network } from '../dsl/ir.ts';
+import { frozenNets } from '../dsl/walk.ts';
 import { coversKeys, deploymentWeights, mergeWeights, weightsOfNetworks, withPrefix } from '../io/weights.ts';
 import { readSpecFile, sameExperiment } from './load.ts';
 
@@ -108,12 +108,16 @@ export const findNetworkWeights = (spec: Spec, w: Weights, nets: readonly Networ
   for (const net of nets) {
     const t = found.get(net.name)!;
     const keys = parameters(net).map((p) => p.key);
+    const frozen = frozenNets(spec).find((f) => f.net === net.name);
     if (t.size === 0)
       errors.push(
         specError(
           files,
           `has no weights for network '${net.name}'`,
-          nets.length > 1
+          // A frozen network's weights come from elsewhere (the FAN: the published wing.ckpt).
+          frozen !== undefined
+            ? `give ${frozen.source}`
+            : nets.length > 1
             ? `pass a file holding ${nets.map((n) => n.name).join(', ')} under NAME. prefixes (\`starspec import-torch\` without --net writes one from nets_ema), a run directory, or one such file per network`
             : 'pass its weights file, or a run directory',
         ),

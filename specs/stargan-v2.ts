@@ -296,7 +296,7 @@ const pipelines = (s: Settings): readonly Pipeline[] => {
 
 /** Where the FAN's weights come from (the error of `train` without them says so). */
 export const FAN_SOURCE =
-  'the FAN of the published wing.ckpt: `starspec import-torch stargan-v2 wing.ckpt --net fan --out fan.safetensors`, then `--weights fan.safetensors`; or `--set wHpf=0` to train without masks (the AFHQ recipe)';
+  'the FAN of the published wing.ckpt: `starspec import-torch stargan-v2 wing.ckpt --net fan --out fan.safetensors`, then `--weights fan.safetensors` as well; or `--set wHpf=0` for a model without masks (the AFHQ recipe)';
 
 export const build = (s: Settings): Spec => {
   const adam = (net: string, lr: number): Optimizer => ({

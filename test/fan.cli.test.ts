@@ -16,6 +16,8 @@ import { formatError } from '../dsl/errors.ts';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.ts';
 import type { HostTensor, TensorMap } from '../io/tensor.ts';
 import { openOnnx } from '../interpreters/onnx/index.ts';
+import { readImageFile, toRgb8 } from '../io/images.ts';
+import sharp from 'sharp';
 import { failedWithOneLine, starspec, succeeded } from './helpers/cli.ts';
 import { fixturesDir, haveFixtures } from './helpers/specs.ts';
 import { f32, maxAbs } from './helpers/tensors.ts';
@@ -96,6 +98,56 @@ describe('CelebA-HQ from the command line', { skip: !haveFixtures && 'no fixture
         }
       }),
     );
+  });
+
+  // translate_using_reference / translate_using_latent with masks = fan.get_heatmap(x_src): translate
+  // is the reference_synthesis pipeline on the decoded images, FAN and masks included, so its
+  // picture is run's output quantised as it saves images; without the FAN's weights both commands
+  // say where they come from (the published wing.ckpt).
+  test('translate and sample compute the FAN masks; without the FAN they say to import wing.ckpt', async () => {
+    const pipe = io('v2_celeba_pipelines');
+    const png = async (name: string, t: HostTensor): Promise<string> => {
+      const [, , h, w] = t.shape;
+      const one = f32(t).subarray(0, 3 * h! * w!);
+      await sharp(Buffer.from(toRgb8(one, h!, w!)), { raw: { width: w!, height: h!, channels: 3 } }).png().toFile(at(name));
+      return at(name);
+    };
+    const [src, ref] = await Promise.all([png('src.png', pipe.get('x')!), png('ref.png', pipe.get('x_ref')!)]);
+    const decoded = async (p: string): Promise<HostTensor> => {
+      const r = await readImageFile(p, 64);
+      if (E.isLeft(r)) assert.fail(r.left.map(formatError).join('\n'));
+      return { dtype: 'float32', shape: [1, 3, 64, 64], data: r.right.data };
+    };
+    const given = new Map<string, HostTensor>([
+      ['x', await decoded(src)],
+      ['x_ref', await decoded(ref)],
+      ['y', { dtype: 'int64', shape: [1], data: BigInt64Array.of(1n) }],
+    ]);
+    writeFileSync(at('tr.in'), writeSafetensors(given));
+    const w = ['--weights', at('nets.safetensors'), '--weights', at('fan.safetensors')];
+    const [tr, run, sample] = await Promise.all([
+      starspec('translate', 'stargan-v2', ...SET, ...w, '--input', src, '--ref', ref, '--ref-domain', '1', '--out', at('tr.png')),
+      starspec('run', 'stargan-v2', ...SET, '--net', 'reference_synthesis', ...w, '--inputs', at('tr.in'), '--out', at('tr.out')),
+      starspec('sample', 'stargan-v2', ...SET, ...w, '--input', src, '--out', at('sample.png'), '--psi', '0.7', '--per-domain', '1'),
+    ]);
+    succeeded(tr, 'translate');
+    succeeded(run, 'run reference_synthesis');
+    succeeded(sample, 'sample');
+    const want = toRgb8(f32(tensors(at('tr.out')).get('out')!), 64, 64);
+    const got = new Uint8Array(await sharp(at('tr.png')).removeAlpha().raw().toBuffer());
+    assert.equal(got.length, want.length);
+    let worst = 0;
+    for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+    assert.ok(worst <= 1, `translate's picture is reference_synthesis's output (max ${worst} levels apart)`);
+    const m = await sharp(at('sample.png')).metadata();
+    assert.equal(m.height! > 64 && m.width! > 2 * 64, true, 'a grid: the source and one image per domain');
+
+    const noFan = ['--weights', at('nets.safetensors')];
+    const [tr0, sample0] = await Promise.all([
+      starspec('translate', 'stargan-v2', ...SET, ...noFan, '--input', src, '--ref', ref, '--ref-domain', '1', '--out', at('tr0.png')),
+      starspec('sample', 'stargan-v2', ...SET, ...noFan, '--input', src, '--out', at('sample0.png')),
+    ]);
+    for (const r of [tr0, sample0]) failedWithOneLine(r, /no weights for network 'fan'.*wing\.ckpt --net fan/);
   });
 
   const tiny = ['imageSize=32', 'maxConvDim=32', 'styleDim=8', 'latentDim=4', 'batchSize=1'].flatMap((s) => ['--set', s]);

@@ -22,10 +22,9 @@ import { withPrefix } from '../io/weights.ts';
 import { selectBackend, shutdownBackend } from '../interpreters/tfjs/backend.ts';
 import { runPipeline } from '../interpreters/tfjs/run.ts';
 import { emitModels } from '../interpreters/torch/models.ts';
-import { spec } from './helpers/specs.ts';
+import { fixturesDir, haveFixtures, repoRoot, spec } from './helpers/specs.ts';
 import { f32 } from './helpers/tensors.ts';
 import { harness, noTorch, python, tempDir } from './torch.helpers.ts';
-import { repoRoot } from './helpers/specs.ts';
 
 const TOL = 1e-4;
 const right = <A>(r: Result<A>): A => {
@@ -157,5 +156,59 @@ describe('export-torch: each declared pipeline as a module equals the tfjs fold'
     const r = await python(['-c', script]);
     assert.equal(r.code, 0, r.err);
     assert.deepEqual(JSON.parse(r.out.trim()), { kept: true, recomputed: true, count: 3 });
+  });
+});
+
+// CelebA-HQ (wHpf 1): the pipelines call the FAN on x and give its masks to the generator; the
+// FAN's published weights (the shared fixture: random ones give empty masks) and, at 64 x 64,
+// both masks' skips. The two FANs agree to float32 rounding, which flips a few mask pixels at the
+// 0.1 truncation threshold (fan.parity.test.ts): at most 0.5% of the outputs move with them.
+describe('export-torch: the CelebA-HQ pipelines, FAN and masks inside, equal the tfjs fold', { skip: noTorch || (!haveFixtures && 'no ../shared fixtures (the FAN weights)') }, () => {
+  before(async () => {
+    right(await selectBackend('wasm')); // the FAN runs at 256 x 256 (~9 GMACs per image)
+  });
+  after(() => shutdownBackend());
+
+  it('latent_synthesis, reference_synthesis and the truncated one at batch 2 and 1', async () => {
+    const tmp = tempDir('torch-pipelines-celeba');
+    const s = spec('stargan-v2', { ...V2, imageSize: 64, wHpf: 1 });
+    const models = join(tmp, 'models.py');
+    writeFileSync(models, right(emitModels(s)));
+    const w = allWeights(s, 90);
+    const fanFile = join(fixturesDir, 'v2_fan', 'weights.safetensors');
+    const fan = right(readSafetensors(new Uint8Array(readFileSync(fanFile)), fanFile));
+    for (const [k, v] of withPrefix(fan, 'fan')) w.set(k, v);
+    const jobs: Array<{ label: string; models: string; net: string; weights: string; inputs: string; out: string; want: HostTensor }> = [];
+    for (const p of s.pipelines) {
+      assert.ok(networksOf(p).includes('fan'), `${p.name} calls the FAN`);
+      const weights = join(tmp, `w_${p.name}.safetensors`);
+      writeFileSync(weights, writeSafetensors(only(w, networksOf(p))));
+      for (const n of [2, 1]) {
+        const inputs = inputsFor(s, p.name, n);
+        const want = right(await runPipeline(s, p.name, w, inputs)).get('out')!;
+        if (n === 2 && p === s.pipelines[0]) {
+          // The masks the pipelines compute cover something (else the skips would add nothing).
+          const m = right(await runPipeline(s, 'fan', only(w, ['fan']), new Map([['x', inputs.get('x')!]])));
+          for (const k of ['mask0', 'mask1']) assert.ok(f32(m.get(k)!).some((v) => v > 0.5), `${k} of the inputs is not empty`);
+        }
+        const file = join(tmp, `in_${p.name}_${n}.safetensors`);
+        writeFileSync(file, writeSafetensors(inputs));
+        jobs.push({ label: `${p.name} batch ${n}`, models, net: p.name, weights, inputs: file, out: join(tmp, `out_${p.name}_${n}.safetensors`), want });
+      }
+    }
+    const results = await harness<{ ok: boolean; error?: string }>('forward', jobs.map(({ want: _w, label: _l, ...j }) => j), tmp);
+    const failures: string[] = [];
+    results.forEach((r, i) => {
+      const job = jobs[i]!;
+      if (!r.ok) return void failures.push(`${job.label}: ${r.error}`);
+      const out = right(readSafetensors(new Uint8Array(readFileSync(job.out)))).get('out')!;
+      assert.deepEqual([...out.shape], [...job.want.shape], job.label);
+      const [a, b] = [f32(out), f32(job.want)];
+      let offBy = 0;
+      for (let k = 0; k < a.length; k++) if (!(Math.abs(a[k]! - b[k]!) <= TOL * Math.max(1, Math.abs(b[k]!)))) offBy++;
+      if (offBy > 0.005 * a.length) failures.push(`${job.label}: ${offBy} of ${a.length} values differ by more than ${TOL}`);
+    });
+    assert.deepEqual(failures, []);
+    assert.equal(results.length, 2 * s.pipelines.length);
   });
 });
