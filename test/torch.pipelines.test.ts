@@ -174,7 +174,7 @@ describe('export-torch: the CelebA-HQ pipelines, FAN and masks inside, equal the
     const s = spec('stargan-v2', { ...V2, imageSize: 64, wHpf: 1 });
     const models = join(tmp, 'models.py');
     writeFileSync(models, right(emitModels(s)));
-    const w = allWeights(s, 90);
+    const w = new Map(allWeights(s, 90));
     const fanFile = join(fixturesDir, 'v2_fan', 'weights.safetensors');
     const fan = right(readSafetensors(new Uint8Array(readFileSync(fanFile)), fanFile));
     for (const [k, v] of withPrefix(fan, 'fan')) w.set(k, v);
