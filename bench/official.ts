@@ -47,6 +47,11 @@ export interface OfficialResult {
   readonly torchSeconds: number | null;
   readonly torchBatch: number | null;
   readonly torchRssMb: number | null;
+  /**
+   * Where the declared batch was split: the same iteration at the micro-batch as the declared
+   * batch (the largest that fits unsplit), for the time per image with and without splitting.
+   */
+  readonly unsplit?: { readonly batch: number; readonly seconds: number | null; readonly recompute: boolean };
   readonly error?: string;
 }
 
@@ -165,6 +170,13 @@ export const runOfficial = async (o: OfficialOptions): Promise<OfficialResult[]>
     log(`official: ${c.spec} ${c.size} px batch ${c.batch}, wasm:${o.threads} ...`);
     let r = await child(c.spec, c.size, c.batch, o.threads);
     log(`official: ${c.spec}: ${r.seconds === null ? `failed: ${r.error}` : `${r.seconds.toFixed(1)} s`} (micro-batch ${r.microBatch}${r.recompute ? ', recomputed' : ''}; heap ${r.heapMb?.toFixed(0)} MB, estimate ${r.estimateHeapMb.toFixed(0)} MB)`);
+    if (r.seconds !== null && r.microBatch > 0 && r.microBatch < c.batch) {
+      // Micro-batching should cost no time per image against the largest batch that fits whole.
+      log(`official: ${c.spec} ${c.size} px batch ${r.microBatch} unsplit, wasm:${o.threads} ...`);
+      const u = await child(c.spec, c.size, r.microBatch, o.threads);
+      r = { ...r, unsplit: { batch: r.microBatch, seconds: u.seconds, recompute: u.recompute } };
+      log(`official: ${c.spec} batch ${r.microBatch}: ${u.seconds === null ? `failed: ${u.error}` : `${u.seconds.toFixed(1)} s`}`);
+    }
     if (found) {
       // PyTorch keeps a whole batch's activations: where the process cannot, a smaller batch.
       for (const tb of [c.batch, 8, 4, 2, 1].filter((b, i, a) => b <= c.batch && a.indexOf(b) === i)) {
@@ -187,11 +199,13 @@ export const runOfficial = async (o: OfficialOptions): Promise<OfficialResult[]>
 };
 
 export const officialTable = (rows: readonly OfficialResult[]): string => {
-  const head = ['case', 'micro-batch', 'seconds', 'GFLOP/s', 'heap peak', 'estimate', 'error', 'PyTorch', 'ratio'];
+  const head = ['case', 'micro-batch', 'seconds', 'per image', 'unsplit per image', 'GFLOP/s', 'heap peak', 'estimate', 'error', 'PyTorch', 'ratio'];
   const body = rows.map((r) => [
     `${r.spec} ${r.size} px batch ${r.batch} (wasm:${r.threads})`,
     `${r.microBatch}${r.recompute ? ' + recompute' : ''}`,
     r.seconds === null ? `failed: ${r.error ?? ''}` : r.seconds.toFixed(1),
+    r.seconds === null ? '' : (r.seconds / r.batch).toFixed(2),
+    r.unsplit === undefined || r.unsplit.seconds === null ? '' : `${(r.unsplit.seconds / r.unsplit.batch).toFixed(2)} (batch ${r.unsplit.batch}${r.unsplit.recompute ? ', recomputed' : ''})`,
     r.seconds === null ? '' : (r.gflop / r.seconds).toFixed(1),
     r.heapMb === null ? '' : `${(r.heapMb / 1024).toFixed(2)} GB`,
     `${(r.estimateHeapMb / 1024).toFixed(2)} GB`,

@@ -160,12 +160,17 @@ describe('CelebA-HQ from the command line', { skip: !haveFixtures && 'no fixture
   // One step runs the FAN (256 x 256, ~9 GMACs per image) six times, and the closing sample grids
   // more: about 6 minutes on wasm on the 2-core machine under load, so full parity only (the
   // masked objective itself is checked against PyTorch in train.torch.test.ts).
-  test('train with the FAN: a step, and the checkpoint holds the FAN unchanged', { skip: !FULL && 'STARSPEC_FULL_PARITY=1 runs it (minutes)' }, async () => {    // The FAN's weights do not depend on the image size (it always sees 256 x 256).
+  test('train with the FAN: a step, the checkpoint holds the FAN unchanged, and --resume continues from the run alone', { skip: !FULL && 'STARSPEC_FULL_PARITY=1 runs it (minutes)' }, async () => {    // The FAN's weights do not depend on the image size (it always sees 256 x 256).
     succeeded(await starspec('import-torch', 'stargan-v2', join(fixturesDir, 'v2_fan', 'model_legacy.ckpt'), ...tiny, '--net', 'fan', '--out', at('wing.safetensors')), 'import fan');
     succeeded(await starspec('train', 'stargan-v2', ...tiny, '--data', 'synthetic', '--out', at('run1'), '--steps', '1', '--quiet', '--weights', at('wing.safetensors')), 'train with the FAN');
     const ck = tensors(join(at('run1'), 'checkpoint.safetensors'));
     const want = tensors(join(fixturesDir, 'v2_fan', 'weights.safetensors'));
     for (const [k, t] of want) assert.equal(maxAbs(f32(ck.get(`fan.${k}`)!), f32(t)), 0, `checkpoint fan.${k}: the given weights, unchanged`);
     assert.ok(![...ck.keys()].some((k) => k.startsWith('ema.fan.') || k.startsWith('adam.fan.')), 'no EMA or Adam state for the frozen FAN');
+    // The run directory is complete: --resume needs no --weights, and the FAN stays as given.
+    succeeded(await starspec('train', 'stargan-v2', ...tiny, '--data', 'synthetic', '--out', at('run1'), '--steps', '2', '--quiet', '--resume'), 'resume without --weights');
+    const ck2 = tensors(join(at('run1'), 'checkpoint.safetensors'));
+    assert.equal(JSON.parse(readFileSync(join(at('run1'), 'log.jsonl'), 'utf8').trim().split('\n').at(-1)!).step, 2, 'resumed to step 2');
+    for (const [k, t] of want) assert.equal(maxAbs(f32(ck2.get(`fan.${k}`)!), f32(t)), 0, `resumed checkpoint fan.${k}: unchanged`);
   });
 });
