@@ -103,7 +103,12 @@ const planArb: fc.Arbitrary<Plan> = fc.record({
 const STYLE = 3;
 const LABEL = 2;
 
-/** Build the planned network, skipping layers that would not fit the current shape. */
+/**
+ * Build the planned network, skipping layers that would not fit the current shape, and
+ * normalisations of spatially constant channels (a concatenated label; everything, once a 1 x 1
+ * map is upsampled): their variance is 0, so instance norm returns the rounding error of their
+ * mean divided by sqrt(1e-5), which differs between any two float32 engines by up to 1e-3.
+ */
 const build = (plan: Plan): Network => {
   const x = input('x', [plan.channels, plan.size, plan.size]);
   const s = input('s', [STYLE]);
@@ -111,12 +116,18 @@ const build = (plan: Plan): Network => {
   const y = indexInput('y');
   let h: Sym = x;
   let [ch, hh, ww] = [plan.channels, plan.size, plan.size];
+  // Some channels / every channel spatially constant.
+  let someConstant = false;
+  let allConstant = false;
   plan.layers.forEach((l, i) => {
     const path = `l${i}`;
     switch (l.kind) {
       case 'conv':
         if (hh + 2 * l.p < l.k || ww + 2 * l.p < l.k) return;
         h = conv2d({ path, in: ch, out: l.out, k: l.k, s: l.s, p: l.p, bias: l.bias })(h);
+        // Mixed with varying channels: varying; all constant: constant unless padding shows.
+        allConstant = allConstant && l.p === 0;
+        someConstant = allConstant;
         [ch, hh, ww] = [l.out, Math.floor((hh + 2 * l.p - l.k) / l.s) + 1, Math.floor((ww + 2 * l.p - l.k) / l.s) + 1];
         return;
       case 'convT': {
@@ -125,14 +136,16 @@ const build = (plan: Plan): Network => {
         if (oh < 1 || ow < 1 || oh > 16 || ow > 16) return;
         h = convTranspose2d({ path, in: ch, out: l.out, k: l.k, s: l.s, p: l.p, bias: l.bias })(h);
         [ch, hh, ww] = [l.out, oh, ow];
+        // Overlapping (or not) kernel copies vary over the output even from a constant input.
+        allConstant = someConstant = false;
         return;
       }
       case 'norm':
-        if (hh * ww < 2) return;
+        if (hh * ww < 2 || someConstant) return;
         h = instanceNorm({ path, channels: ch, affine: l.affine })(h);
         return;
       case 'adain':
-        if (hh * ww < 2) return;
+        if (hh * ww < 2 || someConstant) return;
         h = adain({ path, channels: ch, styleDim: STYLE, style: s })(h);
         return;
       case 'relu':
@@ -151,12 +164,14 @@ const build = (plan: Plan): Network => {
         return;
       case 'up':
         if (hh > 8 || ww > 8) return;
+        if (hh * ww === 1) allConstant = someConstant = true;
         h = upsampleNearest(path)(h);
         [hh, ww] = [hh * 2, ww * 2];
         return;
       case 'label':
         h = concatLabel(path, h, c);
         ch += LABEL;
+        someConstant = true;
         return;
       case 'residual':
         h = add(path, [h, relu(`${path}.r`)(h)], l.scale);
