@@ -6,7 +6,7 @@ import { writeBytesAtomic } from '../io/files.ts';
 import type { TensorMap } from '../io/tensor.ts';
 import { exportOnnx } from '../interpreters/onnx/index.ts';
 import { freshWeights } from '../api/weights.ts';
-import { describeSources, readWeights } from './weights.ts';
+import { checkFrozenWeights, describeSources, readWeights } from './weights.ts';
 
 /**
  * The exporter reports a weights file that does not fit one error per key (hundreds for a wrong
@@ -41,6 +41,8 @@ export const exportCommand = async (spec: Spec, net: string, weightArgs: readonl
   if (weightArgs.length > 0) {
     const w = await readWeights(spec, weightArgs);
     if (E.isLeft(w)) return w;
+    const frozen = checkFrozenWeights(spec, w.right, net);
+    if (E.isLeft(frozen)) return frozen;
     weights = w.right.tensors;
     from = describeSources(w.right);
   } else weights = freshWeights(spec, { seed });

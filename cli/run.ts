@@ -6,11 +6,13 @@ import { readSafetensorsFile, writeSafetensorsFile } from '../io/files.ts';
 import type { TensorMap } from '../io/tensor.ts';
 import { selectBackend, shutdownBackend, type BackendName } from '../interpreters/tfjs/backend.ts';
 import { runPipeline } from '../interpreters/tfjs/run.ts';
-import { readWeights } from './weights.ts';
+import { checkFrozenWeights, readWeights } from './weights.ts';
 
 export const runCommand = async (spec: Spec, net: string, weightArgs: readonly string[], inputsPath: string, out: string, backend: string): Promise<Result<string>> => {
   const weights = await readWeights(spec, weightArgs);
   if (E.isLeft(weights)) return weights;
+  const frozen = checkFrozenWeights(spec, weights.right, net);
+  if (E.isLeft(frozen)) return frozen;
   const inputs = await readSafetensorsFile(inputsPath);
   if (E.isLeft(inputs)) return inputs;
   const be = await selectBackend(backend as BackendName);

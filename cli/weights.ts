@@ -15,6 +15,7 @@ import { readSafetensorsContentsFile } from '../io/files.ts';
 import type { TensorMap } from '../io/tensor.ts';
 import { parameters } from '../dsl/params.ts';
 import { frozenNets } from '../dsl/walk.ts';
+import { networksOf, pipelineOf } from '../dsl/pipelines.ts';
 import { coversKeys, deploymentWeights, mergeWeights, weightsOfNetworks, withPrefix } from '../io/weights.ts';
 import { readSpecFile, sameExperiment } from './load.ts';
 
@@ -132,6 +133,27 @@ export const findNetworkWeights = (spec: Spec, w: Weights, nets: readonly Networ
       );
   }
   return errors.length > 0 ? E.left(errors) : E.right(found);
+};
+
+/**
+ * The frozen networks a runnable name (`run`/`export --net`) calls must be in the weights, or the
+ * error says where their weights come from (the FAN: the published wing.ckpt) instead of listing
+ * their missing keys.
+ */
+export const checkFrozenWeights = (spec: Spec, w: Weights, name: string): Result<void> => {
+  const resolved = pipelineOf(spec, name);
+  if (resolved === undefined) return E.right(undefined); // the caller reports the unknown name
+  const called = new Set(networksOf(resolved.pipeline));
+  const nets = spec.networks.filter((n) => called.has(n.name));
+  const found = weightsOfNetworks(nets, w.tensors);
+  const errors = frozenNets(spec)
+    .filter((f) => called.has(f.net))
+    .filter((f) => {
+      const t = found.get(f.net)!;
+      return !parameters(nets.find((n) => n.name === f.net)!).some((p) => t.has(p.key));
+    })
+    .map((f) => specError(describeSources(w), `has no weights for network '${f.net}'`, `give ${f.source}`));
+  return errors.length > 0 ? E.left(errors) : E.right(undefined);
 };
 
 /** `EMA weights of step 2`, `weights`: what the networks were given. */

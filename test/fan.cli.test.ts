@@ -104,7 +104,7 @@ describe('CelebA-HQ from the command line', { skip: !haveFixtures && 'no fixture
   // is the reference_synthesis pipeline on the decoded images, FAN and masks included, so its
   // picture is run's output quantised as it saves images; without the FAN's weights both commands
   // say where they come from (the published wing.ckpt).
-  test('translate and sample compute the FAN masks; without the FAN they say to import wing.ckpt', async () => {
+  test('translate and sample compute the FAN masks; without the FAN they, run and export say to import wing.ckpt', async () => {
     const pipe = io('v2_celeba_pipelines');
     const png = async (name: string, t: HostTensor): Promise<string> => {
       const [, , h, w] = t.shape;
@@ -143,11 +143,13 @@ describe('CelebA-HQ from the command line', { skip: !haveFixtures && 'no fixture
     assert.equal(m.height! > 64 && m.width! > 2 * 64, true, 'a grid: the source and one image per domain');
 
     const noFan = ['--weights', at('nets.safetensors')];
-    const [tr0, sample0] = await Promise.all([
+    const without = await Promise.all([
       starspec('translate', 'stargan-v2', ...SET, ...noFan, '--input', src, '--ref', ref, '--ref-domain', '1', '--out', at('tr0.png')),
       starspec('sample', 'stargan-v2', ...SET, ...noFan, '--input', src, '--out', at('sample0.png')),
+      starspec('run', 'stargan-v2', ...SET, '--net', 'reference_synthesis', ...noFan, '--inputs', at('tr.in'), '--out', at('tr0.out')),
+      starspec('export', 'stargan-v2', ...SET, '--net', 'latent_synthesis', ...noFan, '--out', at('l0.onnx')),
     ]);
-    for (const r of [tr0, sample0]) failedWithOneLine(r, /no weights for network 'fan'.*wing\.ckpt --net fan/);
+    for (const r of without) failedWithOneLine(r, /no weights for network 'fan'.*wing\.ckpt --net fan/);
   });
 
   const tiny = ['imageSize=32', 'maxConvDim=32', 'styleDim=8', 'latentDim=4', 'batchSize=1'].flatMap((s) => ['--set', s]);
