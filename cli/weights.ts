@@ -136,9 +136,9 @@ export const findNetworkWeights = (spec: Spec, w: Weights, nets: readonly Networ
 };
 
 /**
- * The frozen networks a runnable name (`run`/`export --net`) calls must be in the weights, or the
- * error says where their weights come from (the FAN: the published wing.ckpt) instead of listing
- * their missing keys.
+ * Weights holding every network a runnable name (`run`/`export --net`) calls but a frozen one:
+ * the error says where the frozen network's weights come from (the FAN: the published wing.ckpt)
+ * instead of listing its missing keys. Any other mismatch is left to the network's own check.
  */
 export const checkFrozenWeights = (spec: Spec, w: Weights, name: string): Result<void> => {
   const resolved = pipelineOf(spec, name);
@@ -146,13 +146,13 @@ export const checkFrozenWeights = (spec: Spec, w: Weights, name: string): Result
   const called = new Set(networksOf(resolved.pipeline));
   const nets = spec.networks.filter((n) => called.has(n.name));
   const found = weightsOfNetworks(nets, w.tensors);
-  const errors = frozenNets(spec)
-    .filter((f) => called.has(f.net))
-    .filter((f) => {
-      const t = found.get(f.net)!;
-      return !parameters(nets.find((n) => n.name === f.net)!).some((p) => t.has(p.key));
-    })
-    .map((f) => specError(describeSources(w), `has no weights for network '${f.net}'`, `give ${f.source}`));
+  const given = (n: Network): boolean => parameters(n).some((p) => found.get(n.name)!.has(p.key));
+  const frozen = new Map(frozenNets(spec).map((f) => [f.net, f.source]));
+  // Only when the rest is there: otherwise the weights' whole mismatch is the message.
+  if (!nets.every((n) => frozen.has(n.name) || given(n))) return E.right(undefined);
+  const errors = nets
+    .filter((n) => frozen.has(n.name) && !given(n))
+    .map((n) => specError(describeSources(w), `has no weights for network '${n.name}'`, `give ${frozen.get(n.name)!}`));
   return errors.length > 0 ? E.left(errors) : E.right(undefined);
 };
 
