@@ -23,6 +23,7 @@ import { selectBackend, shutdownBackend } from '../interpreters/tfjs/backend.ts'
 import { disposeState, initState } from '../interpreters/tfjs/train/state.ts';
 import { drawRandom, makeTrainer, type Batch } from '../interpreters/tfjs/train/step.ts';
 import { modelGflop, specFor, type SpecName } from './plan.ts';
+import { trackLiveBytes } from './tape.ts';
 import { findTorch, startTorch } from './torch.ts';
 
 export const OFFICIAL: ReadonlyArray<{ readonly spec: SpecName; readonly size: number; readonly batch: number }> = [
@@ -55,33 +56,6 @@ export interface OfficialResult {
   readonly error?: string;
 }
 
-/** Peak bytes of live tensor data (distinct buffers: tfjs' numBytes counts shared handles twice). */
-const trackPeak = (): { readonly peak: () => number } => {
-  const engine = tf.engine() as unknown as {
-    state: { tensorInfo: { has: (d: object) => boolean; get: (d: object) => { bytes: number; backend: unknown } } };
-    trackTensor: (a: { dataId: object }, b: unknown) => void;
-    removeDataId: (d: object, b: unknown) => void;
-  };
-  let live = 0;
-  let peak = 0;
-  const track = engine.trackTensor.bind(engine);
-  engine.trackTensor = (a, b) => {
-    const fresh = !engine.state.tensorInfo.has(a.dataId);
-    track(a, b);
-    if (fresh) {
-      live += engine.state.tensorInfo.get(a.dataId).bytes;
-      peak = Math.max(peak, live);
-    }
-  };
-  const remove = engine.removeDataId.bind(engine);
-  engine.removeDataId = (d, b) => {
-    const info = engine.state.tensorInfo.get(d);
-    if (info && info.backend === b) live -= info.bytes;
-    remove(d, b);
-  };
-  return { peak: () => peak };
-};
-
 const heapBytes = (): number | null => {
   const n = (tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm?.HEAPU8?.buffer.byteLength;
   return n === undefined ? null : n;
@@ -107,7 +81,7 @@ export const runOfficialCase = async (spec: SpecName, size: number, batch: numbe
   const s = specFor(spec, size, batch);
   const b = await selectBackend('wasm', { threads });
   if (E.isLeft(b)) throw new Error(b.left.map((e) => e.message).join('; '));
-  const tracker = trackPeak();
+  const tracker = trackLiveBytes();
   const plan = planMicroBatch(s, 'wasm');
   const gflop = modelGflop(spec, 'train_step', size, batch);
   const base = { spec, size, batch, threads: b.right.threads, gflop, torchSeconds: null, torchBatch: null, torchRssMb: null };

@@ -45,34 +45,54 @@ export const UNITS: Readonly<Record<string, TapeUnit>> = {
   'avgPool + upsampleNearest': { make: (h, _s, id) => B.upsampleNearest(id(), 2)(B.avgPool(id(), 2)(h)), size: 1.25 },
 };
 
-/** Live bytes of distinct buffers (tfjs' numBytes counts shared handles twice). */
-const liveBytes = (): (() => number) => {
+/**
+ * The engine's live bytes of distinct tensor buffers (tfjs' numBytes counts shared handles twice)
+ * and their peak since `resetPeak`, counted from its creation; `stop` puts the engine back.
+ */
+export interface LiveBytes {
+  readonly live: () => number;
+  readonly peak: () => number;
+  readonly resetPeak: () => void;
+  readonly stop: () => void;
+}
+
+export const trackLiveBytes = (): LiveBytes => {
   const engine = tf.engine() as unknown as {
     state: { tensorInfo: { has: (d: object) => boolean; get: (d: object) => { bytes: number; backend: unknown } } };
     trackTensor: (a: { dataId: object }, b: unknown) => void;
     removeDataId: (d: object, b: unknown) => void;
   };
   let live = 0;
-  const track = engine.trackTensor.bind(engine);
-  engine.trackTensor = (a, b) => {
-    const fresh = !engine.state.tensorInfo.has(a.dataId);
-    track(a, b);
-    if (fresh) live += engine.state.tensorInfo.get(a.dataId).bytes;
+  let peak = 0;
+  const track = engine.trackTensor;
+  const remove = engine.removeDataId;
+  engine.trackTensor = function (this: typeof engine, a, b) {
+    const fresh = !this.state.tensorInfo.has(a.dataId);
+    track.call(this, a, b);
+    if (fresh) peak = Math.max(peak, (live += this.state.tensorInfo.get(a.dataId).bytes));
   };
-  const remove = engine.removeDataId.bind(engine);
-  engine.removeDataId = (d, b) => {
-    const info = engine.state.tensorInfo.get(d);
+  engine.removeDataId = function (this: typeof engine, d, b) {
+    const info = this.state.tensorInfo.get(d);
     if (info && info.backend === b) live -= info.bytes;
-    remove(d, b);
+    remove.call(this, d, b);
   };
-  return () => live;
+  return {
+    live: () => live,
+    peak: () => peak,
+    resetPeak: () => void (peak = live),
+    stop: () => {
+      engine.trackTensor = track;
+      engine.removeDataId = remove;
+    },
+  };
 };
 
-let live: (() => number) | null = null;
+let tracker: LiveBytes | null = null;
 
 /** Tensors of the unit's output size the tape keeps per element, first and second order. */
 export const measureUnit = (name: string, order: 1 | 2, n = 2, c = 16, h = 16): number => {
-  live ??= liveBytes();
+  tracker ??= trackLiveBytes();
+  const live = tracker.live;
   const at = (k: number): number => {
     let uid = 0;
     const id = (): string => `u${uid++}`;
@@ -87,13 +107,13 @@ export const measureUnit = (name: string, order: 1 | 2, n = 2, c = 16, h = 16): 
     const params = p.right as Map<string, tf.Variable>;
     const xin = tf.randomNormal([n, h, h, c]);
     const ins = { x: xin, s: tf.randomNormal([n, 16]) };
-    const before = live!();
+    const before = live();
     let kept = 0;
     // The first conv's weight is read through this op: its gradient runs last in the backward pass.
     const probe = tf.customGrad((...a: Array<tf.Tensor | tf.GradSaveFunc>) => ({
       value: tf.clone(a[0] as tf.Tensor),
       gradFunc: (dy: tf.Tensor) => {
-        kept = live!() - before;
+        kept = live() - before;
         return tf.clone(dy);
       },
     })) as (w: tf.Tensor) => tf.Tensor;

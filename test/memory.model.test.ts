@@ -32,7 +32,7 @@ import * as L from '../interpreters/tfjs/lowerings.ts';
 import { disposeState, initState } from '../interpreters/tfjs/train/state.ts';
 import { drawRandom, makeTrainer } from '../interpreters/tfjs/train/step.ts';
 import { syntheticProvider } from '../io/datasets/provider.ts';
-import { measureUnit } from '../bench/tape.ts';
+import { measureUnit, trackLiveBytes } from '../bench/tape.ts';
 import { spec } from './helpers/specs.ts';
 
 const right = <A>(r: Result<A>): A => {
@@ -69,25 +69,7 @@ describe('the memory model', () => {
   });
 
   test('a phase: estimated live tensors within 25% of the measured peak (whole, micro-batched, recomputed)', async () => {
-    const engine = tf.engine() as unknown as {
-      state: { tensorInfo: { has: (d: object) => boolean; get: (d: object) => { bytes: number; backend: unknown } } };
-      trackTensor: (a: { dataId: object }, b: unknown) => void;
-      removeDataId: (d: object, b: unknown) => void;
-    };
-    let live = 0;
-    let peak = 0;
-    const track = engine.trackTensor;
-    const remove = engine.removeDataId;
-    engine.trackTensor = function (this: typeof engine, a, b) {
-      const fresh = !this.state.tensorInfo.has(a.dataId);
-      track.call(this, a, b);
-      if (fresh) peak = Math.max(peak, (live += this.state.tensorInfo.get(a.dataId).bytes));
-    };
-    engine.removeDataId = function (this: typeof engine, d, b) {
-      const info = this.state.tensorInfo.get(d);
-      if (info && info.backend === b) live -= info.bytes;
-      remove.call(this, d, b);
-    };
+    const tracker = trackLiveBytes();
     const errors: string[] = [];
     try {
       for (const [name, set, options] of [
@@ -108,9 +90,9 @@ describe('the memory model', () => {
           const h = right(await provider.batch(ds, 0, tr.batchSize));
           const batch = new Map([[ds, new Map([...h].map(([k, t]): [string, tf.Tensor] => [k, t.shape.length === 4 ? tf.tidy(() => tf.transpose(tf.tensor(t.data as Float32Array, [...t.shape]), [0, 2, 3, 1])) : tf.tensor(t.data as Float32Array | Int32Array, [...t.shape], t.dtype === 'int32' ? 'int32' : 'float32')]))]]);
           const random = drawRandom(tr.random, tr.seed, 0, tr.batchSize);
-          peak = live;
+          tracker.resetPeak();
           const out = right(trainer.step(state, batch, random, options));
-          const measured = peak;
+          const measured = tracker.peak();
           tf.dispose([...random.values(), ...batch.get(ds)!.values()]);
           disposeState(out.state);
           const est = right(trainingMemory(s, { ...options, backend: 'host' }))[0]!.tensors;
@@ -119,8 +101,7 @@ describe('the memory model', () => {
         }
       }
     } finally {
-      engine.trackTensor = track;
-      engine.removeDataId = remove;
+      tracker.stop();
     }
     assert.deepEqual(errors, []);
   });
