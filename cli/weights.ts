@@ -10,7 +10,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { specError, type Result, type SpecError } from '../dsl/errors.ts';
-import type { Network, Spec } from '../dsl/ir.ts';
+import type { Frozen, Network, Spec } from '../dsl/ir.ts';
 import { readSafetensorsContentsFile } from '../io/files.ts';
 import type { TensorMap } from '../io/tensor.ts';
 import { parameters } from '../dsl/params.ts';
@@ -97,6 +97,9 @@ export const readWeights = async (spec: Spec, args: readonly string[]): Promise<
 /** The files in a message: `a.safetensors` or `a.safetensors + b.safetensors`. */
 export const describeSources = (w: Weights): string => w.sources.map((s) => s.file).join(' + ');
 
+/** A frozen network's weights come from elsewhere (the FAN: the published wing.ckpt): say where. */
+const frozenMissing = (files: string, f: Frozen): SpecError => specError(files, `has no weights for network '${f.net}'`, `give ${f.source}`);
+
 /**
  * Each network's weights in the merged `--weights` (`weightsOfNetworks`: `NAME.`-prefixed, or one
  * network's official names when just that one is used), found but not yet validated; a network
@@ -112,16 +115,15 @@ export const findNetworkWeights = (spec: Spec, w: Weights, nets: readonly Networ
     const frozen = frozenNets(spec).find((f) => f.net === net.name);
     if (t.size === 0)
       errors.push(
-        specError(
-          files,
-          `has no weights for network '${net.name}'`,
-          // A frozen network's weights come from elsewhere (the FAN: the published wing.ckpt).
-          frozen !== undefined
-            ? `give ${frozen.source}`
-            : nets.length > 1
-            ? `pass a file holding ${nets.map((n) => n.name).join(', ')} under NAME. prefixes (\`starspec import-torch\` without --net writes one from nets_ema), a run directory, or one such file per network`
-            : 'pass its weights file, or a run directory',
-        ),
+        frozen !== undefined
+          ? frozenMissing(files, frozen)
+          : specError(
+              files,
+              `has no weights for network '${net.name}'`,
+              nets.length > 1
+                ? `pass a file holding ${nets.map((n) => n.name).join(', ')} under NAME. prefixes (\`starspec import-torch\` without --net writes one from nets_ema), a run directory, or one such file per network`
+                : 'pass its weights file, or a run directory',
+            ),
       );
     else if (!keys.some((k) => t.has(k)))
       errors.push(
@@ -147,12 +149,10 @@ export const checkFrozenWeights = (spec: Spec, w: Weights, name: string): Result
   const nets = spec.networks.filter((n) => called.has(n.name));
   const found = weightsOfNetworks(nets, w.tensors);
   const given = (n: Network): boolean => parameters(n).some((p) => found.get(n.name)!.has(p.key));
-  const frozen = new Map(frozenNets(spec).map((f) => [f.net, f.source]));
+  const frozen = new Map(frozenNets(spec).map((f) => [f.net, f]));
   // Only when the rest is there: otherwise the weights' whole mismatch is the message.
   if (!nets.every((n) => frozen.has(n.name) || given(n))) return E.right(undefined);
-  const errors = nets
-    .filter((n) => frozen.has(n.name) && !given(n))
-    .map((n) => specError(describeSources(w), `has no weights for network '${n.name}'`, `give ${frozen.get(n.name)!}`));
+  const errors = nets.filter((n) => frozen.has(n.name) && !given(n)).map((n) => frozenMissing(describeSources(w), frozen.get(n.name)!));
   return errors.length > 0 ? E.left(errors) : E.right(undefined);
 };
 

@@ -60,7 +60,6 @@ const ownRows = (x: Expr): Rows => {
 /** Whether x depends on the batch (its data, random draws or batch-shaped fills), not only on constants. */
 const batchShaped = (x: Expr): boolean => x.e === 'data' || x.e === 'random' || x.e === 'fill' || children(x).some(batchShaped);
 
-
 /**
  * How a term reduces over the batch. Every term of the IR is a mean over the batch of a
  * per-sample value (`bceSumPerBatch`: a per-sample sum, then divided by N; `gradPenalty`: each
